@@ -1,0 +1,44 @@
+# The README's commands. Everything installs into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## run: the whole platform on http://127.0.0.1:8000, no external server (SQLite, local broker)
+run: install
+	$(BIN)/python -m services.gateway.embedded
+
+## test: every test tier against real Postgres, RabbitMQ and Redis
+test: install-dev
+	$(BIN)/pytest
+
+unit: install-dev
+	$(BIN)/pytest tests/unit
+
+integration: install-dev
+	$(BIN)/pytest tests/integration
+
+e2e: install-dev
+	$(BIN)/pytest tests/e2e
+
+## stack: each service under gunicorn, relay, worker and beat, on localhost's Postgres/RabbitMQ/Redis
+stack: install
+	$(BIN)/python -m services.gateway.stack
+
+migrate: install
+	$(BIN)/alembic upgrade head

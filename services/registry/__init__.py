@@ -1,0 +1,17 @@
+"""Registry service: models, versions, aliases, datasets, artifacts and lineage."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from shared.config import Settings
+from shared.web import Runtime, create_service_app
+
+
+def register(api: Api, rt: Runtime) -> None:
+    """Mount the registry's routes (the all-in-one composition calls this too)."""
+
+
+def create_app(settings: Settings | dict | None = None) -> Flask:
+    return create_service_app("registry", [register], settings)

@@ -1,0 +1,1 @@
+"""Registry tables: models, versions, aliases, datasets, artifacts, lineage (being built)."""

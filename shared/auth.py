@@ -1,0 +1,150 @@
+"""Authentication (JWT bearer tokens and API keys) and the role check every endpoint declares.
+
+Roles are ordered; each includes the ones before it. The API key table lives here because every
+service must check keys on every request; only the identity service writes it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from flask import Flask, g, request
+from flask_jwt_extended import JWTManager, create_access_token, decode_token
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from shared.config import Settings
+from shared.db import Base, UUIDPrimaryKey, utcnow
+from shared.errors import Forbidden, Unauthorized
+
+ROLES = ("viewer", "data_scientist", "ml_engineer", "admin")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+API_KEY_PREFIX = "myd"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling: a user, directly (token) or through one of their API keys."""
+
+    id: str
+    name: str
+    role: str
+    via: str  # "token" or "api_key"
+
+    def has_role(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class ApiKey(UUIDPrimaryKey, Base):
+    __tablename__ = "api_keys"
+
+    name: Mapped[str] = mapped_column(sa.String(255))
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    role: Mapped[str] = mapped_column(sa.String(32))
+    owner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    owner_name: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+def init_auth(app: Flask, settings: Settings) -> None:
+    secret = settings.jwt_secret or secrets.token_urlsafe(32)
+    app.config.update(
+        JWT_SECRET_KEY=secret,
+        JWT_ALGORITHM="HS256",
+        # Only HS256 is ever accepted: a token claiming `alg: none` or another algorithm is refused.
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_ACCESS_TOKEN_EXPIRES=settings.jwt_expires_seconds,
+        JWT_TOKEN_LOCATION=["headers"],
+    )
+    JWTManager(app)
+
+
+def issue_token(*, user_id: str, username: str, role: str) -> str:
+    return create_access_token(identity=user_id, additional_claims={"name": username, "role": role})
+
+
+def hash_key(key: str) -> str:
+    # Keys carry 256 bits of randomness, so a fast hash is enough; no salt or stretching is needed.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh key and its public prefix; the key is shown once and only its hash is stored."""
+    prefix = secrets.token_hex(4)
+    return f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def actor_from_api_key(session: Session, key: str) -> Actor:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+        raise Unauthorized("The API key is malformed.")
+    row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == parts[1]))
+    if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):
+        raise Unauthorized("The API key is not valid.")
+    if row.revoked_at is not None:
+        raise Unauthorized("The API key has been revoked.")
+    if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
+        raise Unauthorized("The API key has expired.")
+    return Actor(id=str(row.owner_id), name=row.owner_name, role=row.role, via="api_key")
+
+
+def actor_from_token(token: str) -> Actor:
+    try:
+        claims = decode_token(token)
+    except Exception as exc:  # PyJWT and flask-jwt-extended raise many types; all mean "not valid"
+        raise Unauthorized(f"The bearer token is not valid: {exc}.") from exc
+    if claims.get("type") != "access" or claims.get("role") not in ROLE_RANK or not claims.get("sub"):
+        raise Unauthorized("The bearer token is not an access token.")
+    return Actor(id=claims["sub"], name=claims.get("name", claims["sub"]), role=claims["role"], via="token")
+
+
+def authenticate(session_factory) -> Actor:
+    """Read the caller from `Authorization: Bearer` or `X-API-Key`; 401 if neither is valid."""
+    api_key = request.headers.get("X-API-Key")
+    if api_key:
+        with session_factory() as session:
+            return actor_from_api_key(session, api_key)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send `Authorization: Bearer <token>` or `X-API-Key: <key>`.")
+    return actor_from_token(token.strip())
+
+
+def requires(role: str):
+    """Decorate a view: authenticate the caller and demand at least `role`."""
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            from shared.web import runtime  # the edge wires auth; imported late to keep modules acyclic
+
+            actor = authenticate(runtime().db.sessions)
+            if not actor.has_role(role):
+                raise Forbidden(f"This needs the {role} role; you have {actor.role}.")
+            g.actor = actor
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def current_actor() -> Actor:
+    return g.actor

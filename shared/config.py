@@ -1,0 +1,108 @@
+"""Typed settings read once from defaults, the profile and `MODELYARD_*` environment variables.
+
+Nothing here runs at import: call `load_settings()` (or pass a dict in tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+PROFILES = ("development", "testing", "production")
+SECRET_FIELDS = {"jwt_secret", "artifact_keys", "admin_password"}
+
+
+class ConfigError(RuntimeError):
+    """The settings cannot start the platform (missing secret, bad value)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    # Where state lives. The embedded default needs no server at all.
+    database_url: str = "sqlite:///var/modelyard.db"
+    broker_url: str = "sqla+sqlite:///var/broker.db"
+    # Events: "amqp://..." publishes to RabbitMQ; "local" dispatches to in-process subscribers.
+    events_url: str = "local"
+    events_exchange: str = "modelyard.events"
+    redis_url: str = ""  # empty: in-process cache
+    cache_prefix: str = "modelyard:"
+    cache_ttl_seconds: int = 300
+    artifact_root: str = "var/artifacts"
+    # "kid:base64key,kid2:base64key"; the first is current, the rest still decrypt.
+    artifact_keys: str = ""
+    data_root: str = "var/data"
+    jwt_secret: str = ""
+    jwt_expires_seconds: int = 3600
+    max_json_bytes: int = 1 << 20
+    max_upload_bytes: int = 2 << 30
+    admin_username: str = "admin"
+    admin_password: str = ""
+    relay_batch_size: int = 200
+    relay_poll_seconds: float = 0.2
+    consumer_max_retries: int = 3
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with secrets hidden, for `modelyard config show`."""
+        shown = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "********"
+            elif f.name.endswith("_url") and "@" in str(value):
+                scheme, _, rest = str(value).partition("://")
+                value = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
+            shown[f.name] = value
+        shown.pop("extra")
+        return shown
+
+
+_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "development": {},
+    "testing": {"jwt_expires_seconds": 600, "max_upload_bytes": 64 << 20},
+    "production": {},
+}
+
+
+def _coerce(raw: str, target: Any) -> Any:
+    if isinstance(target, bool):
+        return raw.lower() in {"1", "true", "yes", "on"}
+    if isinstance(target, int):
+        return int(raw)
+    if isinstance(target, float):
+        return float(raw)
+    return raw
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the profile's, then `MODELYARD_*` variables, then `overrides`."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    env = overrides.get("env") or environ.get("MODELYARD_ENV", "development")
+    if env not in PROFILES:
+        raise ConfigError(f"MODELYARD_ENV must be one of {', '.join(PROFILES)}, not {env!r}")
+    base = Settings()
+    values: dict[str, Any] = {"env": env, **_PROFILE_DEFAULTS[env]}
+    for f in fields(Settings):
+        if f.name in {"env", "extra"}:
+            continue
+        raw = environ.get(f"MODELYARD_{f.name.upper()}")
+        if raw is not None:
+            try:
+                values[f.name] = _coerce(raw, getattr(base, f.name))
+            except ValueError as exc:
+                raise ConfigError(f"MODELYARD_{f.name.upper()}: {exc}") from exc
+    values.update(overrides)
+    settings = dataclasses.replace(base, **values)
+    if settings.env == "production":
+        missing = [name for name in ("jwt_secret", "artifact_keys") if not getattr(settings, name)]
+        if missing:
+            raise ConfigError(
+                "production refuses to start without "
+                + " and ".join(f"MODELYARD_{name.upper()}" for name in missing)
+            )
+    return settings

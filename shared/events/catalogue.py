@@ -1,0 +1,99 @@
+"""The event catalogue: the envelope and one marshmallow schema per event type.
+
+This is a public interface: external systems subscribe to these types. Add fields, never rename.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
+
+from shared.db import utcnow
+
+SCHEMA_VERSION = 1
+
+
+class Envelope(Schema):
+    id = fields.UUID(required=True)
+    type = fields.String(required=True)
+    occurred_at = fields.DateTime(required=True)
+    producer = fields.String(required=True)
+    schema_version = fields.Integer(required=True)
+    payload = fields.Dict(required=True)
+
+
+class _Payload(Schema):
+    class Meta:
+        unknown = EXCLUDE  # consumers tolerate fields added after they were written
+
+
+class ModelPayload(_Payload):
+    model_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    status = fields.String(required=True)
+    actor = fields.String(required=True)
+    changes = fields.Dict()
+
+
+class ModelVersionRegistered(_Payload):
+    model_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    artifact_sha256 = fields.String(required=True)
+    dataset_id = fields.UUID(allow_none=True)
+    training_job_id = fields.UUID(allow_none=True)
+    actor = fields.String(required=True)
+
+
+class AliasSet(_Payload):
+    model_id = fields.UUID(required=True)
+    alias = fields.String(required=True)
+    version = fields.Integer(allow_none=True)  # None: the alias was removed
+    previous_version = fields.Integer(allow_none=True)
+    actor = fields.String(required=True)
+
+
+class DatasetRegistered(_Payload):
+    dataset_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    sha256 = fields.String(required=True)
+    rows = fields.Integer(required=True)
+    actor = fields.String(required=True)
+
+
+CATALOGUE: dict[str, type[Schema]] = {
+    "model.created": ModelPayload,
+    "model.updated": ModelPayload,
+    "model.archived": ModelPayload,
+    "model_version.registered": ModelVersionRegistered,
+    "model_version.alias_set": AliasSet,
+    "dataset.registered": DatasetRegistered,
+}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def validate_payload(event_type: str, payload: dict) -> dict[str, Any]:
+    """Return the payload as JSON-ready data, or raise if it breaks its schema."""
+    schema_cls = CATALOGUE.get(event_type)
+    if schema_cls is None:
+        raise UnknownEventType(f"{event_type!r} is not in the event catalogue")
+    schema = schema_cls()
+    errors = schema.validate(schema.dump(payload))
+    if errors:
+        raise ValidationError(errors)
+    return schema.dump(payload)
+
+
+def build_envelope(event_type: str, payload: dict, *, producer: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "occurred_at": utcnow().isoformat(),
+        "producer": producer,
+        "schema_version": SCHEMA_VERSION,
+        "payload": validate_payload(event_type, payload),
+    }

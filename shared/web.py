@@ -1,0 +1,203 @@
+"""The Flask edge every service shares: app factory, one transaction per request, body rules,
+health, readiness and Prometheus metrics.
+
+A service contributes blueprints; `create_service_app` wires everything else the same way for all.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from flask import Flask, Response, current_app, g, request
+from flask.views import MethodView
+from flask_smorest import Api
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy.orm import Session
+
+from shared.auth import init_auth
+from shared.config import Settings, load_settings
+from shared.db import Database
+from shared.errors import DomainError, UnsupportedMediaType, install_error_handlers, problem
+
+JSON_TYPES = frozenset({"application/json"})
+MULTIPART = "multipart/form-data"
+
+
+@dataclass
+class Runtime:
+    """Per-process dependencies of a service, built once by the app factory."""
+
+    settings: Settings
+    db: Database
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["modelyard"]
+
+
+def db_session() -> Session:
+    """The request's session; committed once when the view returns, rolled back on error."""
+    if "db_session" not in g:
+        g.db_session = runtime().db.sessions()
+    return g.db_session
+
+
+def request_id() -> str:
+    return g.get("request_id") or "-"
+
+
+def accepts(*content_types: str):
+    """Declare the body types a view method takes (default: JSON only); others get 415."""
+
+    def mark(fn):
+        fn.accepted_content_types = frozenset(content_types)
+        return fn
+
+    return mark
+
+
+class ModelyardFlask(Flask):
+    def dispatch_request(self):
+        # Committing inside dispatch means a failed commit goes through the same error handlers
+        # as any other exception, and the client never sees a success for an unsaved change.
+        rv = super().dispatch_request()
+        session = g.pop("db_session", None)
+        if session is not None:
+            try:
+                session.commit()
+            finally:
+                session.close()
+        return rv
+
+
+def _accepted_types() -> frozenset[str]:
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    method = getattr(view_class, request.method.lower(), None) if view_class else view
+    return getattr(method, "accepted_content_types", JSON_TYPES)
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+
+
+def _check_body() -> Response | None:
+    """Body rules for every write: right content type (415), size limit (413), JSON object (400)."""
+    if request.method not in {"POST", "PUT", "PATCH"} or not _has_body():
+        return None
+    settings = runtime().settings
+    mimetype = request.mimetype
+    accepted = _accepted_types()
+    if mimetype not in accepted:
+        raise UnsupportedMediaType(
+            f"Content-Type {mimetype or '(none)'} is not accepted here; send {' or '.join(sorted(accepted))}"
+        )
+    request.max_content_length = settings.max_upload_bytes if mimetype == MULTIPART else settings.max_json_bytes
+    if mimetype in JSON_TYPES:
+        body = request.get_json(silent=True)
+        if body is None:
+            return problem(400, "Bad request", "The body is not valid JSON.", slug="malformed-json")
+        if not isinstance(body, dict):
+            return problem(400, "Bad request", "The body must be a JSON object.", slug="malformed-json")
+    return None
+
+
+def _install_metrics(app: Flask, rt: Runtime, service: str) -> None:
+    requests_total = Counter(
+        "modelyard_http_requests_total", "HTTP requests", ["service", "method", "endpoint", "status"],
+        registry=rt.registry,
+    )
+    latency = Histogram(
+        "modelyard_http_request_seconds", "HTTP request latency", ["service", "method", "endpoint"],
+        registry=rt.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+    )
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+
+    @app.after_request
+    def _finish(response: Response):
+        endpoint = request.endpoint or "unmatched"
+        requests_total.labels(service, request.method, endpoint, response.status_code).inc()
+        latency.labels(service, request.method, endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        response.headers["X-Request-ID"] = request_id()
+        return response
+
+
+def _install_probes(app: Flask, rt: Runtime) -> None:
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        checks: dict[str, str] = {}
+        ready = True
+        for name, check in {"database": rt.db.ping, **rt.readiness_checks}.items():
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # readiness reports every failure, whatever its kind
+                checks[name] = f"unavailable: {exc.__class__.__name__}"
+                ready = False
+        return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(generate_latest(rt.registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def create_service_app(
+    service: str,
+    blueprints: Iterable[Callable[[Api, Runtime], None]],
+    settings: Settings | dict | None = None,
+    runtime_hooks: Iterable[Callable[[Runtime], None]] = (),
+) -> Flask:
+    """Build a service: `blueprints` are callables that register routes on the shared Api."""
+    if not isinstance(settings, Settings):
+        settings = load_settings(settings)
+    app = ModelyardFlask(service)
+    app.config.update(
+        API_TITLE="Modelyard",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    rt = Runtime(settings=settings, db=Database(settings.database_url))
+    app.extensions["modelyard"] = rt
+    init_auth(app, settings)
+    _install_metrics(app, rt, service)
+    app.before_request(_check_body)
+    _install_probes(app, rt)
+
+    @app.teardown_request
+    def _close_session(_exc):
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.rollback()
+            session.close()
+
+    for hook in runtime_hooks:
+        hook(rt)
+    api = Api(app)
+    # After Api(): flask-smorest installs its own HTTPException handler, which ours replaces.
+    install_error_handlers(app)
+    for register in blueprints:
+        register(api, rt)
+    return app
+
+
+__all__ = [
+    "DomainError", "MethodView", "Runtime", "accepts", "create_service_app", "db_session", "request_id", "runtime",
+]

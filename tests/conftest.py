@@ -1,0 +1,109 @@
+"""Servers for the integration tests: real Postgres, RabbitMQ and Redis, each run isolated.
+
+URLs come from `MODELYARD_TEST_*_URL`, else the standard ports on localhost. Each run gets its own
+throwaway database, exchange name and Redis key prefix, so it never touches real data. If a server
+cannot be reached the run stops and names it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from shared.db import normalise_url
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+DEFAULTS = {
+    "DATABASE": "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    "BROKER": "amqp://guest:guest@127.0.0.1:5672//",
+    "REDIS": "redis://127.0.0.1:6379/0",
+}
+
+
+def server_url(kind: str) -> str:
+    return os.environ.get(f"MODELYARD_TEST_{kind}_URL", DEFAULTS[kind])
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def servers() -> dict[str, str]:
+    missing = [f"{kind.lower()} at {server_url(kind)}" for kind in DEFAULTS if not _reachable(server_url(kind))]
+    if missing:
+        pytest.exit(
+            "integration tests need real servers; unreachable: " + "; ".join(missing)
+            + " (set MODELYARD_TEST_DATABASE_URL / _BROKER_URL / _REDIS_URL)",
+            returncode=3,
+        )
+    return {kind: server_url(kind) for kind in DEFAULTS}
+
+
+@pytest.fixture(scope="session")
+def database_url(servers) -> str:
+    """A fresh database for this run, built by the Alembic migrations, dropped at the end."""
+    from shared.schema import migrate
+
+    admin_url = normalise_url(servers["DATABASE"])
+    name = f"modelyard_test_{RUN_ID}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+        ), {"name": name})
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _truncate_engine(database_url):
+    engine = sa.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_db(_truncate_engine):
+    """Empty every table after the test, so tests never see each other's rows."""
+    yield
+    with _truncate_engine.begin() as conn:
+        tables = [row[0] for row in conn.execute(sa.text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        ))]
+        if tables:
+            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def settings_overrides(database_url, servers, tmp_path) -> dict:
+    """Settings for a platform under test: real servers, this run's names, a temp artifact root."""
+    return {
+        "env": "testing",
+        "database_url": database_url,
+        "broker_url": servers["BROKER"],
+        "events_url": servers["BROKER"],
+        "events_exchange": f"modelyard.events.test.{RUN_ID}",
+        "redis_url": servers["REDIS"],
+        "cache_prefix": f"modelyard-test-{RUN_ID}:",
+        "artifact_root": str(tmp_path / "artifacts"),
+        "artifact_keys": "k1:" + "A" * 43 + "=",
+        "data_root": str(tmp_path / "data"),
+        "jwt_secret": "test-secret-" + RUN_ID + "-0123456789abcdef",
+    }
