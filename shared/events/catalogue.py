@@ -5,6 +5,7 @@ This is a public interface: external systems subscribe to these types. Add field
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -76,6 +77,10 @@ class UnknownEventType(ValueError):
     pass
 
 
+class MalformedEvent(ValueError):
+    """A message no consumer can ever handle: not JSON, not an envelope, or an unknown type."""
+
+
 def validate_payload(event_type: str, payload: dict) -> dict[str, Any]:
     """Return the payload as JSON-ready data, or raise if it breaks its schema."""
     schema_cls = CATALOGUE.get(event_type)
@@ -97,3 +102,23 @@ def build_envelope(event_type: str, payload: dict, *, producer: str) -> dict[str
         "schema_version": SCHEMA_VERSION,
         "payload": validate_payload(event_type, payload),
     }
+
+
+def parse_envelope(body: bytes | str) -> dict[str, Any]:
+    """The envelope in a received message body, checked against the catalogue, else MalformedEvent."""
+    try:
+        envelope = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise MalformedEvent(f"body is not JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise MalformedEvent("body is not a JSON object")
+    errors = Envelope(unknown=EXCLUDE).validate(envelope)  # later envelope fields are tolerated
+    if errors:
+        raise MalformedEvent(f"not an event envelope: {errors}")
+    schema_cls = CATALOGUE.get(envelope["type"])
+    if schema_cls is None:
+        raise MalformedEvent(f"{envelope['type']!r} is not in the event catalogue")
+    errors = schema_cls().validate(envelope["payload"])
+    if errors:
+        raise MalformedEvent(f"payload breaks the {envelope['type']} schema: {errors}")
+    return envelope

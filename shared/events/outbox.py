@@ -7,7 +7,7 @@ them sent, so an event leaves if and only if its transaction committed.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -40,3 +40,12 @@ def emit(session: Session, event_type: str, payload: dict, *, producer: str) -> 
     envelope = build_envelope(event_type, payload, producer=producer)
     session.add(OutboxEvent(event_id=uuid.UUID(envelope["id"]), type=event_type, envelope=envelope))
     return uuid.UUID(envelope["id"])
+
+
+def purge_sent(*, session: Session, older_than: timedelta) -> int:
+    """Delete outbox rows sent longer than `older_than` ago; unsent rows are never touched."""
+    cutoff = utcnow() - older_than
+    result = session.execute(
+        sa.delete(OutboxEvent).where(OutboxEvent.sent_at.is_not(None), OutboxEvent.sent_at < cutoff)
+    )
+    return result.rowcount

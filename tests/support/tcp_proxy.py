@@ -52,6 +52,11 @@ class TcpProxy:
             listener, self._listener = self._listener, None
             connections, self._connections = self._connections, []
         if listener is not None:
+            # close() alone leaves a thread blocked in accept() holding the port in LISTEN; shutdown wakes it.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         for conn in connections:
             try:

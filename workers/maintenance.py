@@ -1,0 +1,24 @@
+"""Housekeeping tasks run by beat."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+
+from shared.events.outbox import purge_sent
+from workers.celery_app import DatabaseTask
+
+log = logging.getLogger(__name__)
+
+SENT_OUTBOX_RETENTION = timedelta(days=7)
+
+
+@shared_task(bind=True, base=DatabaseTask, name="workers.maintenance.purge_sent_outbox")
+def purge_sent_outbox(self: DatabaseTask) -> int:
+    """Delete outbox rows sent more than 7 days ago, in one transaction."""
+    with self.transaction() as session:
+        deleted = purge_sent(session=session, older_than=SENT_OUTBOX_RETENTION)
+    log.info("purged %d sent outbox rows older than %s", deleted, SENT_OUTBOX_RETENTION)
+    return deleted
