@@ -15,9 +15,12 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from shared.auth import Actor
 from shared.db import Base, JSONType, utcnow
 
 GENESIS = "0" * 64
+SYSTEM_ACTOR = "system"
+REQUEST_ID_LENGTH = 128
 # Any constant works; it names the one lock that serialises appends to the chain on Postgres.
 _CHAIN_LOCK_KEY = 0x6D79_6175
 
@@ -33,7 +36,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(sa.String(64))
     resource_type: Mapped[str] = mapped_column(sa.String(64))
     resource_id: Mapped[str] = mapped_column(sa.String(255))
-    request_id: Mapped[str] = mapped_column(sa.String(128))
+    request_id: Mapped[str] = mapped_column(sa.String(REQUEST_ID_LENGTH))
     before: Mapped[dict | None] = mapped_column(JSONType)
     after: Mapped[dict | None] = mapped_column(JSONType)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
@@ -86,7 +89,8 @@ def record(
         action=action,
         resource_type=resource_type,
         resource_id=str(resource_id),
-        request_id=request_id,
+        # The id may come from a client's X-Request-ID header: an over-long one must not fail the write.
+        request_id=request_id[:REQUEST_ID_LENGTH],
         before=_jsonable(before),
         after=_jsonable(after),
         prev_hash=prev_hash,
@@ -95,6 +99,31 @@ def record(
     session.add(entry)
     session.flush()
     return entry
+
+
+def record_change(
+    session: Session,
+    *,
+    actor: Actor | None,
+    action: str,
+    resource_type: str,
+    resource_id: Any,
+    request_id: str,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEntry:
+    """`record` for a change made by `actor`; None means the platform itself (e.g. at start-up)."""
+    return record(
+        session,
+        actor_id=actor.id if actor else None,
+        actor=actor.name if actor else SYSTEM_ACTOR,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        request_id=request_id,
+        before=before,
+        after=after,
+    )
 
 
 def _jsonable(summary: dict | None) -> dict | None:

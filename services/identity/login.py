@@ -1,0 +1,27 @@
+"""Checking a user's credentials before a token is issued."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.identity.models import User
+from services.identity.passwords import decoy_hash, verify_password
+from shared.db import utcnow
+from shared.errors import Unauthorized
+
+BAD_CREDENTIALS = "The user name or password is wrong, or the account is inactive."
+
+
+def check_credentials(*, session: Session, username: str, password: str) -> User:
+    """The active user with these credentials; one 401 for every way of failing.
+
+    An unknown name still costs one scrypt, so timing does not tell which names exist. Logging in
+    is not a change to audit; it only stamps `last_login_at`.
+    """
+    user = session.scalar(sa.select(User).where(User.username == username))
+    matches = verify_password(password, user.password_hash if user else decoy_hash())
+    if user is None or not matches or not user.is_active:
+        raise Unauthorized(BAD_CREDENTIALS)
+    user.last_login_at = utcnow()
+    return user

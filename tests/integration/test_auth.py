@@ -1,0 +1,230 @@
+"""Logging in, bearer tokens and API keys: what a caller with good, bad or stale credentials sees."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pytest
+import sqlalchemy as sa
+
+from services.gateway.allinone import create_app
+from services.identity.passwords import hash_password, verify_password
+from shared.auth import ApiKey, ROLES
+from tests.support.auth import PASSWORD, make_api_key, make_user
+
+pytestmark = pytest.mark.integration
+
+ME = "/api/v1/users/me"
+KEYS = "/api/v1/auth/api-keys"
+
+
+@pytest.fixture
+def app(settings_overrides, clean_db):
+    return create_app(settings_overrides)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _claims(user, **extra) -> dict:
+    now = datetime.now(timezone.utc)
+    return {"sub": str(user.id), "name": user.username, "role": user.role, "type": "access", "fresh": False,
+            "jti": "j1", "iat": now, "nbf": now, "exp": now + timedelta(minutes=5), **extra}
+
+
+def test_login_with_right_password_gives_a_bearer_token_that_works(app, client):
+    user, _ = make_user(app, "data_scientist", username="ada")
+    response = client.post("/api/v1/auth/token", json={"username": "ada", "password": PASSWORD})
+    assert response.status_code == 200
+    body = response.json
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == app.extensions["modelyard"].settings.jwt_expires_seconds
+    me = client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert me.json["username"] == "ada"
+    assert me.json["id"] == str(user.id)
+    assert me.json["last_login_at"] is not None
+    assert "password" not in me.json and "password_hash" not in me.json
+
+
+def test_wrong_password_unknown_user_and_inactive_user_get_the_same_401(app, client):
+    make_user(app, "viewer", username="bob")
+    _, admin = make_user(app, "admin")
+    carol, _ = make_user(app, "viewer", username="carol")
+    client.patch(f"/api/v1/users/{carol.id}", json={"is_active": False}, headers=admin)
+    answers = [
+        client.post("/api/v1/auth/token", json={"username": "bob", "password": "wrong password"}),
+        client.post("/api/v1/auth/token", json={"username": "nobody", "password": PASSWORD}),
+        client.post("/api/v1/auth/token", json={"username": "carol", "password": PASSWORD}),
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 401]
+    assert all(a.mimetype == "application/problem+json" for a in answers)
+    assert len({a.json["detail"] for a in answers}) == 1
+
+
+def test_login_without_a_password_is_422_naming_the_field(client):
+    response = client.post("/api/v1/auth/token", json={"username": "bob"})
+    assert response.status_code == 422
+    assert "password" in response.json["errors"]
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer"},
+    {"Authorization": "Basic Ym9iOnNlY3JldA=="},
+    {"Authorization": "Bearer not-a-jwt"},
+    {"X-API-Key": "not-a-key"},
+    {"X-API-Key": "myd_deadbeef_unknown"},
+], ids=["none", "empty-bearer", "basic", "garbage-jwt", "malformed-key", "unknown-key"])
+def test_missing_or_garbage_credentials_are_401(client, headers):
+    response = client.get(ME, headers=headers)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_expired_token_is_401(app, client, settings_overrides):
+    user, _ = make_user(app, "admin")
+    past = datetime.now(timezone.utc) - timedelta(hours=2)
+    token = jwt.encode(_claims(user, iat=past, nbf=past, exp=past + timedelta(minutes=5)),
+                       settings_overrides["jwt_secret"], algorithm="HS256")
+    assert client.get(ME, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_token_signed_with_another_secret_is_401(app, client):
+    user, _ = make_user(app, "admin")
+    token = jwt.encode(_claims(user), "some-other-secret-of-enough-length-000", algorithm="HS256")
+    assert client.get(ME, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_alg_none_token_is_401(app, client):
+    user, _ = make_user(app, "viewer")
+    claims = {k: (int(v.timestamp()) if isinstance(v, datetime) else v) for k, v in _claims(user, role="admin").items()}
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+    assert client.get(ME, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.get("/api/v1/users", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_tampered_payload_is_401(app, client):
+    _, headers = make_user(app, "viewer")
+    header, payload, signature = headers["Authorization"].removeprefix("Bearer ").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["role"] = "admin"
+    forged = f"{header}.{_b64(claims)}.{signature}"
+    assert client.get("/api/v1/users", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+
+
+def test_refresh_token_is_not_accepted_as_an_access_token(app, client, settings_overrides):
+    user, _ = make_user(app, "admin")
+    token = jwt.encode(_claims(user, type="refresh"), settings_overrides["jwt_secret"], algorithm="HS256")
+    assert client.get(ME, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_key_authenticates_with_its_own_role(app, client, role):
+    created, headers = make_api_key(app, role)
+    me = client.get(ME, headers=headers)
+    assert me.status_code == 200
+    assert me.json["id"] == str(created.owner_id)
+
+
+def test_creating_a_key_shows_it_once_and_stores_only_its_hash(app, client):
+    _, headers = make_user(app, "ml_engineer")
+    response = client.post(KEYS, json={"name": "ci", "role": "data_scientist", "expires_in_days": 30},
+                           headers=headers)
+    assert response.status_code == 201
+    body = response.json
+    assert body["key"].startswith(f"myd_{body['prefix']}_")
+    assert body["role"] == "data_scientist" and body["name"] == "ci"
+    assert body["expires_at"] is not None
+    listed = client.get(KEYS, headers=headers).json["items"]
+    assert [k["id"] for k in listed] == [body["id"]]
+    assert "key" not in listed[0] and "key_hash" not in listed[0]
+    with app.extensions["modelyard"].db.transaction() as session:
+        stored = session.get(ApiKey, body["id"])
+        assert stored.key_hash != body["key"] and body["key"] not in stored.key_hash
+
+
+def test_revoked_api_key_is_refused_on_next_request(app, client):
+    owner, token = make_user(app, "data_scientist")
+    created, key_headers = make_api_key(app, "viewer", owner=owner)
+    assert client.get(ME, headers=key_headers).status_code == 200
+    assert client.delete(f"{KEYS}/{created.id}", headers=token).status_code == 204
+    refused = client.get(ME, headers=key_headers)
+    assert refused.status_code == 401
+    assert "revoked" in refused.json["detail"]
+
+
+def test_a_key_can_revoke_itself(app, client):
+    created, key_headers = make_api_key(app, "viewer")
+    assert client.delete(f"{KEYS}/{created.id}", headers=key_headers).status_code == 204
+    assert client.get(ME, headers=key_headers).status_code == 401
+
+
+def test_expired_api_key_is_401(app, client):
+    created, key_headers = make_api_key(app, "admin", expires_in_days=1)
+    assert client.get(ME, headers=key_headers).status_code == 200
+    with app.extensions["modelyard"].db.transaction() as session:
+        session.execute(sa.update(ApiKey).where(ApiKey.id == created.id)
+                        .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    refused = client.get(ME, headers=key_headers)
+    assert refused.status_code == 401
+    assert "expired" in refused.json["detail"]
+
+
+def test_a_key_with_a_changed_secret_part_is_401(app, client):
+    _, key_headers = make_api_key(app, "viewer")
+    key = key_headers["X-API-Key"]
+    tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert client.get(ME, headers={"X-API-Key": tampered}).status_code == 401
+
+
+@pytest.mark.parametrize("kind", ["token", "api_key"])
+def test_a_key_cannot_be_created_above_the_callers_role(app, client, kind):
+    owner, token = make_user(app, "data_scientist")
+    headers = token if kind == "token" else make_api_key(app, "data_scientist", owner=owner)[1]
+    for role in ("ml_engineer", "admin"):
+        response = client.post(KEYS, json={"name": "too much", "role": role}, headers=headers)
+        assert response.status_code == 403, role
+    assert client.post(KEYS, json={"name": "ok", "role": "data_scientist"}, headers=headers).status_code == 201
+
+
+def test_a_key_made_by_a_lower_key_cannot_exceed_that_key(app, client):
+    owner, _ = make_user(app, "admin")
+    _, viewer_key = make_api_key(app, "viewer", owner=owner)
+    response = client.post(KEYS, json={"name": "escalate", "role": "admin"}, headers=viewer_key)
+    assert response.status_code == 403
+
+
+def test_deactivating_a_user_revokes_their_keys_and_demoting_revokes_keys_above_the_new_role(app, client):
+    _, admin = make_user(app, "admin")
+    engineer, _ = make_user(app, "ml_engineer")
+    _, high_key = make_api_key(app, "ml_engineer", owner=engineer)
+    _, low_key = make_api_key(app, "viewer", owner=engineer)
+    assert client.patch(f"/api/v1/users/{engineer.id}", json={"role": "data_scientist"},
+                        headers=admin).status_code == 200
+    assert client.get(ME, headers=high_key).status_code == 401
+    assert client.get(ME, headers=low_key).status_code == 200
+    assert client.patch(f"/api/v1/users/{engineer.id}", json={"is_active": False}, headers=admin).status_code == 200
+    assert client.get(ME, headers=low_key).status_code == 401
+
+
+def test_passwords_are_stored_as_salted_scrypt_strings():
+    first, second = hash_password("s3cret-pass"), hash_password("s3cret-pass")
+    assert first.startswith("scrypt$") and first != second
+    assert verify_password("s3cret-pass", first) and not verify_password("s3cret-pasS", first)
+    assert not verify_password("s3cret-pass", "garbage")
+
+
+def test_credentials_are_checked_before_the_body_so_strangers_learn_nothing_from_validation(client):
+    response = client.post("/api/v1/users", json={"username": "", "role": "nope"})
+    assert response.status_code == 401
