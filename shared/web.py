@@ -17,7 +17,9 @@ from flask_smorest import Api
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy.orm import Session
 
+from shared.artifacts import ArtifactStore
 from shared.auth import init_auth
+from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
 from shared.errors import DomainError, UnsupportedMediaType, install_error_handlers, problem
@@ -32,6 +34,8 @@ class Runtime:
 
     settings: Settings
     db: Database
+    cache: Cache
+    artifacts: ArtifactStore
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -174,7 +178,10 @@ def create_service_app(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         JSON_SORT_KEYS=False,
     )
-    rt = Runtime(settings=settings, db=Database(settings.database_url))
+    rt = Runtime(settings=settings, db=Database(settings.database_url), cache=Cache.from_settings(settings),
+                 artifacts=ArtifactStore.from_settings(settings))
+    if settings.redis_url:
+        rt.readiness_checks["cache"] = rt.cache.ping
     app.extensions["modelyard"] = rt
     init_auth(app, settings)
     _install_metrics(app, rt, service)
