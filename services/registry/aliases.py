@@ -1,0 +1,85 @@
+"""Use cases for aliases: named, movable pointers to a model's versions (champion, challenger ...)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.registry.models import ModelAlias, ModelVersion
+from services.registry.models_service import PRODUCER, get_model, model_cache_key
+from shared import audit
+from shared.auth import Actor
+from shared.cache import Cache
+from shared.errors import NotFound, ValidationFailed
+from shared.events.outbox import emit
+
+ALIAS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+def _check_name(alias: str) -> None:
+    if not ALIAS_NAME.fullmatch(alias):
+        raise ValidationFailed(f"{alias!r} is not a valid alias name.",
+                               errors={"alias": ["Lowercase letter first, then up to 63 of a-z, 0-9, _ and -."]})
+
+
+def _record(session: Session, *, actor: Actor, request_id: str, model_id: uuid.UUID, alias: str,
+            version: int | None, previous: int | None, action: str) -> None:
+    audit.record_change(session, actor=actor, action=action, resource_type="model_alias",
+                        resource_id=f"{model_id}/{alias}", request_id=request_id,
+                        before=None if previous is None else {"alias": alias, "version": previous},
+                        after=None if version is None else {"alias": alias, "version": version})
+    emit(session, "model_version.alias_set", {"model_id": model_id, "alias": alias, "version": version,
+                                              "previous_version": previous, "actor": actor.name}, producer=PRODUCER)
+
+
+def get_alias(*, session: Session, model_id: uuid.UUID, alias: str) -> ModelAlias:
+    """The alias, or NotFound."""
+    get_model(session=session, model_id=model_id)
+    row = session.get(ModelAlias, (model_id, alias))
+    if row is None:
+        raise NotFound(f"Model {model_id} has no alias {alias!r}.")
+    return row
+
+
+def set_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_id: uuid.UUID, alias: str,
+              version: int) -> ModelAlias:
+    """Point `alias` at `version` (creating or moving it); pointing it where it already points changes nothing."""
+    _check_name(alias)
+    get_model(session=session, model_id=model_id, for_update=True)
+    exists = session.scalar(sa.select(ModelVersion.id).where(ModelVersion.model_id == model_id,
+                                                            ModelVersion.number == version))
+    if exists is None:
+        raise ValidationFailed(f"Model {model_id} has no version {version}.",
+                               errors={"version": ["No such version of this model."]})
+    row = session.get(ModelAlias, (model_id, alias))
+    previous = row.version if row else None
+    if previous == version:
+        return row
+    if row is None:
+        row = ModelAlias(model_id=model_id, alias=alias, version=version)
+        session.add(row)
+    else:
+        row.version = version
+    session.flush()
+    _record(session, actor=actor, request_id=request_id, model_id=model_id, alias=alias, version=version,
+            previous=previous, action="model_version.alias_set")
+    cache.invalidate_on_commit(session, model_cache_key(model_id))
+    return row
+
+
+def remove_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_id: uuid.UUID,
+                 alias: str) -> None:
+    """Delete the alias (NotFound if it does not exist); the version it pointed at stays."""
+    get_model(session=session, model_id=model_id, for_update=True)
+    row = session.get(ModelAlias, (model_id, alias))
+    if row is None:
+        raise NotFound(f"Model {model_id} has no alias {alias!r}.")
+    previous = row.version
+    session.delete(row)
+    session.flush()
+    _record(session, actor=actor, request_id=request_id, model_id=model_id, alias=alias, version=None,
+            previous=previous, action="model_version.alias_removed")
+    cache.invalidate_on_commit(session, model_cache_key(model_id))

@@ -1,0 +1,48 @@
+"""HTTP views for datasets: CSV upload with schema inference, list, read."""
+
+from __future__ import annotations
+
+import uuid
+
+from services.registry import datasets
+from services.registry.multipart import Blueprint
+from services.registry.schemas import DatasetListArgs, DatasetSchema, DatasetUploadSchema
+from shared.auth import current_actor, requires
+from shared.pagination import page_schema
+from shared.web import MULTIPART, MethodView, accepts, db_session, request_id, runtime
+
+blp = Blueprint("registry_datasets", __name__, url_prefix="/api/v1/datasets", description="Training datasets")
+
+
+@blp.route("")
+class Datasets(MethodView):
+    @requires("viewer")
+    @blp.arguments(DatasetListArgs, location="query")
+    @blp.response(200, page_schema(DatasetSchema))
+    def get(self, args):
+        """List datasets, newest first; filter by exact `name` or `sha256`."""
+        return datasets.list_datasets(session=db_session(), **args)
+
+    @accepts(MULTIPART)
+    @requires("data_scientist")
+    @blp.arguments(DatasetUploadSchema, location="multipart")
+    @blp.response(201, DatasetSchema)
+    @blp.alt_response(200, schema=DatasetSchema, description="These bytes were already registered under this name.")
+    def post(self, body):
+        """Upload a CSV (`file`, optional `name` and `description`); the schema is inferred from it."""
+        upload = body["file"]
+        dataset, created = datasets.register_dataset(
+            session=db_session(), artifacts=runtime().artifacts, actor=current_actor(), request_id=request_id(),
+            stream=upload.stream, name=body.get("name") or datasets.default_name(upload.filename),
+            description=body.get("description", ""),
+        )
+        return dataset, 201 if created else 200
+
+
+@blp.route("/<uuid:dataset_id>")
+class DatasetItem(MethodView):
+    @requires("viewer")
+    @blp.response(200, DatasetSchema)
+    def get(self, dataset_id: uuid.UUID):
+        """One dataset with its inferred schema."""
+        return datasets.get_dataset(session=db_session(), dataset_id=dataset_id)

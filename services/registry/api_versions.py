@@ -1,0 +1,104 @@
+"""HTTP views for model versions: upload, list, read, download the artifact, lineage."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, request
+from werkzeug.utils import secure_filename
+
+from services.registry import models_service, versions
+from services.registry.multipart import Blueprint
+from services.registry.schemas import (
+    LineageArgs, LineageSchema, VersionFromArtifactSchema, VersionSchema, VersionUploadSchema,
+)
+from shared.auth import current_actor, requires
+from shared.pagination import ListArgs, page_schema
+from shared.web import MULTIPART, MethodView, accepts, db_session, request_id, runtime
+
+blp = Blueprint("registry_versions", __name__, url_prefix="/api/v1/models/<uuid:model_id>/versions",
+                description="Model versions, their artifacts and lineage")
+parser = blp.ARGUMENTS_PARSER
+
+# Two bodies for one endpoint, which flask-smorest's @arguments cannot express; the schemas are
+# registered by name in register().
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        MULTIPART: {"schema": {"$ref": "#/components/schemas/VersionUpload"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/VersionFromArtifact"}},
+    },
+}
+
+
+def _parse_upload() -> dict:
+    """The version's source and details from a multipart upload or a JSON body naming a stored artifact."""
+    if request.mimetype == MULTIPART:
+        body = parser.parse(VersionUploadSchema, location="multipart")
+        upload = body["artifact"]
+        return {"artifact_stream": upload.stream, "artifact_filename": secure_filename(upload.filename or "") or None,
+                "details": versions.VersionDetails(**body["metadata"])}
+    body = parser.parse(VersionFromArtifactSchema, location="json")
+    return {"artifact_sha256": body.pop("artifact_id"), "details": versions.VersionDetails(**body)}
+
+
+@blp.route("")
+class Versions(MethodView):
+    @requires("viewer")
+    @blp.arguments(ListArgs, location="query")
+    @blp.response(200, page_schema(VersionSchema))
+    def get(self, args, model_id: uuid.UUID):
+        """List a model's versions, newest first."""
+        return versions.list_versions(session=db_session(), model_id=model_id, **args)
+
+    @accepts(MULTIPART, "application/json")
+    @requires("data_scientist")
+    @blp.doc(requestBody=UPLOAD_BODY)
+    @blp.response(201, VersionSchema)
+    def post(self, model_id: uuid.UUID):
+        """Register the next version: multipart `artifact` + `metadata`, or JSON with an `artifact_id`."""
+        return versions.register_version(
+            session=db_session(), cache=runtime().cache, artifacts=runtime().artifacts, actor=current_actor(),
+            request_id=request_id(), model_id=model_id, **_parse_upload(),
+        )
+
+
+@blp.route("/<int:number>")
+class VersionItem(MethodView):
+    @requires("viewer")
+    @blp.response(200, VersionSchema)
+    def get(self, model_id: uuid.UUID, number: int):
+        """One version, with its lineage fields and aliases."""
+        return models_service.get_version(session=db_session(), model_id=model_id, number=number)
+
+
+@blp.route("/<int:number>/artifact")
+class VersionArtifact(MethodView):
+    @requires("viewer")
+    @blp.response(200, content_type="application/octet-stream", description="The artifact's bytes.")
+    @blp.alt_response(304, description="Not modified: the If-None-Match ETag is the artifact's sha256.")
+    def get(self, model_id: uuid.UUID, number: int):
+        """Download the artifact; ETag is its sha256, so If-None-Match answers 304 without reading it."""
+        version = models_service.get_version(session=db_session(), model_id=model_id, number=number)
+        if version.artifact_sha256 in request.if_none_match:
+            response = Response(status=304)
+            response.set_etag(version.artifact_sha256)
+            return response
+        # Verified whole before this returns: a tampered blob raises here, before any byte is sent.
+        chunks = versions.open_artifact(artifacts=runtime().artifacts, version=version)
+        response = Response(chunks, mimetype="application/octet-stream", direct_passthrough=True)
+        response.set_etag(version.artifact_sha256)
+        response.content_length = version.size
+        filename = version.artifact_filename or f"model-{model_id}-v{number}.bin"
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+@blp.route("/<int:number>/lineage")
+class VersionLineage(MethodView):
+    @requires("viewer")
+    @blp.arguments(LineageArgs, location="query")
+    @blp.response(200, LineageSchema)
+    def get(self, args, model_id: uuid.UUID, number: int):
+        """Where the version came from (up), what derives from it (down), or both, to `depth` hops."""
+        return versions.version_lineage(session=db_session(), model_id=model_id, number=number, **args)

@@ -1,0 +1,161 @@
+"""Use cases for registered models: create, read, list, update, archive, delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from services.registry import status as lifecycle
+from services.registry.lineage import forget_model_versions
+from services.registry.models import ModelVersion, RegisteredModel
+from shared import audit
+from shared.auth import Actor
+from shared.cache import Cache
+from shared.errors import Conflict, NotFound
+from shared.db import utcnow
+from shared.events.outbox import emit
+from shared.pagination import Page, Sorting, paginate
+
+PRODUCER = "registry"
+MODEL_SORTING = Sorting(
+    columns={"name": RegisteredModel.name, "created_at": RegisteredModel.created_at,
+             "updated_at": RegisteredModel.updated_at},
+    tiebreaker=RegisteredModel.id,
+    default="-created_at",
+)
+EDITABLE = ("description", "hyperparameters", "features", "target_variable", "tags", "metadata", "status")
+
+
+def model_cache_key(model_id: uuid.UUID) -> str:
+    """The cache key of a model's representation; every write to it, its versions or aliases drops it."""
+    return f"registry:model:{model_id}"
+
+
+def get_model(*, session: Session, model_id: uuid.UUID, for_update: bool = False) -> RegisteredModel:
+    """The model with this id, or NotFound."""
+    statement = sa.select(RegisteredModel).where(RegisteredModel.id == model_id)
+    if for_update:
+        # populate_existing: a row read earlier in this session must not hide the locked, current values.
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    model = session.scalar(statement)
+    if model is None:
+        raise NotFound(f"No model with id {model_id}.")
+    return model
+
+
+def get_version(*, session: Session, model_id: uuid.UUID, number: int) -> ModelVersion:
+    """Version `number` of the model, or NotFound (also when the model does not exist)."""
+    version = session.scalar(sa.select(ModelVersion).where(
+        ModelVersion.model_id == model_id, ModelVersion.number == number))
+    if version is None:
+        get_model(session=session, model_id=model_id)  # says which of the two is missing
+        raise NotFound(f"Model {model_id} has no version {number}.")
+    return version
+
+
+def summary(model: RegisteredModel) -> dict[str, Any]:
+    """What the audit log and events keep of a model: the fields a user edits."""
+    return {
+        "name": model.name, "type": model.type, "framework": model.framework, "status": model.status,
+        "description": model.description, "hyperparameters": model.hyperparameters, "features": model.features,
+        "target_variable": model.target_variable, "tags": model.tags, "metadata": model.extra_metadata,
+    }
+
+
+def _changed(session: Session, model: RegisteredModel, action: str, actor: Actor, request_id: str,
+             before: dict | None, changes: dict | None = None) -> None:
+    """The audit row and the event (of the same name) for a change to a model, in its transaction."""
+    audit.record_change(session, actor=actor, action=action, resource_type="model", resource_id=model.id,
+                        request_id=request_id, before=before, after=summary(model))
+    emit(session, action, {"model_id": model.id, "name": model.name, "status": model.status,
+                           "actor": actor.name, "changes": changes or {}}, producer=PRODUCER)
+
+
+def create_model(*, session: Session, actor: Actor, request_id: str, name: str, type: str, framework: str,
+                 description: str = "", hyperparameters: dict | None = None, features: list | None = None,
+                 target_variable: str | None = None, tags: dict | None = None,
+                 metadata: dict | None = None) -> RegisteredModel:
+    """Register a new model (status `registered`); a name already taken is a Conflict."""
+    model = RegisteredModel(
+        name=name, type=type, framework=framework, description=description, status=lifecycle.REGISTERED,
+        hyperparameters=hyperparameters or {}, features=features or [], target_variable=target_variable,
+        tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name, created_by_id=actor.id,
+    )
+    session.add(model)
+    try:
+        # The unique index decides (no racy look-up first); the savepoint keeps the session usable.
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"A model named {name!r} already exists.", errors={"name": ["Already taken."]}) from None
+    _changed(session, model, "model.created", actor, request_id, None)
+    return model
+
+
+def list_models(*, session: Session, limit: int, cursor: str | None = None, sort: str | None = None,
+                q: str | None = None, type: str | None = None, framework: str | None = None,
+                status: str | None = None, tag: list[str] | None = None) -> Page:
+    """One page of models matching every given filter."""
+    statement = sa.select(RegisteredModel).options(selectinload(RegisteredModel.alias_rows))
+    if q:
+        # The text is data, never pattern syntax: escape LIKE's wildcards before wrapping in %...%.
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(sa.or_(RegisteredModel.name.ilike(pattern, escape="\\"),
+                                           RegisteredModel.description.ilike(pattern, escape="\\")))
+    if type:
+        statement = statement.where(RegisteredModel.type == type)
+    if framework:
+        statement = statement.where(RegisteredModel.framework == framework)
+    if status:
+        statement = statement.where(RegisteredModel.status == status)
+    for pair in tag or ():
+        key, _, value = pair.partition(":")
+        statement = statement.where(RegisteredModel.tags[key].as_string() == value)
+    return paginate(session, statement, sorting=MODEL_SORTING, limit=limit, cursor=cursor, sort=sort)
+
+
+def update_model(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_id: uuid.UUID,
+                 changes: dict[str, Any]) -> RegisteredModel:
+    """Apply a partial update; a status change must follow the lifecycle (InvalidTransition)."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
+    model = get_model(session=session, model_id=model_id, for_update=True)
+    before = summary(model)
+    if "status" in changes:
+        lifecycle.check_transition(model.status, changes["status"])
+    for field, value in changes.items():
+        setattr(model, "extra_metadata" if field == "metadata" else field, value)
+    after = summary(model)
+    diff = {field: after[field] for field in changes if before[field] != after[field]}
+    if not diff:
+        return model
+    model.updated_at = utcnow()
+    cache.invalidate_on_commit(session, model_cache_key(model.id))
+    archived = diff.get("status") == lifecycle.ARCHIVED
+    action = "model.archived" if archived else "model.updated"
+    _changed(session, model, action, actor, request_id, before, diff)
+    return model
+
+
+def archive_model(*, session: Session, cache: Cache, actor: Actor, request_id: str,
+                  model_id: uuid.UUID) -> RegisteredModel:
+    """Move a model to `archived` (from any status); archiving twice changes nothing."""
+    return update_model(session=session, cache=cache, actor=actor, request_id=request_id, model_id=model_id,
+                        changes={"status": lifecycle.ARCHIVED})
+
+
+def delete_model(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_id: uuid.UUID) -> None:
+    """Delete a model with its versions and aliases. Artifact blobs stay: other rows may share them."""
+    model = get_model(session=session, model_id=model_id, for_update=True)
+    before = summary(model)
+    version_ids = list(session.scalars(sa.select(ModelVersion.id).where(ModelVersion.model_id == model_id)))
+    forget_model_versions(session=session, version_ids=version_ids)
+    audit.record_change(session, actor=actor, action="model.deleted", resource_type="model", resource_id=model.id,
+                        request_id=request_id, before={**before, "versions": len(version_ids)})
+    session.execute(sa.delete(RegisteredModel).where(RegisteredModel.id == model_id))
+    cache.invalidate_on_commit(session, model_cache_key(model_id))

@@ -1,0 +1,29 @@
+"""A blueprint whose views can declare one multipart body (form fields and files together).
+
+webargs reads form fields and files as two locations, and flask-smorest documents only one request
+body per view; the `multipart` location reads both at once, so an upload is one schema that both
+validates (unknown parts are refused like unknown JSON fields) and documents the request.
+"""
+
+from __future__ import annotations
+
+import flask_smorest
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import CombinedMultiDict
+
+from shared.web import MULTIPART
+
+
+class MultipartParser(FlaskParser):
+    __location_map__ = dict(multipart="load_multipart", **FlaskParser.__location_map__)
+
+    def load_multipart(self, req, schema):
+        """Form fields and uploaded files of a multipart/form-data request, as one mapping."""
+        return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = MultipartParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING, "multipart": MULTIPART,
+    }

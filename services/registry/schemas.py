@@ -1,0 +1,220 @@
+"""The registry's request and response schemas: the HTTP contract and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from datetime import timezone
+
+from flask_smorest.fields import Upload
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from services.registry.status import STATUSES
+from shared.pagination import ListArgs
+
+MODEL_TYPES = ("classification", "regression", "clustering", "anomaly_detection", "forecasting", "ranking")
+FRAMEWORKS = ("scikit_learn", "xgboost", "lightgbm", "pytorch", "tensorflow", "onnx", "custom")
+SHA256 = validate.Regexp(r"^[0-9a-f]{64}$", error="Must be a lowercase hex sha256 digest.")
+
+
+class StrictSchema(Schema):
+    """Rejects fields it does not know, so a typo is a 422 instead of silently ignored."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def _tags(**kwargs) -> fields.Dict:
+    return fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)),
+                       values=fields.String(validate=validate.Length(max=5000)), **kwargs)
+
+
+class JSONText(fields.Nested):
+    """A form field carrying a JSON object (multipart cannot nest), validated by a nested schema."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValidationError("Not valid JSON.") from None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class UtcDateTime(fields.DateTime):
+    """ISO 8601 with its UTC offset even where the database hands back naive times (SQLite)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+# ---- models -------------------------------------------------------------------------------------
+
+class _ModelFields(StrictSchema):
+    description = fields.String(validate=validate.Length(max=10_000))
+    hyperparameters = fields.Dict(keys=fields.String())
+    features = fields.List(fields.String(validate=validate.Length(min=1, max=255)))
+    target_variable = fields.String(allow_none=True, validate=validate.Length(max=255))
+    tags = _tags()
+    metadata = fields.Dict(keys=fields.String())
+
+
+class ModelCreateSchema(_ModelFields):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    type = fields.String(required=True, validate=validate.OneOf(MODEL_TYPES))
+    framework = fields.String(required=True, validate=validate.OneOf(FRAMEWORKS))
+
+
+class ModelPatchSchema(_ModelFields):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class ModelSchema(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    description = fields.String()
+    type = fields.String()
+    framework = fields.String()
+    status = fields.String()
+    hyperparameters = fields.Dict()
+    features = fields.List(fields.String())
+    target_variable = fields.String(allow_none=True)
+    tags = fields.Dict(keys=fields.String(), values=fields.String())
+    metadata = fields.Dict(attribute="extra_metadata")
+    latest_version = fields.Integer(allow_none=True)
+    aliases = fields.Function(lambda model: {row.alias: row.version for row in model.alias_rows},
+                              metadata={"description": "alias -> version number"})
+    created_by = fields.String()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+
+
+class ModelListArgs(ListArgs):
+    q = fields.String(validate=validate.Length(min=1, max=255))
+    type = fields.String(validate=validate.OneOf(MODEL_TYPES))
+    framework = fields.String(validate=validate.OneOf(FRAMEWORKS))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    tag = fields.List(fields.String(validate=validate.Regexp(r"^[^:]+:.*$", error="Use key:value.")))
+
+
+# ---- versions -----------------------------------------------------------------------------------
+
+class VersionMetadataSchema(StrictSchema):
+    description = fields.String(validate=validate.Length(max=10_000))
+    parameters = fields.Dict(keys=fields.String())
+    metrics = fields.Dict(keys=fields.String(), values=fields.Float(allow_nan=False))
+    tags = _tags()
+    dataset_id = fields.UUID(allow_none=True)
+    parent_version = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    training_job_id = fields.UUID(allow_none=True)
+    code_version = fields.String(allow_none=True, validate=validate.Length(max=255))
+    flavor = fields.String(allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+class VersionFromArtifactSchema(VersionMetadataSchema):
+    """JSON body: register a version from an artifact already in the store."""
+
+    artifact_id = fields.String(required=True, validate=SHA256)
+
+
+class VersionUploadSchema(StrictSchema):
+    """Multipart body: the `artifact` file part plus a `metadata` part holding a JSON object."""
+
+    artifact = Upload(required=True)
+    metadata = JSONText(VersionMetadataSchema, load_default=dict)
+
+
+class VersionSchema(Schema):
+    id = fields.UUID()
+    model_id = fields.UUID()
+    number = fields.Integer()
+    artifact_sha256 = fields.String()
+    size = fields.Integer()
+    artifact_filename = fields.String(allow_none=True)
+    provenance = fields.String()
+    flavor = fields.String(allow_none=True)
+    description = fields.String()
+    parameters = fields.Dict()
+    metrics = fields.Dict(keys=fields.String(), values=fields.Float())
+    tags = fields.Dict(keys=fields.String(), values=fields.String())
+    dataset_id = fields.UUID(allow_none=True)
+    dataset_sha256 = fields.String(allow_none=True)
+    parent_version = fields.Integer(allow_none=True)
+    training_job_id = fields.UUID(allow_none=True)
+    code_version = fields.String(allow_none=True)
+    aliases = fields.Function(lambda version: [row.alias for row in version.alias_rows])
+    created_by = fields.String()
+    created_at = UtcDateTime()
+
+
+class AliasBodySchema(StrictSchema):
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class AliasSchema(Schema):
+    alias = fields.String()
+    version = fields.Integer()
+
+
+# ---- datasets -----------------------------------------------------------------------------------
+
+class DatasetUploadSchema(StrictSchema):
+    """Multipart body: the CSV `file`, and optionally a `name` (default: the file's) and `description`."""
+
+    file = Upload(required=True)
+    name = fields.String(validate=validate.Length(min=1, max=255))
+    description = fields.String(validate=validate.Length(max=10_000))
+
+
+class ColumnSchema(Schema):
+    name = fields.String()
+    dtype = fields.String()
+    nulls = fields.Integer()
+    non_null = fields.Integer()
+    min = fields.Raw(allow_none=True)
+    max = fields.Raw(allow_none=True)
+
+
+class DatasetSchema(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    description = fields.String()
+    sha256 = fields.String()
+    size = fields.Integer()
+    rows = fields.Integer()
+    columns = fields.Integer()
+    schema = fields.List(fields.Nested(ColumnSchema))
+    created_by = fields.String()
+    created_at = UtcDateTime()
+
+
+class DatasetListArgs(ListArgs):
+    name = fields.String(validate=validate.Length(min=1, max=255))
+    sha256 = fields.String(validate=SHA256)
+
+
+# ---- lineage ------------------------------------------------------------------------------------
+
+class LineageArgs(StrictSchema):
+    direction = fields.String(load_default="both", validate=validate.OneOf(("up", "down", "both")))
+    depth = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
+
+
+class LineageNodeSchema(Schema):
+    id = fields.String()
+    type = fields.String()
+    label = fields.String()
+    attributes = fields.Dict()
+
+
+class LineageEdgeSchema(Schema):
+    source = fields.String()
+    target = fields.String()
+    relation = fields.String()
+
+
+class LineageSchema(Schema):
+    root = fields.String()
+    nodes = fields.List(fields.Nested(LineageNodeSchema))
+    edges = fields.List(fields.Nested(LineageEdgeSchema))

@@ -1,0 +1,152 @@
+"""Use cases for model versions: register (numbered 1, 2, 3 per model), read, list, download."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from services.registry import lineage, status as lifecycle
+from services.registry.models import Dataset, ModelVersion
+from services.registry.models_service import PRODUCER, get_model, get_version, model_cache_key
+from shared import audit
+from shared.artifacts import ArtifactStore
+from shared.auth import Actor
+from shared.cache import Cache
+from shared.db import utcnow
+from shared.errors import Conflict, ValidationFailed
+from shared.events.outbox import emit
+from shared.pagination import Page, Sorting, paginate
+
+VERSION_SORTING = Sorting(
+    columns={"number": ModelVersion.number, "created_at": ModelVersion.created_at},
+    tiebreaker=ModelVersion.number,  # unique within the one model a list is always scoped to
+    default="-number",
+)
+PROVENANCES = ("uploaded", "trained")
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """What a caller says about a new version besides its bytes."""
+
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    metrics: dict[str, float] | None = None
+    tags: dict[str, str] | None = None
+    dataset_id: uuid.UUID | None = None
+    parent_version: int | None = None
+    training_job_id: uuid.UUID | None = None
+    code_version: str | None = None
+    flavor: str | None = None
+
+
+def _check_references(session: Session, model_id: uuid.UUID, details: VersionDetails) -> Dataset | None:
+    """Refuse an archived model or a dataset/parent that does not exist, before any bytes are stored."""
+    model = get_model(session=session, model_id=model_id)
+    if model.status == lifecycle.ARCHIVED:
+        raise Conflict(f"Model {model.name!r} is archived; restore it before registering versions.")
+    dataset = None
+    if details.dataset_id is not None:
+        dataset = session.get(Dataset, details.dataset_id)
+        if dataset is None:
+            raise ValidationFailed(f"No dataset with id {details.dataset_id}.",
+                                   errors={"dataset_id": ["No such dataset."]})
+    if details.parent_version is not None:
+        parent = session.scalar(sa.select(ModelVersion.id).where(
+            ModelVersion.model_id == model_id, ModelVersion.number == details.parent_version))
+        if parent is None:
+            raise ValidationFailed(f"Model has no version {details.parent_version}.",
+                                   errors={"parent_version": ["No such version of this model."]})
+    return dataset
+
+
+def _stored_size(artifacts: ArtifactStore, sha256: str) -> int:
+    if not artifacts.exists(sha256):
+        raise ValidationFailed(f"No stored artifact has sha256 {sha256}.",
+                               errors={"artifact_id": ["No such artifact."]})
+    # Reading it through also proves it intact: a version is never registered on a tampered blob.
+    return sum(len(chunk) for chunk in artifacts.iter_bytes(sha256))
+
+
+def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore, actor: Actor, request_id: str,
+                     model_id: uuid.UUID, details: VersionDetails, artifact_stream: BinaryIO | None = None,
+                     artifact_sha256: str | None = None, artifact_filename: str | None = None,
+                     provenance: str = "uploaded") -> ModelVersion:
+    """Store the artifact (a stream, or a blob already stored) and register it as the model's next version."""
+    if (artifact_stream is None) == (artifact_sha256 is None):
+        raise ValueError("pass exactly one of artifact_stream and artifact_sha256")
+    if provenance not in PROVENANCES:
+        raise ValueError(f"unknown provenance {provenance!r}")
+    dataset = _check_references(session, model_id, details)
+    if artifact_stream is not None:
+        blob = artifacts.put_stream(artifact_stream)
+        sha256, size = blob.sha256, blob.size
+    else:
+        sha256, size = artifact_sha256, _stored_size(artifacts, artifact_sha256)
+    # The row lock serialises concurrent registrations per model, so numbers never collide; it is
+    # taken only after the (possibly long) upload so that uploads still run in parallel.
+    model = get_model(session=session, model_id=model_id, for_update=True)
+    number = (model.latest_version or 0) + 1
+    version = ModelVersion(
+        model_id=model.id, number=number, artifact_sha256=sha256, size=size, artifact_filename=artifact_filename,
+        provenance=provenance, flavor=details.flavor, description=details.description,
+        parameters=details.parameters or {}, metrics=details.metrics or {}, tags=details.tags or {},
+        dataset_id=details.dataset_id, dataset_sha256=dataset.sha256 if dataset else None,
+        parent_version=details.parent_version, training_job_id=details.training_job_id,
+        code_version=details.code_version, created_by=actor.name, created_by_id=actor.id, created_at=utcnow(),
+    )
+    session.add(version)
+    model.latest_version = number
+    model.updated_at = utcnow()
+    session.flush()
+    _link_lineage(session, version, model_id, details)
+    audit.record_change(session, actor=actor, action="model_version.registered", resource_type="model_version",
+                        resource_id=version.id, request_id=request_id, before=None,
+                        after={"model_id": str(model.id), "number": number, "artifact_sha256": sha256, "size": size,
+                               "dataset_id": details.dataset_id, "parent_version": details.parent_version,
+                               "training_job_id": details.training_job_id})
+    emit(session, "model_version.registered", {
+        "model_id": model.id, "version": number, "artifact_sha256": sha256, "dataset_id": details.dataset_id,
+        "training_job_id": details.training_job_id, "actor": actor.name,
+    }, producer=PRODUCER)
+    cache.invalidate_on_commit(session, model_cache_key(model.id))
+    return version
+
+
+def _link_lineage(session: Session, version: ModelVersion, model_id: uuid.UUID, details: VersionDetails) -> None:
+    if details.dataset_id is not None:
+        lineage.add_lineage_edge(session=session, source_type="dataset", source_id=details.dataset_id,
+                                 target_type="model_version", target_id=version.id, relation=lineage.TRAINING_DATA)
+    if details.training_job_id is not None:
+        lineage.add_lineage_edge(session=session, source_type="training_job", source_id=details.training_job_id,
+                                 target_type="model_version", target_id=version.id, relation=lineage.TRAINING_JOB)
+    if details.parent_version is not None:
+        parent_id = session.scalar(sa.select(ModelVersion.id).where(
+            ModelVersion.model_id == model_id, ModelVersion.number == details.parent_version))
+        lineage.add_lineage_edge(session=session, source_type="model_version", source_id=parent_id,
+                                 target_type="model_version", target_id=version.id, relation=lineage.PARENT)
+
+
+def list_versions(*, session: Session, model_id: uuid.UUID, limit: int, cursor: str | None = None,
+                  sort: str | None = None) -> Page:
+    """One page of the model's versions, newest first unless `sort` says otherwise."""
+    get_model(session=session, model_id=model_id)
+    statement = (sa.select(ModelVersion).where(ModelVersion.model_id == model_id)
+                 .options(selectinload(ModelVersion.alias_rows)))
+    return paginate(session, statement, sorting=VERSION_SORTING, limit=limit, cursor=cursor, sort=sort)
+
+
+def version_lineage(*, session: Session, model_id: uuid.UUID, number: int, direction: str = "both",
+                    depth: int = 3) -> dict:
+    """The `{root, nodes, edges}` lineage graph around version `number`."""
+    version = get_version(session=session, model_id=model_id, number=number)
+    return lineage.lineage_graph(session=session, version=version, direction=direction, depth=depth)
+
+
+def open_artifact(*, artifacts: ArtifactStore, version: ModelVersion) -> Iterator[bytes]:
+    """The version's artifact bytes, verified whole before the first byte (IntegrityFailure if tampered)."""
+    return artifacts.iter_bytes(version.artifact_sha256)

@@ -1,0 +1,185 @@
+"""Model versions and aliases over HTTP: upload, numbering, download with ETag, tampering, aliases."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from pathlib import Path
+
+import pytest
+
+from services.gateway.allinone import create_app
+from tests.support.registry import bearer, create_model, upload_csv, upload_version
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app(settings_overrides, clean_db):
+    return create_app(settings_overrides)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def ds(app):
+    return bearer(app, "data_scientist", "dana")
+
+
+@pytest.fixture
+def model(client, ds):
+    return create_model(client, ds, "churn")
+
+
+def test_an_uploaded_version_downloads_byte_for_byte_with_its_sha256_as_etag(client, ds, model):
+    data = bytes(range(256)) * 5000  # > 1 MiB: several store chunks
+    response = upload_version(client, ds, model["id"], data, metadata={
+        "description": "first", "parameters": {"C": 0.5}, "metrics": {"auc": 0.91}, "code_version": "abc123",
+        "flavor": "skops", "tags": {"stage": "dev"}})
+    assert response.status_code == 201, response.json
+    version = response.json
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert version["number"] == 1 and version["model_id"] == model["id"]
+    assert version["artifact_sha256"] == sha256 and version["size"] == len(data)
+    assert version["metrics"] == {"auc": 0.91} and version["parameters"] == {"C": 0.5}
+    assert version["created_by"] == "dana" and version["provenance"] == "uploaded"
+
+    url = f"/api/v1/models/{model['id']}/versions/1/artifact"
+    download = client.get(url, headers=ds)
+    assert download.status_code == 200
+    assert download.data == data
+    assert download.headers["ETag"] == f'"{sha256}"'
+    assert download.headers["Content-Length"] == str(len(data))
+    not_modified = client.get(url, headers={**ds, "If-None-Match": f'"{sha256}"'})
+    assert not_modified.status_code == 304 and not_modified.data == b""
+    changed = client.get(url, headers={**ds, "If-None-Match": '"something-else"'})
+    assert changed.status_code == 200 and changed.data == data
+
+
+def test_versions_are_numbered_one_two_three_and_update_the_model(client, ds, model):
+    for expected in (1, 2, 3):
+        response = upload_version(client, ds, model["id"], f"v{expected}".encode())
+        assert response.json["number"] == expected
+    assert client.get(f"/api/v1/models/{model['id']}", headers=ds).json["latest_version"] == 3
+    listed = client.get(f"/api/v1/models/{model['id']}/versions?limit=2", headers=ds).json
+    assert [v["number"] for v in listed["items"]] == [3, 2]
+    rest = client.get(f"/api/v1/models/{model['id']}/versions", query_string={"limit": 2, "cursor": listed["next_cursor"]},
+                      headers=ds).json
+    assert [v["number"] for v in rest["items"]] == [1] and rest["next_cursor"] is None
+    assert client.get(f"/api/v1/models/{model['id']}/versions/2", headers=ds).json["artifact_sha256"] == \
+        hashlib.sha256(b"v2").hexdigest()
+    # Another model counts from 1 on its own.
+    other = create_model(client, ds, "other")
+    assert upload_version(client, ds, other["id"]).json["number"] == 1
+
+
+def test_concurrent_uploads_get_distinct_consecutive_numbers(app, ds, model):
+    workers = 6
+    barrier = threading.Barrier(workers)
+    numbers, failures = [], []
+
+    def upload(i: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = upload_version(client, ds, model["id"], f"concurrent {i}".encode())
+        (numbers if response.status_code == 201 else failures).append(
+            response.json["number"] if response.status_code == 201 else response.json)
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(numbers) == list(range(1, workers + 1))
+
+
+def test_a_version_can_reuse_an_already_stored_artifact_by_its_sha256(client, ds, model):
+    first = upload_version(client, ds, model["id"], b"shared weights").json
+    other = create_model(client, ds, "other")
+    response = client.post(f"/api/v1/models/{other['id']}/versions",
+                           json={"artifact_id": first["artifact_sha256"], "description": "promoted"}, headers=ds)
+    assert response.status_code == 201, response.json
+    assert response.json["size"] == len(b"shared weights")
+    assert client.get(f"/api/v1/models/{other['id']}/versions/1/artifact", headers=ds).data == b"shared weights"
+    missing = client.post(f"/api/v1/models/{other['id']}/versions", json={"artifact_id": "0" * 64}, headers=ds)
+    assert missing.status_code == 422 and "artifact_id" in missing.json["errors"]
+    malformed = client.post(f"/api/v1/models/{other['id']}/versions", json={"artifact_id": "../../etc/passwd"},
+                            headers=ds)
+    assert malformed.status_code == 422 and "artifact_id" in malformed.json["errors"]
+
+
+def test_bad_version_uploads_are_refused_and_register_nothing(client, ds, model):
+    url = f"/api/v1/models/{model['id']}/versions"
+    no_file = client.post(url, data={"metadata": "{}"}, headers=ds, content_type="multipart/form-data")
+    assert no_file.status_code == 422 and "artifact" in no_file.json["errors"]
+    assert upload_version(client, ds, model["id"], metadata={"metrics": {"auc": "high"}}).status_code == 422
+    assert upload_version(client, ds, model["id"], metadata={"surprise": 1}).status_code == 422
+    bad_json = client.post(url, data={"artifact": (io.BytesIO(b"x"), "m.bin"), "metadata": "{oops"},
+                           headers=ds, content_type="multipart/form-data")
+    assert bad_json.status_code == 422 and "metadata" in bad_json.json["errors"]
+    unknown_dataset = upload_version(client, ds, model["id"], metadata={"dataset_id": model["id"]})
+    assert unknown_dataset.status_code == 422 and "dataset_id" in unknown_dataset.json["errors"]
+    unknown_parent = upload_version(client, ds, model["id"], metadata={"parent_version": 7})
+    assert unknown_parent.status_code == 422 and "parent_version" in unknown_parent.json["errors"]
+    assert client.post(url, data="x", content_type="text/plain", headers=ds).status_code == 415
+    assert client.get(url, headers=ds).json["items"] == []
+    assert client.get(f"{url}/1", headers=ds).status_code == 404
+
+
+def test_a_tampered_artifact_is_refused_with_an_integrity_error(client, ds, model, settings_overrides):
+    version = upload_version(client, ds, model["id"], b"precious weights" * 1000).json
+    sha256 = version["artifact_sha256"]
+    blob = Path(settings_overrides["artifact_root"]) / sha256[:2] / sha256[2:4] / sha256
+    raw = bytearray(blob.read_bytes())
+    raw[-5] ^= 0x01
+    blob.write_bytes(bytes(raw))
+    response = client.get(f"/api/v1/models/{model['id']}/versions/1/artifact", headers=ds)
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    assert response.json["type"].endswith("integrity-error")
+    assert b"precious" not in response.data
+
+
+def test_aliases_point_at_versions_and_move(client, ds, model):
+    for data in (b"1", b"2"):
+        upload_version(client, ds, model["id"], data)
+    url = f"/api/v1/models/{model['id']}/aliases"
+    set_one = client.put(f"{url}/champion", json={"version": 1}, headers=ds)
+    assert set_one.status_code == 200 and set_one.json == {"alias": "champion", "version": 1}
+    client.put(f"{url}/challenger", json={"version": 2}, headers=ds)
+    assert client.get(f"/api/v1/models/{model['id']}", headers=ds).json["aliases"] == {"challenger": 2, "champion": 1}
+    assert client.get(f"/api/v1/models/{model['id']}/versions/2", headers=ds).json["aliases"] == ["challenger"]
+    moved = client.put(f"{url}/champion", json={"version": 2}, headers=ds)
+    assert moved.json == {"alias": "champion", "version": 2}
+    assert client.get(f"{url}/champion", headers=ds).json == {"alias": "champion", "version": 2}
+    assert client.get(f"/api/v1/models/{model['id']}/versions/2", headers=ds).json["aliases"] == ["challenger", "champion"]
+    assert client.delete(f"{url}/challenger", headers=ds).status_code == 204
+    assert client.get(f"{url}/challenger", headers=ds).status_code == 404
+    assert client.delete(f"{url}/challenger", headers=ds).status_code == 404
+
+
+@pytest.mark.parametrize("alias, body, field", [
+    ("Champion", {"version": 1}, "alias"),
+    ("9lives", {"version": 1}, "alias"),
+    ("a" * 65, {"version": 1}, "alias"),
+    ("champion", {"version": 9}, "version"),
+    ("champion", {"version": "1"}, "version"),
+    ("champion", {}, "version"),
+])
+def test_invalid_aliases_are_422_naming_the_field(client, ds, model, alias, body, field):
+    upload_version(client, ds, model["id"])
+    response = client.put(f"/api/v1/models/{model['id']}/aliases/{alias}", json=body, headers=ds)
+    assert response.status_code == 422
+    assert field in response.json["errors"]
+
+
+def test_a_version_records_its_dataset_by_id_and_digest(client, ds, model):
+    dataset = upload_csv(client, ds, b"x,y\n1,2\n").json
+    version = upload_version(client, ds, model["id"], metadata={"dataset_id": dataset["id"]}).json
+    assert version["dataset_id"] == dataset["id"]
+    assert version["dataset_sha256"] == dataset["sha256"]
