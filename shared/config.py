@@ -21,19 +21,20 @@ class ConfigError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
-    # Where state lives. The embedded default needs no server at all.
-    database_url: str = "sqlite:///var/modelyard.db"
-    broker_url: str = "sqla+sqlite:///var/broker.db"
+    # Where state lives. Left empty, each is a file under var_dir: the embedded default needs no server.
+    var_dir: str = "var"
+    database_url: str = ""
+    broker_url: str = ""
     # Events: "amqp://..." publishes to RabbitMQ; "local" dispatches to in-process subscribers.
     events_url: str = "local"
     events_exchange: str = "modelyard.events"
     redis_url: str = ""  # empty: in-process cache
     cache_prefix: str = "modelyard:"
     cache_ttl_seconds: int = 300
-    artifact_root: str = "var/artifacts"
+    artifact_root: str = ""
     # "kid:base64key,kid2:base64key"; the first is current, the rest still decrypt.
     artifact_keys: str = ""
-    data_root: str = "var/data"
+    data_root: str = ""
     jwt_secret: str = ""
     jwt_expires_seconds: int = 3600
     max_json_bytes: int = 1 << 20
@@ -97,6 +98,15 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
             except ValueError as exc:
                 raise ConfigError(f"MODELYARD_{f.name.upper()}: {exc}") from exc
     values.update(overrides)
+    var_dir = values.get("var_dir", base.var_dir)
+    embedded = {
+        "database_url": f"sqlite:///{var_dir}/modelyard.db",
+        "broker_url": f"sqla+sqlite:///{var_dir}/broker.db",
+        "artifact_root": f"{var_dir}/artifacts",
+        "data_root": f"{var_dir}/data",
+    }
+    for name, default in embedded.items():
+        values[name] = values.get(name) or default
     settings = dataclasses.replace(base, **values)
     if settings.env == "production":
         missing = [name for name in ("jwt_secret", "artifact_keys") if not getattr(settings, name)]

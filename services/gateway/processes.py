@@ -1,0 +1,90 @@
+"""Start the platform's processes, stop them together: what `make run` and `make stack` share."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from base64 import urlsafe_b64encode
+from pathlib import Path
+
+from shared.config import Settings
+
+
+def local_secrets(settings: Settings) -> dict[str, str]:
+    """Secrets for a development machine, made once and kept in var/secrets.json (mode 600).
+
+    Artifacts are encrypted with this key: losing the file loses the artifacts, so it is never rewritten.
+    Settings from the environment win.
+    """
+    path = Path(settings.var_dir) / "secrets.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        stored = json.loads(path.read_text())
+    else:
+        stored = {
+            "MODELYARD_JWT_SECRET": secrets.token_urlsafe(48),
+            "MODELYARD_ARTIFACT_KEYS": "local1:" + urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(stored, handle)
+    return {name: value for name, value in stored.items() if not os.environ.get(name)}
+
+
+class Supervisor:
+    """Children in their own process groups; when one exits or a signal arrives, all stop."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.children: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+
+    def start(self, name: str, argv: list[str]) -> None:
+        self.children[name] = subprocess.Popen(argv, env=self.env, start_new_session=True)
+
+    def python(self, name: str, *args: str) -> None:
+        self.start(name, [sys.executable, *args])
+
+    def _stop(self, *_):
+        self.stopping = True
+
+    def wait(self, on_tick=None) -> int:
+        """Block until a signal or a child's death, then stop everything; returns the exit code."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        code = 0
+        while not self.stopping:
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    print(f"modelyard: {name} exited with {child.returncode}; stopping", file=sys.stderr, flush=True)
+                    code = child.returncode or 1
+                    self.stopping = True
+            if on_tick is not None and not self.stopping:
+                on_tick()
+            time.sleep(0.2)
+        self.shutdown()
+        return code
+
+    def shutdown(self, grace: float = 10.0) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+
+def gunicorn(bind: str, app: str, *, workers: int, threads: int) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", "gthread", "--log-level", "warning", app,
+    ]

@@ -1,0 +1,95 @@
+"""`make stack`: the distributed platform on localhost, one process per part.
+
+identity and registry under gunicorn, the outbox relay, a Celery worker and beat, and nginx in front
+routing /api/v1/<area> by prefix, all against Postgres, RabbitMQ and Redis (URLs from MODELYARD_*).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from string import Template
+
+import sqlalchemy as sa
+
+from services.gateway.processes import Supervisor, gunicorn, local_secrets
+from shared.config import load_settings
+from shared.db import normalise_url
+from shared.schema import migrate
+
+STACK_DEFAULTS = {
+    "MODELYARD_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/modelyard",
+    "MODELYARD_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+    "MODELYARD_EVENTS_URL": "amqp://guest:guest@127.0.0.1:5672//",
+    "MODELYARD_REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+SERVICES = {"identity": 8101, "registry": 8102}
+GATEWAY = Path(__file__).resolve().parent
+
+
+def ensure_database(url: str) -> None:
+    """Create the stack's database on first start (the server's `postgres` database must exist)."""
+    target = sa.make_url(normalise_url(url))
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database})
+        if not exists:
+            conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+def render_nginx(var_dir: Path, port: int) -> Path:
+    server = Template((GATEWAY / "nginx.conf.template").read_text()).safe_substitute(
+        IDENTITY_UPSTREAM=f"127.0.0.1:{SERVICES['identity']}",
+        REGISTRY_UPSTREAM=f"127.0.0.1:{SERVICES['registry']}",
+        GATEWAY_PORT=str(port),
+    )
+    root = var_dir / "nginx"
+    root.mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(
+        "daemon off;\nworker_processes 1;\npid nginx.pid;\nerror_log stderr warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n  access_log off;\n"
+        f"  client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;\n"
+        f"  fastcgi_temp_path {root}/fastcgi; uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;\n"
+        + server + "}\n"
+    )
+    return conf
+
+
+def main() -> int:
+    for name, value in STACK_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    os.environ.update(local_secrets(load_settings()))
+    settings = load_settings()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        print("make stack needs nginx as its gateway: apt-get install nginx", file=sys.stderr)
+        return 2
+    ensure_database(settings.database_url)
+    migrate(settings.database_url)
+    Path(settings.artifact_root).mkdir(parents=True, exist_ok=True)
+
+    port = int(os.environ.get("MODELYARD_GATEWAY_PORT", "8000"))
+    workers = os.environ.get("MODELYARD_WEB_WORKERS", "2")
+    supervisor = Supervisor(env=dict(os.environ))
+    for service, service_port in SERVICES.items():
+        supervisor.start(service, gunicorn(f"127.0.0.1:{service_port}", f"services.{service}:create_app()",
+                                           workers=int(workers), threads=4))
+    supervisor.python("relay", "-m", "shared.events.relay")
+    supervisor.python("worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "WARNING",
+                      "--concurrency", "2", "--queues", "default,hpo,drift,abtest,ingest")
+    supervisor.python("beat", "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "WARNING",
+                      "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"))
+    conf = render_nginx(Path(settings.var_dir).resolve(), port)
+    supervisor.start("gateway", [nginx, "-c", str(conf), "-p", str(conf.parent)])
+    print(f"Modelyard stack: gateway http://127.0.0.1:{port}, "
+          + ", ".join(f"{s} :{p}" for s, p in SERVICES.items()) + ", relay, worker, beat", flush=True)
+    return supervisor.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

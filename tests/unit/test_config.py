@@ -1,0 +1,46 @@
+"""Settings: profiles, environment variables, and production's refusal to start without secrets."""
+
+import pytest
+
+from shared.config import ConfigError, load_settings
+
+
+def test_environment_variables_are_typed_and_override_defaults():
+    settings = load_settings(environ={"MODELYARD_JWT_EXPIRES_SECONDS": "42", "MODELYARD_RELAY_POLL_SECONDS": "0.5"})
+    assert settings.jwt_expires_seconds == 42
+    assert settings.relay_poll_seconds == 0.5
+
+
+def test_embedded_default_keeps_everything_under_the_var_dir():
+    settings = load_settings(environ={"MODELYARD_VAR_DIR": "/tmp/x"})
+    assert settings.database_url == "sqlite:////tmp/x/modelyard.db"
+    assert settings.broker_url == "sqla+sqlite:////tmp/x/broker.db"
+    assert settings.artifact_root == "/tmp/x/artifacts"
+
+
+def test_production_refuses_to_start_without_jwt_secret_and_artifact_key():
+    with pytest.raises(ConfigError, match="MODELYARD_JWT_SECRET and MODELYARD_ARTIFACT_KEYS"):
+        load_settings(environ={"MODELYARD_ENV": "production"})
+    with pytest.raises(ConfigError, match="MODELYARD_ARTIFACT_KEYS"):
+        load_settings(environ={"MODELYARD_ENV": "production", "MODELYARD_JWT_SECRET": "s"})
+
+
+def test_production_starts_with_both_secrets():
+    settings = load_settings(environ={"MODELYARD_ENV": "production", "MODELYARD_JWT_SECRET": "s",
+                                      "MODELYARD_ARTIFACT_KEYS": "k:" + "A" * 43 + "="})
+    assert settings.env == "production"
+
+
+def test_unknown_profile_and_bad_numbers_are_refused():
+    with pytest.raises(ConfigError, match="MODELYARD_ENV"):
+        load_settings(environ={"MODELYARD_ENV": "staging"})
+    with pytest.raises(ConfigError, match="MODELYARD_MAX_JSON_BYTES"):
+        load_settings(environ={"MODELYARD_MAX_JSON_BYTES": "lots"})
+
+
+def test_masked_settings_hide_secrets_and_url_passwords():
+    shown = load_settings(environ={"MODELYARD_JWT_SECRET": "topsecret",
+                                   "MODELYARD_DATABASE_URL": "postgresql://me:pw@db:5432/x"}).masked()
+    assert shown["jwt_secret"] == "********"
+    assert shown["database_url"] == "postgresql://****@db:5432/x"
+    assert "pw" not in str(shown)
