@@ -9,8 +9,8 @@ Correctness before speed:
 - Redis being down must never fail a read: calls have short timeouts, and after one failure a
   circuit breaker skips Redis for a couple of seconds. Invalidations that could not reach Redis are
   kept and applied before this process uses the cache again; until then it reads straight through.
-  (Another process may serve the old value from Redis until this one is back in touch, at most
-  one TTL; a process that never touches the cache again leaves it to the TTL.)
+  (Other processes may still read the old value from Redis until this one next uses the cache,
+  and never longer than one TTL.)
 Values are stored as JSON in both backends, so the embedded default behaves like production.
 """
 

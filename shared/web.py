@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from flask import Flask, Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Api
+from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy.orm import Session
 
@@ -38,7 +39,6 @@ class Runtime:
     artifacts: ArtifactStore
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def runtime() -> Runtime:
@@ -136,6 +136,11 @@ def _install_metrics(app: Flask, rt: Runtime, service: str) -> None:
         return response
 
 
+def _ping_broker(url: str) -> None:
+    with Connection(url, connect_timeout=2) as connection:
+        connection.ensure_connection(max_retries=0)
+
+
 def _install_probes(app: Flask, rt: Runtime) -> None:
     @app.get("/healthz")
     def healthz():
@@ -163,7 +168,6 @@ def create_service_app(
     service: str,
     blueprints: Iterable[Callable[[Api, Runtime], None]],
     settings: Settings | dict | None = None,
-    runtime_hooks: Iterable[Callable[[Runtime], None]] = (),
 ) -> Flask:
     """Build a service: `blueprints` are callables that register routes on the shared Api."""
     if not isinstance(settings, Settings):
@@ -180,6 +184,7 @@ def create_service_app(
     )
     rt = Runtime(settings=settings, db=Database(settings.database_url), cache=Cache.from_settings(settings),
                  artifacts=ArtifactStore.from_settings(settings))
+    rt.readiness_checks["broker"] = lambda: _ping_broker(settings.broker_url)
     if settings.redis_url:
         rt.readiness_checks["cache"] = rt.cache.ping
     app.extensions["modelyard"] = rt
@@ -195,9 +200,10 @@ def create_service_app(
             session.rollback()
             session.close()
 
-    for hook in runtime_hooks:
-        hook(rt)
     api = Api(app)
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    api.spec.components.security_scheme("api_key", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    api.spec.options["security"] = [{"bearer": []}, {"api_key": []}]
     # After Api(): flask-smorest installs its own HTTPException handler, which ours replaces.
     install_error_handlers(app)
     for register in blueprints:

@@ -36,3 +36,20 @@ def test_openapi_document_is_served(client):
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200
     assert response.json["info"]["title"] == "Modelyard"
+
+
+def test_readiness_fails_with_503_when_the_broker_is_unreachable(settings_overrides, clean_db, servers):
+    from tests.support.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy.for_url(servers["BROKER"])
+    client = create_app({**settings_overrides, "broker_url": proxy.url_for(servers["BROKER"])}).test_client()
+    assert client.get("/readyz").json["checks"]["broker"] == "ok"
+    proxy.cut()
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json["checks"]["broker"].startswith("unavailable")
+        assert response.json["checks"]["database"] == "ok"
+    finally:
+        proxy.restore()
+        proxy.cut()
