@@ -6,6 +6,7 @@ A service contributes blueprints; `create_service_app` wires everything else the
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from flask import Flask, Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Api
 from kombu import Connection
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from sqlalchemy.orm import Session
 
 from shared.artifacts import ArtifactStore
@@ -161,7 +162,12 @@ def _install_probes(app: Flask, rt: Runtime) -> None:
 
     @app.get("/metrics")
     def metrics():
-        return Response(generate_latest(rt.registry), mimetype=CONTENT_TYPE_LATEST)
+        registry = rt.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Under gunicorn each worker counts for itself; the scrape must see all of them.
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 def create_service_app(

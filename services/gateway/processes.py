@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import time
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
+from services.identity.users import ensure_admin
 from shared.config import Settings
+from shared.db import Database
+from shared.schema import migrate
 
 
 def local_secrets(settings: Settings) -> dict[str, str]:
@@ -36,6 +40,23 @@ def local_secrets(settings: Settings) -> dict[str, str]:
     return {name: value for name, value in stored.items() if not os.environ.get(name)}
 
 
+def prepare(settings: Settings) -> str:
+    """Make the directories, migrate, create the first admin; returns the line that says how to log in."""
+    for directory in (settings.var_dir, settings.artifact_root, settings.data_root):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    migrate(settings.database_url)
+    db = Database(settings.database_url)
+    password = settings.admin_password or secrets.token_urlsafe(12)
+    with db.transaction() as session:
+        _, created = ensure_admin(session=session, username=settings.admin_username, password=password)
+    db.dispose()
+    if not created:
+        return f"Log in as {settings.admin_username!r} with the password set when it was created."
+    if settings.admin_password:
+        return f"Log in as {settings.admin_username!r} with the password in MODELYARD_ADMIN_PASSWORD."
+    return f"Log in as {settings.admin_username!r}, password: {password}  (printed once; keep it)"
+
+
 class Supervisor:
     """Children in their own process groups; when one exits or a signal arrives, all stop."""
 
@@ -44,8 +65,19 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen] = {}
         self.stopping = False
 
-    def start(self, name: str, argv: list[str]) -> None:
-        self.children[name] = subprocess.Popen(argv, env=self.env, start_new_session=True)
+    def start(self, name: str, argv: list[str], **env: str) -> None:
+        self.children[name] = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
+
+    def web(self, name: str, bind: str, app: str, *, workers: int, threads: int, var_dir: str) -> None:
+        """A gunicorn server whose workers share one Prometheus view (multiprocess mode)."""
+        metrics_dir = Path(var_dir) / "prometheus" / name
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        argv = [
+            sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+            "--worker-class", "gthread", "--log-level", "warning", app,
+        ]
+        self.start(name, argv, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
 
     def python(self, name: str, *args: str) -> None:
         self.start(name, [sys.executable, *args])
@@ -81,10 +113,3 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
-
-
-def gunicorn(bind: str, app: str, *, workers: int, threads: int) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
-        "--worker-class", "gthread", "--log-level", "warning", app,
-    ]

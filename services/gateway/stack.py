@@ -14,10 +14,9 @@ from string import Template
 
 import sqlalchemy as sa
 
-from services.gateway.processes import Supervisor, gunicorn, local_secrets
+from services.gateway.processes import Supervisor, local_secrets, prepare
 from shared.config import load_settings
 from shared.db import normalise_url
-from shared.schema import migrate
 
 STACK_DEFAULTS = {
     "MODELYARD_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/modelyard",
@@ -70,15 +69,14 @@ def main() -> int:
         print("make stack needs nginx as its gateway: apt-get install nginx", file=sys.stderr)
         return 2
     ensure_database(settings.database_url)
-    migrate(settings.database_url)
-    Path(settings.artifact_root).mkdir(parents=True, exist_ok=True)
+    login = prepare(settings)
 
     port = int(os.environ.get("MODELYARD_GATEWAY_PORT", "8000"))
     workers = os.environ.get("MODELYARD_WEB_WORKERS", "2")
     supervisor = Supervisor(env=dict(os.environ))
     for service, service_port in SERVICES.items():
-        supervisor.start(service, gunicorn(f"127.0.0.1:{service_port}", f"services.{service}:create_app()",
-                                           workers=int(workers), threads=4))
+        supervisor.web(service, f"127.0.0.1:{service_port}", f"services.{service}:create_app()",
+                       workers=int(workers), threads=4, var_dir=settings.var_dir)
     supervisor.python("relay", "-m", "shared.events.relay")
     supervisor.python("worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "WARNING",
                       "--concurrency", "2", "--queues", "default,hpo,drift,abtest,ingest")
@@ -88,6 +86,7 @@ def main() -> int:
     supervisor.start("gateway", [nginx, "-c", str(conf), "-p", str(conf.parent)])
     print(f"Modelyard stack: gateway http://127.0.0.1:{port}, "
           + ", ".join(f"{s} :{p}" for s, p in SERVICES.items()) + ", relay, worker, beat", flush=True)
+    print(login, flush=True)
     return supervisor.wait()
 
 
