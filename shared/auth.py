@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from shared.errors import Forbidden, Unauthorized
 ROLES = ("viewer", "data_scientist", "ml_engineer", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 API_KEY_PREFIX = "myd"
+# A key's public prefix is hex (see new_api_key); anything else is refused before it reaches a query.
+_KEY_PREFIX = re.compile(r"[0-9a-f]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def _aware(moment: datetime) -> datetime:
 
 def actor_from_api_key(session: Session, key: str) -> Actor:
     parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not _KEY_PREFIX.fullmatch(parts[1]):
         raise Unauthorized("The API key is malformed.")
     row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == parts[1]))
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):

@@ -44,8 +44,19 @@ class Settings:
     relay_batch_size: int = 200
     relay_poll_seconds: float = 0.2
     consumer_max_retries: int = 3
+    # Celery queue names get this prefix: isolates test runs sharing one broker; empty in production.
+    task_queue_prefix: str = ""
+    # Training: trials in flight per job by default (the worker processes of the HPO pool), where the
+    # registry answers (empty: in-process, the all-in-one composition), and the code version recorded.
+    hpo_parallelism: int = 2
+    registry_url: str = ""
+    code_version: str = ""
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def task_queue(self, pool: str) -> str:
+        """The Celery queue name of worker pool `pool` ("hpo", "default" ...)."""
+        return self.task_queue_prefix + pool
 
     def masked(self) -> dict[str, Any]:
         """The effective settings with secrets hidden, for `modelyard config show`."""

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, json, request
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,17 @@ class IntegrityFailure(DomainError):
     """Stored bytes do not match their recorded digest or fail authentication: never served."""
 
     status, title, slug = 500, "Artifact integrity check failed", "integrity-error"
+
+
+class ProblemSchema(Schema):
+    """Every error answer, as `problem` writes it; it documents the error responses in the OpenAPI document."""
+
+    type = fields.String(metadata={"description": "A URI naming the kind of problem."})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    instance = fields.String(allow_none=True, metadata={"description": "The request path."})
+    errors = fields.Dict(metadata={"description": "Invalid input: field name -> messages."})
 
 
 def problem(status: int, title: str, detail: str, *, slug: str, errors: Any = None) -> Response:

@@ -95,6 +95,8 @@ def _decode_value(raw: Any, column: InstrumentedAttribute) -> Any:
     column_type = column.property.columns[0].type
     if raw is None:
         raise ValueError("missing value")
+    if isinstance(column_type, (sa.DateTime, sa.Uuid)) and not isinstance(raw, str):
+        raise ValueError("not a string")
     if isinstance(column_type, sa.DateTime):
         return datetime.fromisoformat(raw)
     if isinstance(column_type, sa.Uuid):
@@ -102,9 +104,13 @@ def _decode_value(raw: Any, column: InstrumentedAttribute) -> Any:
     if isinstance(column_type, sa.Integer):
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError("not an integer")
+        # A forged cursor must not reach the database with a number its column cannot compare against.
+        bound = 2**63 if isinstance(column_type, sa.BigInteger) else 2**31
+        if not -bound <= raw < bound:
+            raise ValueError("out of range")
         return raw
     if isinstance(column_type, sa.String):
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or "\x00" in raw:
             raise ValueError("not a string")
         return raw
     return raw

@@ -14,6 +14,7 @@ TABLE_MODULES = (
     "shared.events.consumer",
     "services.identity.models",
     "services.registry.models",
+    "services.training.models",
 )
 
 ROOT = Path(__file__).resolve().parent.parent

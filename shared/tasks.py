@@ -11,15 +11,33 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import Celery
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from shared.config import Settings
 from shared.db import Database
 
 log = logging.getLogger(__name__)
 
 CELERY_APP_KEY = "modelyard.celery_app"
 _PENDING_KEY = "modelyard.pending_tasks"
+
+
+def broker_transport_options(broker_url: str) -> dict:
+    if broker_url.startswith(("sqla+", "sqlalchemy+")):
+        # kombu hands these straight to create_engine: wait on SQLite's lock instead of failing.
+        return {"connect_args": {"timeout": 30}} if "sqlite" in broker_url else {}
+    return {"confirm_publish": True}
+
+
+def task_sender(settings: Settings) -> Celery:
+    """A Celery app that only sends tasks by name, for web code (which never imports `workers/`)."""
+    app = Celery("modelyard", set_as_current=False)
+    app.conf.update(broker_url=settings.broker_url,
+                    broker_transport_options=broker_transport_options(settings.broker_url),
+                    task_serializer="json", accept_content=["json"], task_ignore_result=True)
+    return app
 
 
 def attach_celery(db: Database, celery_app: Any) -> None:

@@ -12,19 +12,24 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from apispec import BasePlugin
 from flask import Flask, Response, current_app, g, request
 from flask.views import MethodView
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 from kombu import Connection
+from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from sqlalchemy.orm import Session
 
+from shared import strict_json
 from shared.artifacts import ArtifactStore
 from shared.auth import init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
-from shared.errors import DomainError, UnsupportedMediaType, install_error_handlers, problem
+from shared.errors import (
+    PROBLEM_JSON, DomainError, ProblemSchema, UnsupportedMediaType, ValidationFailed, install_error_handlers, problem,
+)
 
 JSON_TYPES = frozenset({"application/json"})
 MULTIPART = "multipart/form-data"
@@ -68,6 +73,8 @@ def accepts(*content_types: str):
 
 
 class ModelyardFlask(Flask):
+    json_provider_class = strict_json.StrictJSONProvider
+
     def dispatch_request(self):
         # Committing inside dispatch means a failed commit goes through the same error handlers
         # as any other exception, and the client never sees a success for an unsaved change.
@@ -104,13 +111,22 @@ def _check_body() -> Response | None:
             f"Content-Type {mimetype or '(none)'} is not accepted here; send {' or '.join(sorted(accepted))}"
         )
     request.max_content_length = settings.max_upload_bytes if mimetype == MULTIPART else settings.max_json_bytes
-    if mimetype in JSON_TYPES:
-        body = request.get_json(silent=True)
-        if body is None:
-            return problem(400, "Bad request", "The body is not valid JSON.", slug="malformed-json")
-        if not isinstance(body, dict):
-            return problem(400, "Bad request", "The body must be a JSON object.", slug="malformed-json")
+    if mimetype in JSON_TYPES and not isinstance(request.get_json(silent=True), dict):
+        # Parsed (strictly, by the app's JSON provider) and cached above; parsed again only to say why not.
+        try:
+            strict_json.loads(request.get_data())
+        except ValueError as exc:
+            return problem(400, "Bad request", f"The body is not valid JSON: {exc}.", slug="malformed-json")
+        return problem(400, "Bad request", "The body must be a JSON object.", slug="malformed-json")
     return None
+
+
+def _check_query() -> None:
+    """A NUL character can be neither stored nor searched for (Postgres text refuses it): 422 naming the parameter."""
+    for name, values in request.args.lists():
+        if any("\x00" in text for text in (name, *values)):
+            raise ValidationFailed(f"The query parameter {name!r} contains a NUL character.",
+                                   errors={name: ["Must not contain NUL characters."]})
 
 
 def _install_metrics(app: Flask, rt: Runtime, service: str) -> None:
@@ -142,13 +158,33 @@ def _ping_broker(url: str) -> None:
         connection.ensure_connection(max_retries=0)
 
 
-def _install_probes(app: Flask, rt: Runtime) -> None:
-    @app.get("/healthz")
+class HealthSchema(Schema):
+    status = fields.String()
+
+
+class ReadinessSchema(Schema):
+    status = fields.String(metadata={"description": "ready or not ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "dependency -> ok, or why it is unavailable"})
+
+
+def _install_probes(api: Api, rt: Runtime) -> None:
+    """/healthz, /readyz and /metrics, on a blueprint so that the OpenAPI document lists them too."""
+    blp = Blueprint("probes", __name__, description="Liveness, readiness and Prometheus metrics")
+
+    @blp.route("/healthz")
+    @blp.doc(security=[])
+    @blp.response(200, HealthSchema)
     def healthz():
+        """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @blp.route("/readyz")
+    @blp.doc(security=[])
+    @blp.response(200, ReadinessSchema)
+    @blp.alt_response(503, schema=ReadinessSchema, description="A dependency is unreachable.")
     def readyz():
+        """The database, broker (and cache, when configured) are reachable."""
         checks: dict[str, str] = {}
         ready = True
         for name, check in {"database": rt.db.ping, **rt.readiness_checks}.items():
@@ -160,14 +196,34 @@ def _install_probes(app: Flask, rt: Runtime) -> None:
                 ready = False
         return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
 
-    @app.get("/metrics")
+    @blp.route("/metrics")
+    @blp.doc(security=[])
+    @blp.response(200, content_type=CONTENT_TYPE_LATEST, description="Prometheus text exposition format.")
     def metrics():
+        """Request counts and latencies for Prometheus."""
         registry = rt.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Under gunicorn each worker counts for itself; the scrape must see all of them.
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    api.register_blueprint(blp)
+
+
+class ModelyardApi(Api):
+    # The error responses flask-smorest documents for every operation take the shape errors really have.
+    ERROR_SCHEMA = ProblemSchema
+
+
+class ProblemResponses(BasePlugin):
+    """Document the shared error responses under the content type they are sent with."""
+
+    def response_helper(self, response, **kwargs):
+        content = response.get("content") or {}
+        if "application/json" in content:
+            return {"content": {PROBLEM_JSON: content["application/json"]}}
+        return None
 
 
 def create_service_app(
@@ -196,8 +252,8 @@ def create_service_app(
     app.extensions["modelyard"] = rt
     init_auth(app, settings)
     _install_metrics(app, rt, service)
+    app.before_request(_check_query)
     app.before_request(_check_body)
-    _install_probes(app, rt)
 
     @app.teardown_request
     def _close_session(_exc):
@@ -206,12 +262,13 @@ def create_service_app(
             session.rollback()
             session.close()
 
-    api = Api(app)
+    api = ModelyardApi(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.components.security_scheme("api_key", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     api.spec.options["security"] = [{"bearer": []}, {"api_key": []}]
     # After Api(): flask-smorest installs its own HTTPException handler, which ours replaces.
     install_error_handlers(app)
+    _install_probes(api, rt)
     for register in blueprints:
         register(api, rt)
     return app

@@ -107,3 +107,20 @@ def settings_overrides(database_url, servers, tmp_path) -> dict:
         "data_root": str(tmp_path / "data"),
         "jwt_secret": "test-secret-" + RUN_ID + "-0123456789abcdef",
     }
+
+
+@pytest.fixture
+def make_app():
+    """Build a service app (the all-in-one by default) whose database pool is closed after the test."""
+    from services.gateway.allinone import create_app
+
+    apps = []
+
+    def make(settings, factory=create_app):
+        app = factory(settings)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["modelyard"].db.dispose()

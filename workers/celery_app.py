@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from shared.config import Settings, load_settings
 from shared.db import Database
 from shared.events.topology import WORK_QUEUES, work_queues
+from shared.tasks import CELERY_APP_KEY, attach_celery, broker_transport_options
 
-TASK_MODULES = ("workers.maintenance",)
-# Tasks live in workers/<pool>.py and go to that pool's queue; anything else goes to "default".
-TASK_ROUTES = {f"workers.{pool}.*": {"queue": pool} for pool in WORK_QUEUES if pool != "default"}
+TASK_MODULES = ("workers.maintenance", "workers.hpo")
 HOUR = 3600.0
+MINUTE = 60.0
 
 
 class ModelyardCelery(Celery):
@@ -31,11 +31,14 @@ class ModelyardCelery(Celery):
         self.modelyard_settings = settings
 
 
-def _transport_options(broker_url: str) -> dict:
-    if broker_url.startswith(("sqla+", "sqlalchemy+")):
-        # kombu hands these straight to create_engine: wait on SQLite's lock instead of failing.
-        return {"connect_args": {"timeout": 30}} if "sqlite" in broker_url else {}
-    return {"confirm_publish": True}
+def _task_routes(settings: Settings) -> dict:
+    # Tasks live in workers/<pool>.py (named "<pool>.<task>" or "workers.<pool>.<task>") and go to that
+    # pool's queue; anything else goes to "default".
+    routes = {}
+    for pool in WORK_QUEUES:
+        if pool != "default":
+            routes[f"workers.{pool}.*"] = routes[f"{pool}.*"] = {"queue": settings.task_queue(pool)}
+    return routes
 
 
 def make_celery(settings: Settings) -> ModelyardCelery:
@@ -43,13 +46,13 @@ def make_celery(settings: Settings) -> ModelyardCelery:
     app = ModelyardCelery(settings, "modelyard", set_as_current=False)
     app.conf.update(
         broker_url=settings.broker_url,
-        broker_transport_options=_transport_options(settings.broker_url),
+        broker_transport_options=broker_transport_options(settings.broker_url),
         broker_connection_retry_on_startup=True,
-        task_queues=work_queues(),
-        task_default_queue="default",
-        task_default_exchange="default",
-        task_default_routing_key="default",
-        task_routes=TASK_ROUTES,
+        task_queues=work_queues(settings.task_queue_prefix),
+        task_default_queue=settings.task_queue("default"),
+        task_default_exchange=settings.task_queue("default"),
+        task_default_routing_key=settings.task_queue("default"),
+        task_routes=_task_routes(settings),
         # A task is acknowledged after it ran, and put back if its worker died: tasks must be idempotent.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -64,6 +67,9 @@ def make_celery(settings: Settings) -> ModelyardCelery:
         enable_utc=True,
         beat_schedule={
             "purge-sent-outbox": {"task": "workers.maintenance.purge_sent_outbox", "schedule": HOUR},
+            # Heals trainings whose next task was committed but never reached the broker.
+            "redispatch-stalled-trainings": {"task": "hpo.redispatch_stalled", "schedule": MINUTE,
+                                             "options": {"queue": settings.task_queue("default")}},
         },
     )
     return app
@@ -83,9 +89,17 @@ def _forget_parent_databases(**_) -> None:
 class DatabaseTask(Task):
     """Base task that opens exactly one transaction on its worker process's Database."""
 
+    @property
+    def settings(self) -> Settings:
+        return self.app.modelyard_settings
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        with worker_database(self.app.modelyard_settings.database_url).transaction() as session:
+        """One transaction; tasks it enqueues (shared.tasks.enqueue_after_commit) leave after its commit."""
+        db = worker_database(self.settings.database_url)
+        if db.sessions.kw.get("info", {}).get(CELERY_APP_KEY) is not self.app:
+            attach_celery(db, self.app)
+        with db.transaction() as session:
             yield session
 
 

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 
 from services.gateway.processes import Supervisor, local_secrets, prepare
+from services.registry.handlers import training_outcomes
+from services.training.handlers import version_registrations
 from shared.config import load_settings
 from shared.db import Database
 from shared.events.relay import Relay, publisher_from_settings
@@ -34,7 +36,10 @@ def main() -> int:
     )
 
     stop = threading.Event()
-    relay = Relay(Database(settings.database_url), publisher_from_settings(settings), batch_size=settings.relay_batch_size)
+    db = Database(settings.database_url)
+    # With no broker, the relay hands each event straight to the consumers that would read its queue.
+    consumers = [training_outcomes(), version_registrations()]
+    relay = Relay(db, publisher_from_settings(settings, consumers, db), batch_size=settings.relay_batch_size)
     relay_thread = threading.Thread(target=relay.run_forever, args=(stop, settings.relay_poll_seconds), daemon=True)
     relay_thread.start()
 

@@ -1,6 +1,7 @@
 """`make stack`: the distributed platform on localhost, one process per part.
 
-identity and registry under gunicorn, the outbox relay, a Celery worker and beat, and nginx in front
+identity, registry and training under gunicorn, the outbox relay, the event consumers, a Celery
+worker and beat, and nginx in front
 routing /api/v1/<area> by prefix, all against Postgres, RabbitMQ and Redis (URLs from MODELYARD_*).
 """
 
@@ -23,8 +24,12 @@ STACK_DEFAULTS = {
     "MODELYARD_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
     "MODELYARD_EVENTS_URL": "amqp://guest:guest@127.0.0.1:5672//",
     "MODELYARD_REDIS_URL": "redis://127.0.0.1:6379/0",
+    # The training service asks the registry over HTTP when they run as separate processes.
+    "MODELYARD_REGISTRY_URL": "http://127.0.0.1:8102",
 }
-SERVICES = {"identity": 8101, "registry": 8102}
+SERVICES = {"identity": 8101, "registry": 8102, "training": 8103}
+# The event consumers each service runs on its RabbitMQ queue.
+CONSUMERS = ("services.registry.handlers:training_outcomes", "services.training.handlers:version_registrations")
 GATEWAY = Path(__file__).resolve().parent
 
 
@@ -43,6 +48,7 @@ def render_nginx(var_dir: Path, port: int) -> Path:
     server = Template((GATEWAY / "nginx.conf.template").read_text()).safe_substitute(
         IDENTITY_UPSTREAM=f"127.0.0.1:{SERVICES['identity']}",
         REGISTRY_UPSTREAM=f"127.0.0.1:{SERVICES['registry']}",
+        TRAINING_UPSTREAM=f"127.0.0.1:{SERVICES['training']}",
         GATEWAY_PORT=str(port),
     )
     root = var_dir / "nginx"
@@ -77,7 +83,9 @@ def main() -> int:
     for service, service_port in SERVICES.items():
         supervisor.web(service, f"127.0.0.1:{service_port}", f"services.{service}:create_app()",
                        workers=int(workers), threads=4, var_dir=settings.var_dir)
-    supervisor.python("relay", "-m", "shared.events.relay")
+    # The relay declares the consumers' queues before its first publish, so no event is missed at start.
+    supervisor.python("relay", "-m", "shared.events.relay", *(arg for path in CONSUMERS for arg in ("--consumer", path)))
+    supervisor.python("events", "-m", "shared.events.runner", *CONSUMERS)
     supervisor.python("worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "WARNING",
                       "--concurrency", "2", "--queues", "default,hpo,drift,abtest,ingest")
     supervisor.python("beat", "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "WARNING",
@@ -85,7 +93,7 @@ def main() -> int:
     conf = render_nginx(Path(settings.var_dir).resolve(), port)
     supervisor.start("gateway", [nginx, "-c", str(conf), "-p", str(conf.parent)])
     print(f"Modelyard stack: gateway http://127.0.0.1:{port}, "
-          + ", ".join(f"{s} :{p}" for s, p in SERVICES.items()) + ", relay, worker, beat", flush=True)
+          + ", ".join(f"{s} :{p}" for s, p in SERVICES.items()) + ", relay, event consumers, worker, beat", flush=True)
     print(login, flush=True)
     return supervisor.wait()
 

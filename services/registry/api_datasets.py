@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from marshmallow import RAISE
+
 from services.registry import datasets
 from services.registry.multipart import Blueprint
 from services.registry.schemas import DatasetListArgs, DatasetSchema, DatasetUploadSchema
@@ -17,7 +19,7 @@ blp = Blueprint("registry_datasets", __name__, url_prefix="/api/v1/datasets", de
 @blp.route("")
 class Datasets(MethodView):
     @requires("viewer")
-    @blp.arguments(DatasetListArgs, location="query")
+    @blp.arguments(DatasetListArgs, location="query", unknown=RAISE)
     @blp.response(200, page_schema(DatasetSchema))
     def get(self, args):
         """List datasets, newest first; filter by exact `name` or `sha256`."""

@@ -6,6 +6,7 @@ import uuid
 
 from flask import Response, jsonify
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from services.registry import aliases, models_service
 from services.registry.schemas import (
@@ -26,7 +27,7 @@ def _writer() -> dict:
 @blp.route("")
 class Models(MethodView):
     @requires("viewer")
-    @blp.arguments(ModelListArgs, location="query")
+    @blp.arguments(ModelListArgs, location="query", unknown=RAISE)
     @blp.response(200, page_schema(ModelSchema))
     def get(self, args):
         """List models; `q` searches name and description, `tag=key:value` may repeat."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 from flask import Response, request
+from marshmallow import RAISE
 from werkzeug.utils import secure_filename
 
 from services.registry import models_service, versions
+from services.registry.models import MAX_VERSION_NUMBER
 from services.registry.multipart import Blueprint
 from services.registry.schemas import (
     LineageArgs, LineageSchema, VersionFromArtifactSchema, VersionSchema, VersionUploadSchema,
@@ -19,6 +21,8 @@ from shared.web import MULTIPART, MethodView, accepts, db_session, request_id, r
 blp = Blueprint("registry_versions", __name__, url_prefix="/api/v1/models/<uuid:model_id>/versions",
                 description="Model versions, their artifacts and lineage")
 parser = blp.ARGUMENTS_PARSER
+# A number out of the column's range matches no route, so it is a 404 like any unknown version.
+NUMBER = f"<int(min=1, max={MAX_VERSION_NUMBER}):number>"
 
 # Two bodies for one endpoint, which flask-smorest's @arguments cannot express; the schemas are
 # registered by name in register().
@@ -45,7 +49,7 @@ def _parse_upload() -> dict:
 @blp.route("")
 class Versions(MethodView):
     @requires("viewer")
-    @blp.arguments(ListArgs, location="query")
+    @blp.arguments(ListArgs, location="query", unknown=RAISE)
     @blp.response(200, page_schema(VersionSchema))
     def get(self, args, model_id: uuid.UUID):
         """List a model's versions, newest first."""
@@ -63,7 +67,7 @@ class Versions(MethodView):
         )
 
 
-@blp.route("/<int:number>")
+@blp.route(f"/{NUMBER}")
 class VersionItem(MethodView):
     @requires("viewer")
     @blp.response(200, VersionSchema)
@@ -72,7 +76,7 @@ class VersionItem(MethodView):
         return models_service.get_version(session=db_session(), model_id=model_id, number=number)
 
 
-@blp.route("/<int:number>/artifact")
+@blp.route(f"/{NUMBER}/artifact")
 class VersionArtifact(MethodView):
     @requires("viewer")
     @blp.response(200, content_type="application/octet-stream", description="The artifact's bytes.")
@@ -94,10 +98,10 @@ class VersionArtifact(MethodView):
         return response
 
 
-@blp.route("/<int:number>/lineage")
+@blp.route(f"/{NUMBER}/lineage")
 class VersionLineage(MethodView):
     @requires("viewer")
-    @blp.arguments(LineageArgs, location="query")
+    @blp.arguments(LineageArgs, location="query", unknown=RAISE)
     @blp.response(200, LineageSchema)
     def get(self, args, model_id: uuid.UUID, number: int):
         """Where the version came from (up), what derives from it (down), or both, to `depth` hops."""

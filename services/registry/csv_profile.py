@@ -1,7 +1,9 @@
 """Schema inference for an uploaded CSV, in one streaming pass with the csv module (no pandas).
 
 Per column: the narrowest dtype every non-null value fits (boolean, integer, float, datetime, else
-string), the null count and, for numbers, min and max. Memory stays constant in the number of rows.
+string), the null count, for numbers min and max, and for columns with at most MAX_COUNTED_VALUES
+distinct values the count of each (training checks class counts against its folds before queuing).
+Memory stays constant in the number of rows.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ INTEGER = re.compile(r"[+-]?\d+")
 FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?inf(inity)?", re.IGNORECASE)
 # Narrowest first: the first candidate still standing after every value names the column's dtype.
 DTYPES = ("boolean", "integer", "float", "datetime", "string")
+MAX_COUNTED_VALUES = 100
 
 
 def _is_datetime(value: str) -> bool:
@@ -52,6 +55,8 @@ class _Column:
     candidates: list[str] = field(default_factory=lambda: list(DTYPES[:-1]))
     low: float | None = None
     high: float | None = None
+    # None once the column has more distinct values than are worth counting.
+    counts: dict[str, int] | None = field(default_factory=dict)
 
     def observe(self, raw: str) -> None:
         value = raw.strip()
@@ -59,6 +64,10 @@ class _Column:
             self.nulls += 1
             return
         self.non_null += 1
+        if self.counts is not None:
+            self.counts[value] = self.counts.get(value, 0) + 1
+            if len(self.counts) > MAX_COUNTED_VALUES:
+                self.counts = None
         if self.candidates:
             self.candidates = [dtype for dtype in self.candidates if _CHECKS[dtype](value)]
             if "float" in self.candidates:  # integers match the float pattern too
@@ -74,6 +83,7 @@ class _Column:
             "name": self.name, "dtype": dtype, "nulls": self.nulls, "non_null": self.non_null,
             "min": as_type(self.low) if numeric and self.low is not None else None,
             "max": as_type(self.high) if numeric and self.high is not None else None,
+            "value_counts": self.counts,
         }
 
 

@@ -14,6 +14,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import Base, JSONType, Timestamps, UUIDPrimaryKey, utcnow
 
+# Version numbers are Postgres INTEGERs: a larger number in a URL or body is no version, not a 500.
+MAX_VERSION_NUMBER = 2**31 - 1
+
 
 class RegisteredModel(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "models"
@@ -70,6 +73,8 @@ class ModelVersion(UUIDPrimaryKey, Base):
     parent_version: Mapped[int | None] = mapped_column(sa.Integer)
     training_job_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     code_version: Mapped[str | None] = mapped_column(sa.String(255))
+    # The training data's profile (quantile bins, histograms, category frequencies): the drift reference.
+    profile: Mapped[dict | None] = mapped_column(JSONType)
     created_by: Mapped[str] = mapped_column(sa.String(255))
     created_by_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

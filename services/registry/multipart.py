@@ -11,6 +11,7 @@ import flask_smorest
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 
+from shared.errors import ValidationFailed
 from shared.web import MULTIPART
 
 
@@ -19,6 +20,12 @@ class MultipartParser(FlaskParser):
 
     def load_multipart(self, req, schema):
         """Form fields and uploaded files of a multipart/form-data request, as one mapping."""
+        # Field values and file names end up in text columns, which cannot hold a NUL character.
+        filenames = ((name, upload.filename or "") for name, upload in req.files.items(multi=True))
+        for name, text in (*req.form.items(multi=True), *filenames):
+            if "\x00" in name or "\x00" in text:
+                raise ValidationFailed(f"The form part {name!r} contains a NUL character.",
+                                       errors={name: ["Must not contain NUL characters."]})
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
 

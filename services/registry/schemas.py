@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timezone
 
 from flask_smorest.fields import Upload
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from services.registry.models import MAX_VERSION_NUMBER
 from services.registry.status import STATUSES
+from shared import strict_json
 from shared.pagination import ListArgs
 
 MODEL_TYPES = ("classification", "regression", "clustering", "anomaly_detection", "forecasting", "ranking")
@@ -34,9 +35,9 @@ class JSONText(fields.Nested):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
             try:
-                value = json.loads(value) if value.strip() else {}
-            except ValueError:
-                raise ValidationError("Not valid JSON.") from None
+                value = strict_json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValidationError(f"Not valid JSON: {exc}.") from None
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -106,7 +107,7 @@ class VersionMetadataSchema(StrictSchema):
     metrics = fields.Dict(keys=fields.String(), values=fields.Float(allow_nan=False))
     tags = _tags()
     dataset_id = fields.UUID(allow_none=True)
-    parent_version = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    parent_version = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_VERSION_NUMBER))
     training_job_id = fields.UUID(allow_none=True)
     code_version = fields.String(allow_none=True, validate=validate.Length(max=255))
     flavor = fields.String(allow_none=True, validate=validate.Length(min=1, max=64))
@@ -143,13 +144,14 @@ class VersionSchema(Schema):
     parent_version = fields.Integer(allow_none=True)
     training_job_id = fields.UUID(allow_none=True)
     code_version = fields.String(allow_none=True)
+    profile = fields.Dict(allow_none=True, metadata={"description": "the training data's profile (trained versions)"})
     aliases = fields.Function(lambda version: [row.alias for row in version.alias_rows])
     created_by = fields.String()
     created_at = UtcDateTime()
 
 
 class AliasBodySchema(StrictSchema):
-    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_VERSION_NUMBER))
 
 
 class AliasSchema(Schema):
@@ -174,6 +176,8 @@ class ColumnSchema(Schema):
     non_null = fields.Integer()
     min = fields.Raw(allow_none=True)
     max = fields.Raw(allow_none=True)
+    value_counts = fields.Dict(keys=fields.String(), values=fields.Integer(), allow_none=True,
+                               metadata={"description": "count per value, for columns with at most 100 distinct values"})
 
 
 class DatasetSchema(Schema):

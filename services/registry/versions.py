@@ -42,6 +42,10 @@ class VersionDetails:
     training_job_id: uuid.UUID | None = None
     code_version: str | None = None
     flavor: str | None = None
+    # For data that is not a registered dataset (a training's training_data_path): its digest alone.
+    dataset_sha256: str | None = None
+    # The training data's profile, stored with the version as the drift reference.
+    profile: dict[str, Any] | None = None
 
 
 def _check_references(session: Session, model_id: uuid.UUID, details: VersionDetails) -> Dataset | None:
@@ -95,7 +99,8 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         model_id=model.id, number=number, artifact_sha256=sha256, size=size, artifact_filename=artifact_filename,
         provenance=provenance, flavor=details.flavor, description=details.description,
         parameters=details.parameters or {}, metrics=details.metrics or {}, tags=details.tags or {},
-        dataset_id=details.dataset_id, dataset_sha256=dataset.sha256 if dataset else None,
+        dataset_id=details.dataset_id, dataset_sha256=dataset.sha256 if dataset else details.dataset_sha256,
+        profile=details.profile,
         parent_version=details.parent_version, training_job_id=details.training_job_id,
         code_version=details.code_version, created_by=actor.name, created_by_id=actor.id, created_at=utcnow(),
     )

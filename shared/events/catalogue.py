@@ -63,6 +63,45 @@ class DatasetRegistered(_Payload):
     actor = fields.String(required=True)
 
 
+class TrainingStarted(_Payload):
+    job_id = fields.UUID(required=True)
+    model_id = fields.UUID(required=True)
+    strategy = fields.String(required=True)
+    trials_total = fields.Integer(required=True)
+    actor = fields.String(required=True)
+
+
+class TrainingCompleted(_Payload):
+    """Everything the registry needs to register the trained version with its full lineage."""
+
+    job_id = fields.UUID(required=True)
+    model_id = fields.UUID(required=True)
+    artifact_sha256 = fields.String(required=True)
+    dataset_id = fields.UUID(allow_none=True)
+    dataset_sha256 = fields.String(required=True)
+    training_data_path = fields.String(allow_none=True)
+    parent_version = fields.Integer(allow_none=True)
+    estimator = fields.String(required=True)
+    best_params = fields.Dict(required=True)
+    cv_metrics = fields.Dict(required=True)
+    test_metrics = fields.Dict(required=True)
+    code_version = fields.String(allow_none=True)
+    random_state = fields.Integer(required=True)
+    library_versions = fields.Dict(required=True)
+    profile = fields.Dict(required=True)
+    description = fields.String()
+    actor = fields.String(required=True)
+    actor_id = fields.String(allow_none=True)
+
+
+class TrainingFailed(_Payload):
+    job_id = fields.UUID(required=True)
+    model_id = fields.UUID(required=True)
+    error = fields.String(required=True)
+    cancelled = fields.Boolean(load_default=False)  # stopped by a user rather than by a failure
+    actor = fields.String(required=True)
+
+
 CATALOGUE: dict[str, type[Schema]] = {
     "model.created": ModelPayload,
     "model.updated": ModelPayload,
@@ -70,6 +109,9 @@ CATALOGUE: dict[str, type[Schema]] = {
     "model_version.registered": ModelVersionRegistered,
     "model_version.alias_set": AliasSet,
     "dataset.registered": DatasetRegistered,
+    "training.started": TrainingStarted,
+    "training.completed": TrainingCompleted,
+    "training.failed": TrainingFailed,
 }
 
 

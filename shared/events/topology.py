@@ -94,10 +94,10 @@ def delete(channel, exchange_name: str, subscribers: Iterable[Subscriber] = ()) 
     events_exchange(exchange_name).bind(channel).delete()
 
 
-def work_queues() -> list[Queue]:
-    """Celery's queues, one per worker pool; tasks are routed to them by name."""
+def work_queues(prefix: str = "") -> list[Queue]:
+    """Celery's queues, one per worker pool (names prefixed in test runs); tasks are routed to them by name."""
     return [Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
-            for name in WORK_QUEUES]
+            for name in (prefix + pool for pool in WORK_QUEUES)]
 
 
 def routing_key_matches(pattern: str, routing_key: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from services.gateway.allinone import create_app
 from shared.audit import AuditEntry
 from tests.support.auth import make_api_key, make_user
 
@@ -15,16 +14,6 @@ pytestmark = pytest.mark.integration
 USERS = "/api/v1/users"
 KEYS = "/api/v1/auth/api-keys"
 AUDIT = "/api/v1/audit"
-
-
-@pytest.fixture
-def app(settings_overrides, clean_db):
-    return create_app(settings_overrides)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from services.gateway.allinone import create_app
 from services.identity.passwords import hash_password, verify_password
 from shared.auth import ApiKey, ROLES
 from tests.support.auth import PASSWORD, make_api_key, make_user
@@ -19,16 +18,6 @@ pytestmark = pytest.mark.integration
 
 ME = "/api/v1/users/me"
 KEYS = "/api/v1/auth/api-keys"
-
-
-@pytest.fixture
-def app(settings_overrides, clean_db):
-    return create_app(settings_overrides)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def _b64(data: dict) -> str:

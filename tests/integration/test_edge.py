@@ -2,14 +2,13 @@
 
 import pytest
 
-from services.gateway.allinone import create_app
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(settings_overrides, clean_db):
-    return create_app(settings_overrides).test_client()
+def client(settings_overrides, clean_db, make_app):
+    return make_app(settings_overrides).test_client()
 
 
 def test_health_and_readiness_report_ok(client):
@@ -38,11 +37,11 @@ def test_openapi_document_is_served(client):
     assert response.json["info"]["title"] == "Modelyard"
 
 
-def test_readiness_fails_with_503_when_the_broker_is_unreachable(settings_overrides, clean_db, servers):
+def test_readiness_fails_with_503_when_the_broker_is_unreachable(settings_overrides, clean_db, servers, make_app):
     from tests.support.tcp_proxy import TcpProxy
 
     proxy = TcpProxy.for_url(servers["BROKER"])
-    client = create_app({**settings_overrides, "broker_url": proxy.url_for(servers["BROKER"])}).test_client()
+    client = make_app({**settings_overrides, "broker_url": proxy.url_for(servers["BROKER"])}).test_client()
     assert client.get("/readyz").json["checks"]["broker"] == "ok"
     proxy.cut()
     try:

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 
-from services.gateway.allinone import create_app
 from services.identity.models import User
 from services.identity.users import ensure_admin
 from shared.auth import ROLE_RANK, ROLES
@@ -16,16 +15,6 @@ pytestmark = pytest.mark.integration
 
 USERS = "/api/v1/users"
 KEYS = "/api/v1/auth/api-keys"
-
-
-@pytest.fixture
-def app(settings_overrides, clean_db):
-    return create_app(settings_overrides)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 @pytest.fixture

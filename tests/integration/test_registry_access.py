@@ -11,7 +11,6 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from services.gateway.allinone import create_app
 from shared.audit import AuditEntry
 from shared.events.outbox import OutboxEvent
 from tests.support.auth import api_key_headers
@@ -21,21 +20,6 @@ pytestmark = pytest.mark.integration
 
 REGISTRY_RESOURCES = ("model", "model_version", "model_alias", "dataset")
 ROLES = ("viewer", "data_scientist", "ml_engineer", "admin")
-
-
-@pytest.fixture
-def app(settings_overrides, clean_db):
-    return create_app(settings_overrides)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def ds(app):
-    return bearer(app, "data_scientist", "dana")
 
 
 def _trail(app) -> tuple[list[AuditEntry], list[OutboxEvent]]:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.allinone import create_app
-from tests.support.registry import bearer, upload_csv
+from tests.support.registry import upload_csv
 
 pytestmark = pytest.mark.integration
 
@@ -19,21 +18,6 @@ CSV = (
     b"41,,false,2024-02-11T08:30:00,pro,\n"
     b"29,38000,TRUE,2023-12-30,basic,3\n"
 )
-
-
-@pytest.fixture
-def app(settings_overrides, clean_db):
-    return create_app(settings_overrides)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def ds(app):
-    return bearer(app, "data_scientist", "dana")
 
 
 def _stored_blobs(settings_overrides) -> list[Path]:

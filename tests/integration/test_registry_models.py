@@ -6,25 +6,9 @@ import uuid
 
 import pytest
 
-from services.gateway.allinone import create_app
 from tests.support.registry import bearer, create_model, model_body, upload_version
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def app(settings_overrides, clean_db):
-    return create_app(settings_overrides)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def ds(app):
-    return bearer(app, "data_scientist", "dana")
 
 
 def test_a_created_model_is_returned_with_its_server_fields(client, ds):

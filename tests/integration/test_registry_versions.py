@@ -9,25 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.allinone import create_app
-from tests.support.registry import bearer, create_model, upload_csv, upload_version
+from tests.support.registry import create_model, upload_csv, upload_version
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def app(settings_overrides, clean_db):
-    return create_app(settings_overrides)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def ds(app):
-    return bearer(app, "data_scientist", "dana")
 
 
 @pytest.fixture

@@ -1,0 +1,212 @@
+"""The benchmark's instruments: client processes that time HTTP requests, and /proc readings of the
+servers' memory and CPU.
+
+Clients are separate processes (one per concurrent client, each with one keep-alive HTTP/1.1
+connection from http.client), so the GIL never serialises them. Each phase also reports the CPU the
+clients, the server's process tree and the whole machine used, so a saturated client, or a machine
+shared with other work, is visible beside the figure it would distort.
+"""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing as mp
+import os
+import statistics
+import time
+from pathlib import Path
+
+# (method, path, body): one request as a client sends it.
+Request = tuple[str, str, bytes | None]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and every descendant (the stack's children run in their own sessions, but keep their parent)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, ()))
+    return found
+
+
+def _status_kib(path: str, field: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def process_label(pid: int) -> str:
+    """What a process is: the module after `python -m`, the script a python runs, or the program."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
+    except OSError:
+        return "?"
+    program = Path(argv[0]).name
+    if program.startswith("python") and len(argv) > 2 and argv[1] == "-m":
+        # One module runs several parts: gunicorn's app, celery's command (worker, beat) tells them apart.
+        if argv[2] == "gunicorn":
+            return f"gunicorn {argv[-1].split(':')[0]}"
+        if argv[2] == "celery":
+            return "celery " + next((arg for arg in argv[3:] if arg in ("worker", "beat")), "")
+        return argv[2]
+    if program.startswith("python") and len(argv) > 1:
+        return Path(argv[1]).name
+    return program
+
+
+def memory(root: int) -> dict:
+    """RSS and PSS of the whole tree in MiB, and RSS per kind of process."""
+    pids = tree_pids(root)
+    by_process: dict[str, float] = {}
+    for pid in pids:
+        label = process_label(pid)
+        by_process[label] = by_process.get(label, 0.0) + _status_kib(f"/proc/{pid}/status", "VmRSS:") / 1024
+    return {
+        "processes": len(pids),
+        "rss_mib": round(sum(by_process.values()), 1),
+        "pss_mib": round(sum(_status_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in pids) / 1024, 1),
+        "rss_by_process_mib": {name: round(mib, 1) for name, mib in sorted(by_process.items())},
+    }
+
+
+def cpu_seconds(labels: dict[int, str]) -> dict[str, float]:
+    """CPU (user + system) the processes used so far, summed per label."""
+    used: dict[str, float] = {}
+    for pid, label in labels.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[label] = used.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return used
+
+
+def wait_until_idle(root: int, *, below: float = 0.05, window: float = 1.0, timeout: float = 60.0) -> float:
+    """Wait until the tree uses under `below` cores over `window` seconds (start-up done); returns the wait."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        labels = {pid: "" for pid in tree_pids(root)}
+        before = sum(cpu_seconds(labels).values())
+        time.sleep(window)
+        if sum(cpu_seconds(labels).values()) - before < below * window:
+            break
+    return time.monotonic() - began
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started, in ticks since boot: with the pid, it names one process for good."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_busy_seconds() -> float:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / TICKS  # all but idle and iowait
+
+
+def client(address: tuple[str, int], headers: dict, requests: list[Request], expect: int, barrier, results) -> None:
+    """One client process: a keep-alive connection, the requests in order, each one timed."""
+    conn = http.client.HTTPConnection(*address, timeout=60)
+    try:
+        conn.connect()  # before the clock starts; a refusal shows up as the first request's error
+    except OSError:
+        pass
+    latencies, ok, errors, first_error = [], 0, 0, None
+    barrier.wait()
+    cpu_start, start = time.process_time(), time.monotonic()
+    for method, path, body in requests:
+        began = time.perf_counter()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            errors += 1
+            first_error = first_error or f"{type(exc).__name__}: {exc}"
+            conn.close()  # http.client reconnects on the next request
+            continue
+        latencies.append((time.perf_counter() - began) * 1000)
+        if response.status == expect:
+            ok += 1
+        else:
+            errors += 1
+            first_error = first_error or f"{method} {path} -> {response.status} {payload[:300]!r}"
+    results.put({"start": start, "end": time.monotonic(), "cpu": time.process_time() - cpu_start,
+                 "latencies": latencies, "ok": ok, "errors": errors, "first_error": first_error})
+
+
+def run_phase(target, batches: list[list[Request]], expect: int = 200) -> dict:
+    """Run one batch of requests per concurrent client; throughput, latency and who used the CPU."""
+    context = mp.get_context("fork")
+    barrier, results = context.Barrier(len(batches) + 1), context.Queue()
+    workers = [context.Process(target=client, args=((target.host, target.port), target.headers, batch, expect,
+                                                    barrier, results)) for batch in batches]
+    for worker in workers:
+        worker.start()
+    server = {pid: process_label(pid) for pid in tree_pids(target.pid)}
+    server_before, machine_before = cpu_seconds(server), machine_busy_seconds()
+    barrier.wait(timeout=60)
+    outcomes = [results.get(timeout=3600) for _ in workers]
+    server_after, machine_cpu = cpu_seconds(server), machine_busy_seconds() - machine_before
+    server_cpu = {label: max(0.0, used - server_before.get(label, 0.0)) for label, used in server_after.items()}
+    for worker in workers:
+        worker.join()
+    wall = max(o["end"] for o in outcomes) - min(o["start"] for o in outcomes)
+    latencies = sorted(value for o in outcomes for value in o["latencies"])
+    errors = sum(o["errors"] for o in outcomes)
+    return {
+        "clients": len(batches),
+        "requests": sum(len(batch) for batch in batches),
+        "errors": errors,
+        "first_error": next((o["first_error"] for o in outcomes if o["first_error"]), None),
+        "seconds": round(wall, 3),
+        "per_second": round(sum(o["ok"] for o in outcomes) / wall, 1) if wall else 0.0,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        # In cores: 1.0 is one core busy for the whole phase.
+        "client_cpu": round(sum(o["cpu"] for o in outcomes) / wall, 2),
+        "server_cpu": round(sum(server_cpu.values()) / wall, 2),
+        "server_cpu_by_process": {label: round(used / wall, 2) for label, used in sorted(server_cpu.items())},
+        "machine_cpu": round(machine_cpu / wall, 2),
+    }
+
+
+def percentile(sorted_values: list[float], pct: int) -> float | None:
+    if len(sorted_values) < 2:
+        return sorted_values[0] if sorted_values else None
+    return round(statistics.quantiles(sorted_values, n=100, method="inclusive")[pct - 1], 2)
+
+
+def split(requests: list[Request], clients: int) -> list[list[Request]]:
+    return [requests[i::clients] for i in range(clients)]
+
+
+def fetch(target, request: Request) -> tuple[int, bytes]:
+    """One request on a fresh connection, untimed: for start-up probes and checks. Status 0 if unreachable."""
+    method, path, body = request
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=target.headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException):
+        return 0, b""
+    finally:
+        conn.close()

@@ -1,0 +1,188 @@
+"""Training requests are validated before anything is queued: each bad input is a 422 naming its field
+(or 404/409), with no job row, no audit row, no event and no task."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection
+from amqp.exceptions import NotFound as QueueMissing
+
+from services.training.models import TrainingJob
+from shared.audit import AuditEntry
+from shared.events.outbox import OutboxEvent
+from tests.conftest import RUN_ID
+from tests.support.registry import bearer, create_model
+from tests.support.training import csv_bytes, training_settings, upload_frame
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(database_url, servers, tmp_path_factory):
+    settings = training_settings(database_url, servers, tmp_path_factory.mktemp("requests"), RUN_ID)
+    yield settings
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_delete(settings["task_queue_prefix"] + "hpo")
+
+
+@pytest.fixture
+def app(settings, clean_db, make_app):
+    return make_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def ds(app):
+    return bearer(app, "data_scientist", "dana")
+
+
+@pytest.fixture
+def frame():
+    import pandas as pd
+
+    # Class "b" has 10 rows: about 7 in the training part, so 8 folds are too many.
+    return pd.DataFrame({"age": range(60), "city": ["x", "y", "z"] * 20, "target": ["a"] * 50 + ["b"] * 10})
+
+
+@pytest.fixture
+def dataset(client, ds, frame):
+    return upload_frame(client, ds, frame, "people")
+
+
+@pytest.fixture
+def model(client, ds):
+    return create_model(client, ds, type="classification", target_variable="target")
+
+
+def queued_tasks(settings) -> int:
+    with Connection(settings["broker_url"]) as connection:
+        try:
+            return connection.default_channel.queue_declare(settings["task_queue_prefix"] + "hpo",
+                                                            passive=True).message_count
+        except QueueMissing:
+            return 0
+
+
+def post(client, headers, model_id, **body):
+    return client.post(f"/api/v1/models/{model_id}/trainings", json=body, headers=headers)
+
+
+def valid(dataset, **changes):
+    return {"dataset_id": dataset["id"], "estimator": "logistic_regression", "cross_validation_folds": 3, **changes}
+
+
+def nothing_was_written(app, settings):
+    with app.extensions["modelyard"].db.transaction() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(TrainingJob)) == 0
+        assert session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)
+                              .where(AuditEntry.resource_type == "training_job")) == 0
+        assert session.scalar(sa.select(sa.func.count()).select_from(OutboxEvent)
+                              .where(OutboxEvent.type.like("training.%"))) == 0
+    assert queued_tasks(settings) == 0
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"estimator": "quantum_forest"}, "estimator"),
+    ({"estimator": "ridge"}, "estimator"),  # a regressor for a classification model
+    ({"target": "salary"}, "target"),
+    ({"features": ["age", "height"]}, "features"),
+    ({"validation_split": 0}, "validation_split"),
+    ({"test_split": 1.5}, "test_split"),
+    ({"validation_split": 0.5, "test_split": 0.4}, "test_split"),
+    ({"cross_validation_folds": 1}, "cross_validation_folds"),
+    ({"cross_validation_folds": 8}, "cross_validation_folds"),  # more folds than the smallest class allows
+    ({"optimization": {"strategy": "annealing"}}, "optimization"),
+    ({"optimization": {"max_trials": 0}}, "optimization"),
+    ({"optimization": {"max_trials": 1001}}, "optimization"),
+    ({"optimization": {"search_space": {"gamma": {"type": "float", "low": 0.1, "high": 1}}}}, "optimization"),
+    ({"optimization": {"search_space": {"C": {"type": "float", "low": 10, "high": 1}}}}, "optimization"),
+    ({"optimization": {"search_space": {"C": {"type": "float", "low": 0, "high": 1, "log": True}}}}, "optimization"),
+    ({"optimization": {"metric": "rmse"}}, "optimization"),
+    ({"preprocessing": {"scaling": "zscore"}}, "preprocessing"),
+    ({"augmentation": {"enabled": True, "methods": ["mixup"]}}, "augmentation"),
+    ({"dataset_id": None}, "dataset_id"),
+    ({"training_data_path": "people.csv"}, "dataset_id"),  # both sources at once
+    ({"dataset_id": "00000000-0000-0000-0000-000000000000"}, "dataset_id"),
+    ({"colour": "blue"}, "colour"),
+])
+def test_each_bad_input_is_a_422_naming_its_field_and_nothing_is_queued(app, client, ds, settings, model, dataset,
+                                                                       changes, field):
+    response = post(client, ds, model["id"], **valid(dataset, **changes))
+    assert response.status_code == 422, response.json
+    assert response.mimetype == "application/problem+json"
+    assert field in response.json["errors"], response.json
+    nothing_was_written(app, settings)
+
+
+def test_an_unknown_model_is_404_and_an_archived_or_untrainable_one_409(app, client, ds, settings, dataset):
+    assert post(client, ds, "00000000-0000-0000-0000-000000000000", **valid(dataset)).status_code == 404
+    archived = create_model(client, ds, type="classification", target_variable="target")
+    client.post(f"/api/v1/models/{archived['id']}/archive", headers=ds)
+    assert post(client, ds, archived["id"], **valid(dataset)).status_code == 409
+    clustering = create_model(client, ds, type="clustering", target_variable="target")
+    assert post(client, ds, clustering["id"], **valid(dataset)).status_code == 409
+    nothing_was_written(app, settings)
+
+
+def test_a_viewer_cannot_request_a_training(app, client, settings, model, dataset):
+    viewer = bearer(app, "viewer")
+    assert post(client, viewer, model["id"], **valid(dataset)).status_code == 403
+    nothing_was_written(app, settings)
+
+
+def test_a_training_data_path_must_resolve_inside_the_data_root(app, client, ds, settings, model, frame, tmp_path):
+    root = settings["data_root"]
+    (tmp_path / "outside.csv").write_bytes(csv_bytes(frame))
+    link = os.path.join(root, f"link-{os.getpid()}.csv")
+    os.symlink(tmp_path / "outside.csv", link)
+    try:
+        for path in ("../outside.csv", "sub/../people.csv", str(tmp_path / "outside.csv"), os.path.basename(link),
+                     "missing.csv"):
+            body = {"training_data_path": path, "estimator": "logistic_regression", "cross_validation_folds": 3}
+            response = post(client, ds, model["id"], **body)
+            assert response.status_code == 422, (path, response.json)
+            assert "training_data_path" in response.json["errors"]
+    finally:
+        os.unlink(link)
+    nothing_was_written(app, settings)
+
+
+def test_a_valid_request_is_accepted_with_202_stored_audited_and_queued_once(app, client, ds, settings, model, frame):
+    inside = os.path.join(settings["data_root"], "people.csv")
+    with open(inside, "wb") as handle:
+        handle.write(csv_bytes(frame))
+    response = post(client, ds, model["id"], training_data_path="people.csv", estimator="random_forest",
+                    cross_validation_folds=3, optimization={"strategy": "grid", "max_trials": 3})
+    assert response.status_code == 202, response.json
+    assert response.json["status"] == "queued"
+    assert response.headers["Location"].endswith(response.json["url"])
+    job = client.get(response.json["url"], headers=ds).json
+    assert job["status"] == "queued" and job["training_data_path"] == os.path.realpath(inside)
+    assert job["spec"]["features"] == ["age", "city"] and job["spec"]["parallelism"] == 2
+    assert job["spec"]["metric"] == "accuracy" and job["parent_version"] is None
+    assert len(job["dataset_sha256"]) == 64
+    with app.extensions["modelyard"].db.transaction() as session:
+        assert session.scalar(sa.select(AuditEntry.action).where(AuditEntry.resource_type == "training_job")) \
+            == "training.requested"
+    assert queued_tasks(settings) == 1
+    listed = client.get(f"/api/v1/models/{model['id']}/trainings", headers=ds).json
+    assert [item["id"] for item in listed["items"]] == [response.json["id"]]
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
+
+
+def test_cancelling_a_queued_job_cancels_it_and_a_second_cancel_is_409(client, ds, settings, model, dataset):
+    accepted = post(client, ds, model["id"], **valid(dataset)).json
+    cancelled = client.post(f"{accepted['url']}/cancel", headers=ds)
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    assert client.post(f"{accepted['url']}/cancel", headers=ds).status_code == 409
+    assert client.get("/api/v1/trainings/00000000-0000-0000-0000-000000000000", headers=ds).status_code == 404
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
