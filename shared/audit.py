@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.auth import Actor
@@ -23,6 +24,7 @@ SYSTEM_ACTOR = "system"
 REQUEST_ID_LENGTH = 128
 # Any constant works; it names the one lock that serialises appends to the chain on Postgres.
 _CHAIN_LOCK_KEY = 0x6D79_6175
+_PENDING = "modelyard.audit.pending"
 
 
 class AuditEntry(Base):
@@ -77,11 +79,11 @@ def record(
     before: dict | None = None,
     after: dict | None = None,
 ) -> AuditEntry:
-    """Append one audit row to the chain, in the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Held until commit: the chain's order is the commit order, with no forks.
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_KEY)))
-    prev_hash = session.scalar(sa.select(AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)) or GENESIS
+    """Append one audit row to the chain, in the caller's transaction.
+
+    The row joins the chain when the transaction commits (see `_append_to_chain`), so the lock that
+    orders the chain is held for the commit alone, not for the whole request.
+    """
     entry = AuditEntry(
         at=utcnow(),
         actor_id=actor_id,
@@ -93,12 +95,31 @@ def record(
         request_id=request_id[:REQUEST_ID_LENGTH],
         before=_jsonable(before),
         after=_jsonable(after),
-        prev_hash=prev_hash,
     )
-    entry.hash = _digest(prev_hash, entry)
-    session.add(entry)
-    session.flush()
+    pending = session.info.setdefault(_PENDING, [])
+    if not pending and not event.contains(session, "before_commit", _append_to_chain):
+        event.listen(session, "before_commit", _append_to_chain)
+        event.listen(session, "after_rollback", _forget_pending)
+    pending.append(entry)
     return entry
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _append_to_chain(session: Session) -> None:
+    pending = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # Held until commit: the chain's order is the commit order, with no forks.
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_KEY)))
+    prev_hash = session.scalar(sa.select(AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)) or GENESIS
+    for entry in pending:
+        entry.prev_hash = prev_hash
+        entry.hash = prev_hash = _digest(prev_hash, entry)
+    session.add_all(pending)
 
 
 def record_change(

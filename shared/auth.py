@@ -11,12 +11,13 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -105,11 +106,20 @@ def actor_from_api_key(session: Session, key: str) -> Actor:
     return Actor(id=str(row.owner_id), name=row.owner_name, role=row.role, via="api_key")
 
 
+@functools.lru_cache(maxsize=4096)
+def _verified_claims(secret: str, token: str) -> dict:
+    # Checking a token's signature costs more than serving a cached read, and a token never changes:
+    # verify each one once per secret. Only successes are cached; expiry is checked on every use.
+    return decode_token(token)
+
+
 def actor_from_token(token: str) -> Actor:
     try:
-        claims = decode_token(token)
+        claims = _verified_claims(current_app.config["JWT_SECRET_KEY"], token)
     except Exception as exc:  # PyJWT and flask-jwt-extended raise many types; all mean "not valid"
         raise Unauthorized(f"The bearer token is not valid: {exc}.") from exc
+    if claims.get("exp", 0) <= time.time():
+        raise Unauthorized("The bearer token is not valid: Signature has expired.")
     if claims.get("type") != "access" or claims.get("role") not in ROLE_RANK or not claims.get("sub"):
         raise Unauthorized("The bearer token is not an access token.")
     return Actor(id=claims["sub"], name=claims.get("name", claims["sub"]), role=claims["role"], via="token")

@@ -15,7 +15,8 @@ from typing import Callable, Iterable
 from apispec import BasePlugin
 from flask import Flask, Response, current_app, g, request
 from flask.views import MethodView
-from flask_smorest import Api, Blueprint
+import flask_smorest
+from flask_smorest import Api
 from kombu import Connection
 from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -60,6 +61,15 @@ def db_session() -> Session:
 
 def request_id() -> str:
     return g.get("request_id") or "-"
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint, with argument schemas built once instead of on every request."""
+
+    def arguments(self, schema, *args, **kwargs):
+        # webargs instantiates a schema class per request, deep-copying every field: a third of a
+        # small write's CPU time. An instance is reused.
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
 
 
 def accepts(*content_types: str):

@@ -10,7 +10,7 @@ from marshmallow import RAISE
 
 from services.identity import api_keys, audit_log, login, schemas, users
 from shared.auth import current_actor, issue_token, requires
-from shared.web import MethodView, Runtime, db_session, request_id, runtime
+from shared.web import Blueprint, MethodView, Runtime, db_session, request_id, runtime
 
 auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Tokens and API keys")
 users_blp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Users and roles")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from flask import Response, jsonify
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from services.registry import aliases, models_service
@@ -14,7 +13,7 @@ from services.registry.schemas import (
 )
 from shared.auth import current_actor, requires
 from shared.pagination import page_schema
-from shared.web import MethodView, db_session, request_id, runtime
+from shared.web import Blueprint, MethodView, db_session, request_id, runtime
 
 blp = Blueprint("registry_models", __name__, url_prefix="/api/v1/models", description="Registered models")
 

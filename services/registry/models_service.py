@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.registry import status as lifecycle
 from services.registry.lineage import forget_model_versions
@@ -85,11 +86,11 @@ def create_model(*, session: Session, actor: Actor, request_id: str, name: str, 
         hyperparameters=hyperparameters or {}, features=features or [], target_variable=target_variable,
         tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name, created_by_id=actor.id,
     )
+    set_committed_value(model, "alias_rows", [])  # a new model has none: no query to find that out
     session.add(model)
     try:
-        # The unique index decides (no racy look-up first); the savepoint keeps the session usable.
-        with session.begin_nested():
-            session.flush()
+        # The unique index decides (no racy look-up first). No savepoint: a conflict ends the transaction.
+        session.flush()
     except IntegrityError:
         raise Conflict(f"A model named {name!r} already exists.", errors={"name": ["Already taken."]}) from None
     _changed(session, model, "model.created", actor, request_id, None)

@@ -12,6 +12,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 
 from shared.errors import ValidationFailed
+from shared import web
 from shared.web import MULTIPART
 
 
@@ -29,7 +30,7 @@ class MultipartParser(FlaskParser):
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
 
-class Blueprint(flask_smorest.Blueprint):
+class Blueprint(web.Blueprint):
     ARGUMENTS_PARSER = MultipartParser()
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING, "multipart": MULTIPART,

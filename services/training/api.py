@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from flask import url_for
-from flask_smorest import Blueprint
 
 from services.training import jobs
 from services.training.registry_client import RegistryClient
@@ -14,7 +13,7 @@ from services.training.schemas import (
 )
 from shared.auth import current_actor, requires
 from shared.pagination import page_schema
-from shared.web import MethodView, db_session, request_id, runtime
+from shared.web import Blueprint, MethodView, db_session, request_id, runtime
 
 model_trainings = Blueprint("training_models", __name__, url_prefix="/api/v1/models",
                             description="Training requests for a model")

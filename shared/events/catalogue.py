@@ -115,6 +115,9 @@ CATALOGUE: dict[str, type[Schema]] = {
 }
 
 
+_SCHEMAS: dict[str, Schema] = {}  # instances are stateless; building one per event costs more than using it
+
+
 class UnknownEventType(ValueError):
     pass
 
@@ -128,11 +131,12 @@ def validate_payload(event_type: str, payload: dict) -> dict[str, Any]:
     schema_cls = CATALOGUE.get(event_type)
     if schema_cls is None:
         raise UnknownEventType(f"{event_type!r} is not in the event catalogue")
-    schema = schema_cls()
-    errors = schema.validate(schema.dump(payload))
+    schema = _SCHEMAS.setdefault(event_type, schema_cls())
+    data = schema.dump(payload)
+    errors = schema.validate(data)
     if errors:
         raise ValidationError(errors)
-    return schema.dump(payload)
+    return data
 
 
 def build_envelope(event_type: str, payload: dict, *, producer: str) -> dict[str, Any]:
