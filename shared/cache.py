@@ -16,6 +16,7 @@ Values are stored as JSON in both backends, so the embedded default behaves like
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -132,6 +133,13 @@ class _MemoryBackend:
         """Always reachable."""
 
 
+@functools.cache
+def _process_store() -> _MemoryBackend:
+    # One per process, shared by everything in it (the API and the event consumers of `make run`), so
+    # an invalidation by one is seen by all; keys are prefixed, so settings still keep caches apart.
+    return _MemoryBackend()
+
+
 class Cache:
     """Read-through cache of JSON-serialisable values, keyed under one prefix."""
 
@@ -149,8 +157,8 @@ class Cache:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, retry_after: float = RETRY_AFTER_SECONDS) -> "Cache":
-        """Redis when `redis_url` is set, else the in-process store."""
-        backend = _RedisBackend(settings.redis_url) if settings.redis_url else _MemoryBackend()
+        """Redis when `redis_url` is set, else the process's one in-process store."""
+        backend = _RedisBackend(settings.redis_url) if settings.redis_url else _process_store()
         return cls(backend, prefix=settings.cache_prefix, default_ttl=settings.cache_ttl_seconds,
                    retry_after=retry_after)
 

@@ -23,6 +23,7 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from services.training import coordinator
+from services.training.job_state import PRODUCER, fail_job, lock_job
 from services.training.data import DataSplit, TrainingDataError, load_frame, split
 from services.training.evaluation import TrialCancelled, evaluate_trial, fit_final
 from services.training.model_io import dumps, library_versions
@@ -74,9 +75,9 @@ def _readable(exc: BaseException) -> str:
 
 def _fail(task: DatabaseTask, job_id: uuid.UUID, message: str) -> None:
     with task.transaction() as session:
-        job = coordinator.lock_job(session, job_id)
+        job = lock_job(session, job_id)
         if job is not None and job.status in ("queued", "running") and job.phase != REGISTERING:
-            coordinator.fail_job(session, job, message)
+            fail_job(session, job, message)
 
 
 def _hpo_queue(task: DatabaseTask) -> str:
@@ -189,7 +190,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
         _fail(self, job_uuid, f"The final fit failed: {_readable(exc)}")
         return
     with self.transaction() as session:
-        job = coordinator.lock_job(session, job_uuid)
+        job = lock_job(session, job_uuid)
         if job is None or coordinator.begin_final_fit(session=session, job_id=job_uuid) is None:
             return  # cancelled while fitting, or a duplicate task finished first
         job.phase, job.artifact_sha256 = REGISTERING, artifact.sha256
@@ -204,7 +205,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
             "test_metrics": final.test_metrics, "code_version": _code_version(self.settings),
             "random_state": spec.random_state, "library_versions": library_versions(), "profile": profile,
             "description": job.description, "actor": job.requested_by, "actor_id": job.requested_by_id,
-        }), producer=coordinator.PRODUCER)
+        }), producer=PRODUCER)
 
 
 @shared_task(bind=True, base=DatabaseTask, name="hpo.redispatch_stalled")

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from pathlib import Path
 
 from services.gateway.processes import Supervisor, local_secrets, prepare
-from services.registry.handlers import training_outcomes
-from services.training.handlers import version_registrations
 from shared.config import load_settings
-from shared.db import Database
-from shared.events.relay import Relay, publisher_from_settings
 
 
 def main() -> int:
@@ -27,28 +22,17 @@ def main() -> int:
 
     bind = os.environ.get("MODELYARD_BIND", "127.0.0.1:8000")
     supervisor = Supervisor(env=dict(os.environ))
-    supervisor.web("web", bind, "services.gateway.allinone:create_app()", workers=2, threads=4,
-                   var_dir=settings.var_dir)
+    supervisor.web("web", bind, "services.gateway.allinone:create_app()", var_dir=settings.var_dir,
+                   workers=1, threads=8, config="python:services.gateway.embedded_web")
     supervisor.python(
         "worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--beat", "--loglevel", "WARNING",
         "--concurrency", "2", "--queues", "default,hpo,drift,abtest,ingest",
         "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"),
     )
 
-    stop = threading.Event()
-    db = Database(settings.database_url)
-    # With no broker, the relay hands each event straight to the consumers that would read its queue.
-    consumers = [training_outcomes(), version_registrations()]
-    relay = Relay(db, publisher_from_settings(settings, consumers, db), batch_size=settings.relay_batch_size)
-    relay_thread = threading.Thread(target=relay.run_forever, args=(stop, settings.relay_poll_seconds), daemon=True)
-    relay_thread.start()
-
     print(f"Modelyard is listening on http://{bind}  (API under /api/v1, OpenAPI at /api/v1/openapi.json)", flush=True)
     print(login, flush=True)
-    code = supervisor.wait()
-    stop.set()
-    relay_thread.join(timeout=5)
-    return code
+    return supervisor.wait()
 
 
 if __name__ == "__main__":

@@ -68,15 +68,20 @@ class Supervisor:
     def start(self, name: str, argv: list[str], **env: str) -> None:
         self.children[name] = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
 
-    def web(self, name: str, bind: str, app: str, *, workers: int, threads: int, var_dir: str) -> None:
+    def web(self, name: str, bind: str, app: str, *, var_dir: str, workers: int = 1, threads: int = 4,
+            config: str | None = None) -> None:
         """A gunicorn server whose workers share one Prometheus view (multiprocess mode)."""
         metrics_dir = Path(var_dir) / "prometheus" / name
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         argv = [
             sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "gthread", "--log-level", "warning", app,
+            # --preload: workers fork from a master that already imported everything, sharing those pages.
+            "--worker-class", "gthread", "--log-level", "warning", "--preload",
         ]
+        if config:
+            argv += ["--config", config]  # server hooks; the command line's settings win over its
+        argv.append(app)
         self.start(name, argv, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
 
     def python(self, name: str, *args: str) -> None:

@@ -78,11 +78,13 @@ def main() -> int:
     login = prepare(settings)
 
     port = int(os.environ.get("MODELYARD_GATEWAY_PORT", "8000"))
-    workers = os.environ.get("MODELYARD_WEB_WORKERS", "2")
+    # The registry takes the heavy read and write traffic; identity and training are light, and one
+    # worker each (four threads) keeps the idle stack small.
+    workers = {"identity": 1, "registry": int(os.environ.get("MODELYARD_WEB_WORKERS", "2")), "training": 1}
     supervisor = Supervisor(env=dict(os.environ))
     for service, service_port in SERVICES.items():
         supervisor.web(service, f"127.0.0.1:{service_port}", f"services.{service}:create_app()",
-                       workers=int(workers), threads=4, var_dir=settings.var_dir)
+                       workers=workers[service], threads=4, var_dir=settings.var_dir)
     # The relay declares the consumers' queues before its first publish, so no event is missed at start.
     supervisor.python("relay", "-m", "shared.events.relay", *(arg for path in CONSUMERS for arg in ("--consumer", path)))
     supervisor.python("events", "-m", "shared.events.runner", *CONSUMERS)

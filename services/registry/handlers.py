@@ -25,6 +25,7 @@ from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.errors import Conflict, InvalidTransition, NotFound
 from shared.events.consumer import EventConsumer
+from shared.events.outbox import emit
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,11 @@ class TrainingOutcomes(EventConsumer):
                              request_id=request_id, model_id=model_id, details=details,
                              artifact_sha256=payload["artifact_sha256"], provenance="trained")
         except (NotFound, Conflict) as exc:
-            # The model was deleted or archived while it trained: there is nothing to register it on.
+            # The model was deleted or archived while it trained: there is nothing to register it on,
+            # and the training service must hear so, or its job would wait for a version forever.
             log.warning("training job %s not registered: %s", job_id, exc.detail)
+            emit(session, "model_version.rejected", {"model_id": model_id, "training_job_id": job_id,
+                                                      "reason": exc.detail}, producer=models_service.PRODUCER)
             return False
         return True
 

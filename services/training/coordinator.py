@@ -16,23 +16,25 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.training.evaluation import TrialOutcome
 from services.training.models import (
-    CANCELLED, FAILED, FINAL_FIT, IN_FLIGHT, QUEUED, RUNNING, SEARCHING, TRIAL_CANCELLED, TRIAL_COMPLETE,
+    CANCELLED, FINAL_FIT, IN_FLIGHT, QUEUED, RUNNING, SEARCHING, TRIAL_CANCELLED, TRIAL_COMPLETE,
     TRIAL_DONE, TRIAL_FAILED, TRIAL_PRUNED, TRIAL_QUEUED, TRIAL_RUNNING, TrainingJob, Trial,
 )
+from services.training.job_state import PRODUCER, fail_job, lock_job
 from services.training.spec import TrainingSpec
 from services.training.strategies import TrialRecord, make_strategy
 from shared.db import utcnow
 from shared.events.outbox import emit
 from shared.tasks import enqueue_after_commit
 
-PRODUCER = "training"
+if TYPE_CHECKING:  # evaluation imports scikit-learn; the event consumers that lock jobs do not need it
+    from services.training.evaluation import TrialOutcome
+
 START, RUN_TRIAL, FINALIZE = "hpo.start_training", "hpo.run_trial", "hpo.finalize_training"
 # A queued trial or job whose task has not started after this long is sent again (see `redispatch`).
 REDISPATCH_AFTER = timedelta(minutes=5)
@@ -50,17 +52,6 @@ class TrialClaim:
     completed_fold_scores: list[list[float]]
 
 
-def lock_job(session: Session, job_id: uuid.UUID) -> TrainingJob | None:
-    """The job row, locked until commit (the coordinator's one lock), with its current values."""
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite has no row locks and ignores FOR UPDATE; writing first takes its database write lock
-        # (waiting on busy_timeout) before anything is read, so coordinator steps still run one at a time.
-        session.execute(sa.update(TrainingJob).where(TrainingJob.id == job_id)
-                        .values(row_version=TrainingJob.row_version))
-    return session.scalar(sa.select(TrainingJob).where(TrainingJob.id == job_id).with_for_update()
-                          .execution_options(populate_existing=True))
-
-
 def _trials(session: Session, job_id: uuid.UUID) -> list[Trial]:
     return list(session.scalars(sa.select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)))
 
@@ -73,15 +64,6 @@ def _record(trial: Trial) -> TrialRecord:
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def fail_job(session: Session, job: TrainingJob, message: str) -> None:
-    """End the job as failed with a message a person understands; queued trials are dropped."""
-    job.status, job.finished_at, job.error = FAILED, utcnow(), message
-    session.execute(sa.update(Trial).where(Trial.job_id == job.id, Trial.state == TRIAL_QUEUED)
-                    .values(state=TRIAL_CANCELLED, finished_at=utcnow()))
-    emit(session, "training.failed", {"job_id": job.id, "model_id": job.model_id, "error": message,
-                                      "actor": job.requested_by}, producer=PRODUCER)
 
 
 def start(*, session: Session, job_id: uuid.UUID, queue: str, refusal: str | None = None) -> TrainingJob | None:

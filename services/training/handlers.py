@@ -1,4 +1,4 @@
-"""Training's reactions to other services' events: a trained version was registered.
+"""Training's reactions to other services' events: a trained version was registered, or refused.
 
 The registry registers the version a training produced (on training.completed) and says so with
 model_version.registered carrying the training job's id; only then is the job `succeeded`, with the
@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.training.coordinator import lock_job
+from services.training.job_state import fail_job, lock_job
 from services.training.models import REGISTERING, RUNNING, SUCCEEDED
 from shared.db import utcnow
 from shared.events.consumer import EventConsumer
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class VersionRegistrations(EventConsumer):
     name = "training"
-    routing_keys = ("model_version.registered",)
+    routing_keys = ("model_version.registered", "model_version.rejected")
 
     def handle(self, session: Session, envelope: dict[str, Any]) -> None:
         payload = envelope["payload"]
@@ -31,11 +31,14 @@ class VersionRegistrations(EventConsumer):
             return  # an uploaded version: not ours
         job = lock_job(session, uuid.UUID(str(payload["training_job_id"])))
         if job is None:
-            log.info("version %s of model %s names an unknown training job %s", payload["version"],
-                     payload["model_id"], payload["training_job_id"])
+            log.info("%s for model %s names an unknown training job %s", envelope["type"], payload["model_id"],
+                     payload["training_job_id"])
             return
         if job.status != RUNNING or job.phase != REGISTERING:
-            log.info("training job %s is %s; its version %s changes nothing", job.id, job.status, payload["version"])
+            log.info("training job %s is %s; %s changes nothing", job.id, job.status, envelope["type"])
+            return
+        if envelope["type"] == "model_version.rejected":
+            fail_job(session, job, f"The registry did not register the trained model: {payload['reason']}")
             return
         job.version_number, job.status, job.finished_at = payload["version"], SUCCEEDED, utcnow()
 

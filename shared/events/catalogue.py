@@ -102,12 +102,21 @@ class TrainingFailed(_Payload):
     actor = fields.String(required=True)
 
 
+class ModelVersionRejected(_Payload):
+    """The registry could not register a trained model (its model was deleted or archived meanwhile)."""
+
+    model_id = fields.UUID(required=True)
+    training_job_id = fields.UUID(required=True)
+    reason = fields.String(required=True)
+
+
 CATALOGUE: dict[str, type[Schema]] = {
     "model.created": ModelPayload,
     "model.updated": ModelPayload,
     "model.archived": ModelPayload,
     "model_version.registered": ModelVersionRegistered,
     "model_version.alias_set": AliasSet,
+    "model_version.rejected": ModelVersionRejected,
     "dataset.registered": DatasetRegistered,
     "training.started": TrainingStarted,
     "training.completed": TrainingCompleted,

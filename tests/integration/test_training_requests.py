@@ -186,3 +186,36 @@ def test_cancelling_a_queued_job_cancels_it_and_a_second_cancel_is_409(client, d
     assert client.get("/api/v1/trainings/00000000-0000-0000-0000-000000000000", headers=ds).status_code == 404
     with Connection(settings["broker_url"]) as connection:
         connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
+
+
+def test_a_trained_model_the_registry_cannot_register_fails_its_job_instead_of_waiting(app, client, ds, settings,
+                                                                                      model, dataset):
+    from services.registry.handlers import TrainingOutcomes
+    from services.training.handlers import VersionRegistrations
+    from services.training.models import REGISTERING, RUNNING
+    from shared.config import load_settings
+    from shared.events.catalogue import build_envelope
+    from shared.events.consumer import process
+
+    accepted = post(client, ds, model["id"], **valid(dataset)).json
+    db = app.extensions["modelyard"].db
+    with db.transaction() as session:
+        job = session.get(TrainingJob, accepted["id"])
+        job.status, job.phase = RUNNING, REGISTERING  # as the final fit leaves it
+    assert client.post(f"/api/v1/models/{model['id']}/archive", headers=ds).status_code == 200
+    completed = build_envelope("training.completed", {
+        "job_id": accepted["id"], "model_id": model["id"], "artifact_sha256": "0" * 64, "dataset_id": dataset["id"],
+        "dataset_sha256": dataset["sha256"], "parent_version": None, "estimator": "logistic_regression",
+        "best_params": {}, "cv_metrics": {}, "test_metrics": {}, "code_version": "test", "random_state": 0,
+        "library_versions": {}, "profile": {}, "actor": "dana"}, producer="training")
+    process(db, TrainingOutcomes(load_settings(settings)), completed)
+    with db.transaction() as session:
+        rejected = session.scalar(sa.select(OutboxEvent.envelope).where(OutboxEvent.type == "model_version.rejected"))
+    assert rejected["payload"]["training_job_id"] == accepted["id"]
+
+    process(db, VersionRegistrations(), rejected)
+    job = client.get(accepted["url"], headers=ds).json
+    assert job["status"] == "failed"
+    assert "archived" in job["error"]
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")

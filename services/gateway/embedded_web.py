@@ -1,0 +1,31 @@
+"""Gunicorn hooks for `make run`'s web process: its one worker also relays events in process.
+
+The embedded cache lives in process memory, so every write it must see has to happen in the one
+process that serves reads: the API and the event consumers that update models share this worker.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from services.registry.handlers import training_outcomes
+from services.training.handlers import version_registrations
+from shared.config import load_settings
+from shared.db import Database
+from shared.events.relay import Relay, publisher_from_settings
+
+_stop = threading.Event()
+
+
+def post_worker_init(worker) -> None:
+    settings = load_settings()
+    db = Database(settings.database_url)
+    # With no broker, the relay hands each event straight to the consumers that would read its queue.
+    consumers = [training_outcomes(), version_registrations()]
+    relay = Relay(db, publisher_from_settings(settings, consumers, db), batch_size=settings.relay_batch_size)
+    threading.Thread(target=relay.run_forever, args=(_stop, settings.relay_poll_seconds), name="relay",
+                     daemon=True).start()
+
+
+def worker_exit(server, worker) -> None:
+    _stop.set()

@@ -1,0 +1,38 @@
+"""The training job's row lock, under which its state changes, and the end of a failed job.
+
+Its own module so that the event consumers can use both without importing the ML libraries the
+coordinator needs.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.training.models import FAILED, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob, Trial
+from shared.db import utcnow
+from shared.events.outbox import emit
+
+PRODUCER = "training"
+
+
+def lock_job(session: Session, job_id: uuid.UUID) -> TrainingJob | None:
+    """The job row, locked until commit (the coordinator's one lock), with its current values."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks and ignores FOR UPDATE; writing first takes its database write lock
+        # (waiting on busy_timeout) before anything is read, so coordinator steps still run one at a time.
+        session.execute(sa.update(TrainingJob).where(TrainingJob.id == job_id)
+                        .values(row_version=TrainingJob.row_version))
+    return session.scalar(sa.select(TrainingJob).where(TrainingJob.id == job_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
+def fail_job(session: Session, job: TrainingJob, message: str) -> None:
+    """End the job as failed with a message a person understands; queued trials are dropped."""
+    job.status, job.finished_at, job.error = FAILED, utcnow(), message
+    session.execute(sa.update(Trial).where(Trial.job_id == job.id, Trial.state == TRIAL_QUEUED)
+                    .values(state=TRIAL_CANCELLED, finished_at=utcnow()))
+    emit(session, "training.failed", {"job_id": job.id, "model_id": job.model_id, "error": message,
+                                      "actor": job.requested_by}, producer=PRODUCER)
