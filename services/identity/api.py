@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from marshmallow import RAISE
 
 from services.identity import api_keys, audit_log, login, schemas, users
