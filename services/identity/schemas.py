@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.identity.users import MIN_PASSWORD_LENGTH
 from shared.auth import ROLES
 from shared.pagination import ListArgs, page_schema
+from shared.schemas import StrictSchema, UtcDateTime
 
 MAX_PASSWORD_LENGTH = 1024
 role_field = {"validate": validate.OneOf(ROLES)}
 
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class TokenRequestSchema(StrictSchema):
@@ -33,9 +30,9 @@ class UserSchema(Schema):
     username = fields.String()
     role = fields.String()
     is_active = fields.Boolean()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
-    last_login_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+    last_login_at = UtcDateTime(allow_none=True)
 
 
 class UserCreateSchema(StrictSchema):
@@ -68,9 +65,9 @@ class ApiKeySchema(Schema):
     prefix = fields.String()
     owner_id = fields.UUID()
     owner = fields.String(attribute="owner_name")
-    created_at = fields.DateTime()
-    expires_at = fields.DateTime(allow_none=True)
-    revoked_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    expires_at = UtcDateTime(allow_none=True)
+    revoked_at = UtcDateTime(allow_none=True)
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):
@@ -85,7 +82,7 @@ class ApiKeyCreateSchema(StrictSchema):
 
 class AuditEntrySchema(Schema):
     seq = fields.Integer()
-    at = fields.DateTime()
+    at = UtcDateTime()
     actor_id = fields.String(allow_none=True)
     actor = fields.String()
     action = fields.String()

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timezone
 
 from flask_smorest.fields import Upload
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from services.registry.models import MAX_VERSION_NUMBER
 from services.registry.status import STATUSES
 from shared import strict_json
 from shared.pagination import ListArgs
+from shared.schemas import StrictSchema, UtcDateTime
 
 MODEL_TYPES = ("classification", "regression", "clustering", "anomaly_detection", "forecasting", "ranking")
 FRAMEWORKS = ("scikit_learn", "xgboost", "lightgbm", "pytorch", "tensorflow", "onnx", "custom")
 SHA256 = validate.Regexp(r"^[0-9a-f]{64}$", error="Must be a lowercase hex sha256 digest.")
 
-
-class StrictSchema(Schema):
-    """Rejects fields it does not know, so a typo is a 422 instead of silently ignored."""
-
-    class Meta:
-        unknown = RAISE
 
 
 def _tags(**kwargs) -> fields.Dict:
@@ -40,14 +34,6 @@ class JSONText(fields.Nested):
                 raise ValidationError(f"Not valid JSON: {exc}.") from None
         return super()._deserialize(value, attr, data, **kwargs)
 
-
-class UtcDateTime(fields.DateTime):
-    """ISO 8601 with its UTC offset even where the database hands back naive times (SQLite)."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 # ---- models -------------------------------------------------------------------------------------

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timezone
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.training.models import JOB_STATUSES, TRIAL_STATES
 from shared.pagination import ListArgs
+from shared.schemas import StrictSchema, UtcDateTime
 
 STRATEGIES = ("grid", "random", "bayesian", "genetic", "tpe")
 MAX_TRIALS = 1000
 MAX_FOLDS = 20
 
 
-class StrictSchema(Schema):
-    """Rejects fields it does not know, so a typo is a 422 instead of silently ignored."""
-
-    class Meta:
-        unknown = RAISE
-
-
-class UtcDateTime(fields.DateTime):
-    """ISO 8601 with its UTC offset even where the database hands back naive times (SQLite)."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 def _split(default: float) -> fields.Float:
