@@ -13,7 +13,6 @@ MAX_PASSWORD_LENGTH = 1024
 role_field = {"validate": validate.OneOf(ROLES)}
 
 
-
 class TokenRequestSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=255))
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=MAX_PASSWORD_LENGTH))

@@ -17,7 +17,6 @@ FRAMEWORKS = ("scikit_learn", "xgboost", "lightgbm", "pytorch", "tensorflow", "o
 SHA256 = validate.Regexp(r"^[0-9a-f]{64}$", error="Must be a lowercase hex sha256 digest.")
 
 
-
 def _tags(**kwargs) -> fields.Dict:
     return fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)),
                        values=fields.String(validate=validate.Length(max=5000)), **kwargs)
@@ -33,7 +32,6 @@ class JSONText(fields.Nested):
             except ValueError as exc:
                 raise ValidationError(f"Not valid JSON: {exc}.") from None
         return super()._deserialize(value, attr, data, **kwargs)
-
 
 
 # ---- models -------------------------------------------------------------------------------------

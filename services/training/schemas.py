@@ -14,8 +14,6 @@ MAX_TRIALS = 1000
 MAX_FOLDS = 20
 
 
-
-
 def _split(default: float) -> fields.Float:
     return fields.Float(load_default=default, allow_nan=False,
                         validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False))
