@@ -40,7 +40,7 @@ class VersionRegistrations(EventConsumer):
         if envelope["type"] == "model_version.rejected":
             fail_job(session, job, f"The registry did not register the trained model: {payload['reason']}")
             return
-        job.version_number, job.status, job.finished_at = payload["version"], SUCCEEDED, utcnow()
+        job.version_number, job.status, job.phase, job.finished_at = payload["version"], SUCCEEDED, None, utcnow()
 
 
 def version_registrations() -> VersionRegistrations:
