@@ -1,4 +1,4 @@
-"""Gunicorn hooks for `make run`'s web process: its one worker also relays events in process.
+"""Gunicorn hooks for `make run`'s web process: its one worker also relays events and seals the audit chain.
 
 The embedded cache lives in process memory, so every write it must see has to happen in the one
 process that serves reads: the API and the event consumers that update models share this worker.
@@ -10,6 +10,7 @@ import threading
 
 from services.registry.handlers import training_outcomes
 from services.training.handlers import version_registrations
+from shared.audit import seal_forever
 from shared.config import load_settings
 from shared.db import Database
 from shared.events.relay import Relay, publisher_from_settings
@@ -25,6 +26,7 @@ def post_worker_init(worker) -> None:
     relay = Relay(db, publisher_from_settings(settings, consumers, db), batch_size=settings.relay_batch_size)
     threading.Thread(target=relay.run_forever, args=(_stop, settings.relay_poll_seconds), name="relay",
                      daemon=True).start()
+    threading.Thread(target=seal_forever, args=(db, _stop), name="audit-sealer", daemon=True).start()
 
 
 def worker_exit(server, worker) -> None:

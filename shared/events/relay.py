@@ -8,7 +8,7 @@ a message the broker took but could not confirm is sent again (at-least-once; co
 
 Run one with `python -m shared.events.relay [--consumer package.module:factory ...]`; the consumers
 named there get their queues declared before the first publish, so no event is missed before they
-first start.
+first start. The process also seals the audit chain (`shared.audit.seal_forever`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import sqlalchemy as sa
 from kombu import Connection, Producer
 
+from shared import audit
 from shared.config import Settings, load_settings
 from shared.db import Database, utcnow
 from shared.events import topology
@@ -218,9 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     target = settings.events_exchange if settings.events_url != "local" else "local consumers"
     log.info("relay started: outbox -> %s", target)
+    # The relay's process also seals the audit chain: the same kind of work (drain committed rows in
+    # order, in the background), and one process fewer to run.
+    sealer = threading.Thread(target=audit.seal_forever, args=(db, stop), name="audit-sealer")
+    sealer.start()
     try:
         relay.run_forever(stop, settings.relay_poll_seconds)
     finally:
+        stop.set()
+        sealer.join(timeout=10)
         db.dispose()
     log.info("relay stopped")
     return 0

@@ -3,10 +3,13 @@ rejected request; and a hash chain that shows any altered or removed row."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import sqlalchemy as sa
 
-from shared.audit import AuditEntry
+from shared.audit import AuditEntry, record, seal, seal_forever, verify_chain
 from tests.support.auth import make_api_key, make_user
 
 pytestmark = pytest.mark.integration
@@ -117,6 +120,7 @@ def test_verify_finds_a_row_whose_after_column_was_altered(app, client, root):
     _, admin = root
     for name in ("ann", "bea", "cat"):
         client.post(USERS, json={"username": name, "password": "long enough", "role": "viewer"}, headers=admin)
+    assert client.get(f"{AUDIT}/verify", headers=admin).json["ok"]  # sealed: from now on the chain guards them
     target = _rows(app)[2]
     _execute(app, sa.update(AuditEntry).where(AuditEntry.seq == target.seq)
              .values(after={"username": target.after["username"], "role": "admin", "is_active": True}))
@@ -131,6 +135,7 @@ def test_verify_finds_a_deleted_middle_row(app, client, root):
     _, admin = root
     for name in ("ann", "bea", "cat"):
         client.post(USERS, json={"username": name, "password": "long enough", "role": "viewer"}, headers=admin)
+    assert client.get(f"{AUDIT}/verify", headers=admin).json["ok"]
     rows = _rows(app)
     middle = rows[len(rows) // 2]
     _execute(app, sa.delete(AuditEntry).where(AuditEntry.seq == middle.seq))
@@ -154,3 +159,49 @@ def test_an_overlong_client_request_id_is_cut_to_fit_rather_than_failing_the_wri
                            headers={**admin, "X-Request-ID": "r" * 500})
     assert response.status_code == 201
     assert _rows(app)[-1].request_id == "r" * 128
+
+
+def _write(session, name: str) -> AuditEntry:
+    return record(session, actor_id=None, actor="system", action="thing.done", resource_type="thing",
+                  resource_id=name, request_id="r")
+
+
+def test_a_row_committed_after_a_later_one_was_sealed_joins_the_chain_in_the_next_seal(app):
+    db = app.extensions["modelyard"].db
+    slow = db.sessions()
+    early = _write(slow, "early")
+    slow.flush()  # numbered first, committed last
+    with db.transaction() as session:
+        _write(session, "late")
+    with db.transaction() as session:
+        assert seal(session) == 1
+    slow.commit()
+    with db.transaction() as session:
+        assert seal(session) == 1
+    slow.close()
+    with db.transaction() as session:
+        rows = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.chain_position)).all()
+        assert [(row.resource_id, row.chain_position) for row in rows] == [("late", 1), ("early", 2)]
+        assert rows[1].seq == early.seq < rows[0].seq
+        assert verify_chain(session).ok
+
+
+def test_the_sealer_thread_seals_new_rows_within_its_interval(app):
+    db = app.extensions["modelyard"].db
+    with db.transaction() as session:
+        _write(session, "a")
+    stop = threading.Event()
+    sealer = threading.Thread(target=seal_forever, args=(db, stop, 0.05))
+    sealer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with db.transaction() as session:
+                if session.scalar(sa.select(sa.func.count()).where(AuditEntry.chain_position.is_(None))) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the sealer did not seal the row")
+    finally:
+        stop.set()
+        sealer.join()
