@@ -41,8 +41,11 @@ def _task_routes(settings: Settings) -> dict:
     return routes
 
 
-def make_celery(settings: Settings) -> ModelyardCelery:
-    """The Celery app for `settings`; creates no connection until a task is sent or a worker starts."""
+def make_celery(settings: Settings, *, with_tasks: bool = True) -> ModelyardCelery:
+    """The Celery app for `settings`; creates no connection until a task is sent or a worker starts.
+
+    `with_tasks=False` is for beat, which sends tasks by name and need not import them (nor the ML
+    libraries they import)."""
     app = ModelyardCelery(settings, "modelyard", set_as_current=False)
     app.conf.update(
         broker_url=settings.broker_url,
@@ -62,7 +65,7 @@ def make_celery(settings: Settings) -> ModelyardCelery:
         accept_content=["json"],
         # Tasks record their outcome in their own tables (training jobs, drift reports...).
         task_ignore_result=True,
-        imports=TASK_MODULES,
+        imports=TASK_MODULES if with_tasks else (),
         timezone="UTC",
         enable_utc=True,
         beat_schedule={

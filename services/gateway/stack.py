@@ -90,7 +90,7 @@ def main() -> int:
     supervisor.python("events", "-m", "shared.events.runner", *CONSUMERS)
     supervisor.python("worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "WARNING",
                       "--concurrency", "2", "--queues", "default,hpo,drift,abtest,ingest")
-    supervisor.python("beat", "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "WARNING",
+    supervisor.python("beat", "-m", "celery", "-A", "workers.beat", "beat", "--loglevel", "WARNING",
                       "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"))
     conf = render_nginx(Path(settings.var_dir).resolve(), port)
     supervisor.start("gateway", [nginx, "-c", str(conf), "-p", str(conf.parent)])
