@@ -29,18 +29,9 @@ def settings(database_url, servers, tmp_path_factory):
 
 
 @pytest.fixture
-def app(settings, clean_db, make_app):
-    return make_app(settings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def ds(app):
-    return bearer(app, "data_scientist", "dana")
+def settings_overrides(settings):
+    """The shared `app`, `client` and `ds` fixtures build on this module's settings."""
+    return settings
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from services.training.model_io import loads_trusted
 from services.training.models import Trial
 from shared.config import load_settings
 from tests.conftest import RUN_ID
-from tests.support.registry import bearer, create_model
+from tests.support.registry import create_model
 from tests.support.training import (
     bundled_frame, celery_worker, csv_bytes, event_pipeline, training_settings, upload_frame, wait_for,
 )
@@ -37,27 +37,18 @@ def settings(database_url, servers, tmp_path_factory):
     return training_settings(database_url, servers, tmp_path_factory.mktemp("runs"), RUN_ID)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def settings_overrides(settings):
+    """The shared `app`, `client` and `ds` fixtures build on this module's settings."""
+    return settings
+
+
+@pytest.fixture(scope="module", autouse=True)
 def worker(settings, tmp_path_factory):
     consumers = [TrainingOutcomes(load_settings(settings)), VersionRegistrations()]
     with event_pipeline(load_settings(settings), consumers):
         with celery_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log") as running:
             yield running
-
-
-@pytest.fixture
-def app(settings, clean_db, worker, make_app):
-    return make_app(settings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def ds(app):
-    return bearer(app, "data_scientist", "dana")
 
 
 @pytest.fixture(scope="module")
