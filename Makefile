@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry
+.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,10 @@ stack: install
 
 migrate: install
 	$(BIN)/alembic upgrade head
+
+## benchmarks (bench/README.md): they print figures, they do not assert; never part of `make test`
+bench-registry: install-dev
+	$(BIN)/python -m bench.registry
+
+bench-hpo: install-dev
+	$(BIN)/python -m bench.hpo
