@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from services.training.data import TrainingDataError, check_class_counts
 from services.training.estimators import resolve_estimator
+from services.training.job_state import lock_job
 from services.training.evaluation import METRICS, default_metric
 from services.training.models import (
     CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob,
@@ -265,12 +266,9 @@ def create_training(*, session: Session, actor: Actor, request_id: str, settings
     return job
 
 
-def get_job(*, session: Session, job_id: uuid.UUID, for_update: bool = False) -> TrainingJob:
+def get_job(*, session: Session, job_id: uuid.UUID) -> TrainingJob:
     """The training job with this id, or NotFound."""
-    statement = sa.select(TrainingJob).where(TrainingJob.id == job_id)
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    job = session.scalar(statement)
+    job = session.get(TrainingJob, job_id)
     if job is None:
         raise NotFound(f"No training job with id {job_id}.")
     return job
@@ -297,7 +295,10 @@ def list_trials(*, session: Session, job_id: uuid.UUID, limit: int, cursor: str 
 
 def cancel_training(*, session: Session, actor: Actor, request_id: str, job_id: uuid.UUID) -> TrainingJob:
     """Cancel a queued or running job: queued trials are dropped, running ones stop at their next fold."""
-    job = get_job(session=session, job_id=job_id, for_update=True)
+    # The coordinator's lock: a trial finishing at the same moment sees the cancel, or the cancel sees it.
+    job = lock_job(session, job_id)
+    if job is None:
+        raise NotFound(f"No training job with id {job_id}.")
     if job.status in FINISHED_JOB_STATUSES:
         raise Conflict(f"The training job is already {job.status}.", errors={"status": [job.status]})
     if job.phase == REGISTERING:
