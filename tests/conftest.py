@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from shared.db import normalise_url
+from tests.support.settings import platform_settings
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -94,19 +95,7 @@ def clean_db(_truncate_engine):
 @pytest.fixture
 def settings_overrides(database_url, servers, tmp_path) -> dict:
     """Settings for a platform under test: real servers, this run's names, a temp artifact root."""
-    return {
-        "env": "testing",
-        "database_url": database_url,
-        "broker_url": servers["BROKER"],
-        "events_url": servers["BROKER"],
-        "events_exchange": f"modelyard.events.test.{RUN_ID}",
-        "redis_url": servers["REDIS"],
-        "cache_prefix": f"modelyard-test-{RUN_ID}:",
-        "artifact_root": str(tmp_path / "artifacts"),
-        "artifact_keys": "k1:" + "A" * 43 + "=",
-        "data_root": str(tmp_path / "data"),
-        "jwt_secret": "test-secret-" + RUN_ID + "-0123456789abcdef",
-    }
+    return platform_settings(database_url, servers, tmp_path, RUN_ID)
 
 
 @pytest.fixture

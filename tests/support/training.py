@@ -29,6 +29,7 @@ from shared.events.consumer import EventConsumer
 from shared.events.relay import AmqpPublisher, Relay
 from shared.events.runner import ConsumerRunner
 from shared.events.topology import WORK_QUEUES, subscriber_queues
+from tests.support.settings import platform_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_READY_SECONDS = 60
@@ -157,17 +158,7 @@ def training_settings(database_url: str, servers: dict[str, str], root: Path, ru
     outlive one test (the worker process is started once per module)."""
     (root / "data").mkdir(parents=True, exist_ok=True)
     return {
-        "env": "testing",
-        "database_url": database_url,
-        "broker_url": servers["BROKER"],
-        "events_url": servers["BROKER"],
-        "events_exchange": f"modelyard.events.test.{run_id}",
-        "redis_url": servers["REDIS"],
-        "cache_prefix": f"modelyard-test-{run_id}:",
-        "artifact_root": str(root / "artifacts"),
-        "artifact_keys": "k1:" + "A" * 43 + "=",
-        "data_root": str(root / "data"),
-        "jwt_secret": "test-secret-" + run_id + "-0123456789abcdef",
+        **platform_settings(database_url, servers, root, run_id),
         "task_queue_prefix": f"test.{run_id}.{root.name}.",
         "hpo_parallelism": 2,
     }

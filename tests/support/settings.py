@@ -1,0 +1,22 @@
+"""Settings for a platform under test: the run's real servers and names, files under one root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def platform_settings(database_url: str, servers: dict[str, str], root: Path, run_id: str) -> dict[str, Any]:
+    return {
+        "env": "testing",
+        "database_url": database_url,
+        "broker_url": servers["BROKER"],
+        "events_url": servers["BROKER"],
+        "events_exchange": f"modelyard.events.test.{run_id}",
+        "redis_url": servers["REDIS"],
+        "cache_prefix": f"modelyard-test-{run_id}:",
+        "artifact_root": str(root / "artifacts"),
+        "artifact_keys": "k1:" + "A" * 43 + "=",
+        "data_root": str(root / "data"),
+        "jwt_secret": "test-secret-" + run_id + "-0123456789abcdef",
+    }
