@@ -81,20 +81,29 @@ def create_model(*, session: Session, actor: Actor, request_id: str, name: str, 
                  target_variable: str | None = None, tags: dict | None = None,
                  metadata: dict | None = None) -> RegisteredModel:
     """Register a new model (status `registered`); a name already taken is a Conflict."""
+    now = utcnow()
     model = RegisteredModel(
-        name=name, type=type, framework=framework, description=description, status=lifecycle.REGISTERED,
-        hyperparameters=hyperparameters or {}, features=features or [], target_variable=target_variable,
-        tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name, created_by_id=actor.id,
+        id=uuid.uuid4(), name=name, type=type, framework=framework, description=description,
+        status=lifecycle.REGISTERED, hyperparameters=hyperparameters or {}, features=features or [],
+        target_variable=target_variable, tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name,
+        created_by_id=actor.id, latest_version=None, created_at=now, updated_at=now,
     )
-    set_committed_value(model, "alias_rows", [])  # a new model has none: no query to find that out
-    session.add(model)
+    set_committed_value(model, "alias_rows", [])  # a new model has none
+    # The busiest write of the platform: a Core insert of the row the caller sees, rather than the
+    # unit of work's flush, which cost more CPU than the insert itself. The model is not added to
+    # the session; nothing later in the request changes it.
+    row = {column.name: getattr(model, attribute) for attribute, column in _COLUMNS.items()}
     try:
         # The unique index decides (no racy look-up first). No savepoint: a conflict ends the transaction.
-        session.flush()
+        session.execute(_INSERT_MODEL, row)
     except IntegrityError:
         raise Conflict(f"A model named {name!r} already exists.", errors={"name": ["Already taken."]}) from None
     _changed(session, model, "model.created", actor, request_id, None)
     return model
+
+
+_INSERT_MODEL = sa.insert(RegisteredModel.__table__)
+_COLUMNS = {prop.key: prop.columns[0] for prop in sa.inspect(RegisteredModel).column_attrs}
 
 
 def list_models(*, session: Session, limit: int, cursor: str | None = None, sort: str | None = None,

@@ -140,7 +140,9 @@ def validate_payload(event_type: str, payload: dict) -> dict[str, Any]:
     schema_cls = CATALOGUE.get(event_type)
     if schema_cls is None:
         raise UnknownEventType(f"{event_type!r} is not in the event catalogue")
-    schema = _SCHEMAS.setdefault(event_type, schema_cls())
+    schema = _SCHEMAS.get(event_type)
+    if schema is None:
+        schema = _SCHEMAS[event_type] = schema_cls()
     data = schema.dump(payload)
     errors = schema.validate(data)
     if errors:
