@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, json, request
 from marshmallow import Schema, fields
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,17 @@ def install_error_handlers(app: Flask) -> None:
         if status == 422 and errors is None:
             detail = detail or "Unprocessable request"
         return problem(status, exc.name, detail, slug=_slugify(exc.name), errors=errors)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError):
+        # The connection was lost (a restart, the network) or the database gave up on the transaction
+        # (a deadlock): it rolled back, and a retry may well succeed.
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
+        response = problem(503, "Service unavailable",
+                           "The database could not complete the request; nothing was changed. Retry.",
+                           slug="database-unavailable")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

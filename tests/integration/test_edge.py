@@ -52,3 +52,26 @@ def test_readiness_fails_with_503_when_the_broker_is_unreachable(settings_overri
     finally:
         proxy.restore()
         proxy.cut()
+
+
+def test_a_lost_database_connection_is_a_503_to_retry_and_the_next_request_reconnects(
+        settings_overrides, clean_db, servers, make_app, database_url):
+    from tests.support.auth import headers_for
+    from tests.support.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy.for_url(database_url)
+    app = make_app({**settings_overrides, "database_url": proxy.url_for(database_url)})
+    client = app.test_client()
+    headers = headers_for(app, "data_scientist")
+    body = {"name": "survives-restarts", "type": "classification", "framework": "scikit_learn"}
+    assert client.get("/api/v1/models", headers=headers).status_code == 200  # a pooled connection now exists
+    proxy.cut()  # what a database restart does to it
+    proxy.restore()
+    try:
+        lost = client.post("/api/v1/models", json=body, headers=headers)
+        assert lost.status_code == 503
+        assert lost.mimetype == "application/problem+json"
+        assert lost.headers["Retry-After"] == "1"
+        assert client.post("/api/v1/models", json=body, headers=headers).status_code == 201
+    finally:
+        proxy.cut()
