@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.auth import Actor
-from shared.db import Base, Database, JSONType, utcnow
+from shared.db import Base, Database, JSONType, insert_at_commit, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,14 @@ class AuditEntry(Base):
     )
 
 
-def _digest(prev_hash: str, entry: AuditEntry) -> str:
+_LOG = AuditEntry.__table__
+# What the chain hashes of a row, besides the hash before it (`_digest` reads them by name).
+_CONTENT = (_LOG.c.at, _LOG.c.actor_id, _LOG.c.actor, _LOG.c.action, _LOG.c.resource_type, _LOG.c.resource_id,
+            _LOG.c.request_id, _LOG.c.before, _LOG.c.after)
+
+
+def _digest(prev_hash: str, entry: sa.Row) -> str:
+    # Sealed chains hold these hashes: any change to this function's output breaks every one of them.
     at = entry.at.astimezone(timezone.utc).replace(tzinfo=None) if entry.at.tzinfo else entry.at
     content = {
         "at": at.isoformat(timespec="microseconds"),  # SQLite hands back naive UTC times
@@ -93,9 +101,11 @@ def record(
     request_id: str,
     before: dict | None = None,
     after: dict | None = None,
-) -> AuditEntry:
+) -> None:
     """Write one audit row in the caller's transaction; `seal` adds it to the chain once committed."""
-    entry = AuditEntry(
+    # Not an ORM object: every write pays for this row, and the unit of work's bookkeeping cost more
+    # than the insert itself. Inserted at commit, with the write's event (shared.db.insert_at_commit).
+    insert_at_commit(session, AuditEntry.__table__, dict(
         at=utcnow(),
         actor_id=actor_id,
         actor=actor,
@@ -106,9 +116,7 @@ def record(
         request_id=request_id[:REQUEST_ID_LENGTH],
         before=_jsonable(before),
         after=_jsonable(after),
-    )
-    session.add(entry)
-    return entry
+    ))
 
 
 def seal(session: Session, *, batch: int = SEAL_BATCH) -> int:
@@ -117,22 +125,53 @@ def seal(session: Session, *, batch: int = SEAL_BATCH) -> int:
     A row whose transaction commits after a later-numbered one was sealed simply joins the chain in
     a later batch: the chain's order is the order of sealing.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK_KEY)))
     else:
         # SQLite has no advisory locks: a first write takes its one write lock before the head is read.
-        session.execute(sa.update(AuditEntry).where(sa.false()).values(seq=AuditEntry.seq))
-    head = session.execute(sa.select(AuditEntry.chain_position, AuditEntry.hash)
-                           .where(AuditEntry.chain_position.is_not(None))
-                           .order_by(AuditEntry.chain_position.desc()).limit(1)).first()
+        session.execute(sa.update(_LOG).where(sa.false()).values(seq=_LOG.c.seq))
+    head = session.execute(sa.select(_LOG.c.chain_position, _LOG.c.hash)
+                           .where(_LOG.c.chain_position.is_not(None))
+                           .order_by(_LOG.c.chain_position.desc()).limit(1)).first()
     position, prev_hash = (head.chain_position, head.hash) if head else (0, GENESIS)
-    rows = session.scalars(sa.select(AuditEntry).where(AuditEntry.chain_position.is_(None))
-                           .order_by(AuditEntry.seq).limit(batch)).all()
-    for entry in rows:
+    # Core rows of only what the digest reads: the sealer touches every row once, and ORM objects
+    # (and the unit of work's UPDATE per row) cost several times the hashing.
+    rows = session.execute(sa.select(_LOG.c.seq, *_CONTENT).where(_LOG.c.chain_position.is_(None))
+                           .order_by(_LOG.c.seq).limit(batch)).all()
+    chain = []
+    for row in rows:
         position += 1
-        entry.chain_position, entry.prev_hash = position, prev_hash
-        entry.hash = prev_hash = _digest(prev_hash, entry)
+        digest = _digest(prev_hash, row)
+        chain.append((row.seq, position, prev_hash, digest))
+        prev_hash = digest
+    if chain:
+        _link(session, chain, postgres)
     return len(rows)
+
+
+# Postgres: the whole batch in one UPDATE, its values passed as four arrays.
+_LINK = sa.func.unnest(
+    sa.bindparam("seqs", type_=postgresql.ARRAY(sa.BigInteger)),
+    sa.bindparam("positions", type_=postgresql.ARRAY(sa.BigInteger)),
+    sa.bindparam("prev_hashes", type_=postgresql.ARRAY(sa.String)),
+    sa.bindparam("hashes", type_=postgresql.ARRAY(sa.String)),
+).table_valued("seq", "position", "prev_hash", "hash").render_derived(name="link")
+_SET_LINKS = (sa.update(_LOG).where(_LOG.c.seq == _LINK.c.seq)
+              .values(chain_position=_LINK.c.position, prev_hash=_LINK.c.prev_hash, hash=_LINK.c.hash))
+# SQLite runs in-process, so a statement per row costs no round trip: an executemany of one UPDATE.
+_SET_LINK = sa.update(_LOG).where(_LOG.c.seq == sa.bindparam("b_seq"))
+
+
+def _link(session: Session, chain: list[tuple[int, int, str, str]], postgres: bool) -> None:
+    """Store each row's place in the chain, given as (seq, chain_position, prev_hash, hash)."""
+    if postgres:
+        seqs, positions, prev_hashes, hashes = (list(column) for column in zip(*chain))
+        session.execute(_SET_LINKS, {"seqs": seqs, "positions": positions, "prev_hashes": prev_hashes,
+                                     "hashes": hashes})
+    else:
+        session.execute(_SET_LINK, [{"b_seq": seq, "chain_position": position, "prev_hash": prev_hash, "hash": digest}
+                                    for seq, position, prev_hash, digest in chain])
 
 
 def seal_forever(db: Database, stop: threading.Event, interval: float = 1.0) -> None:
@@ -158,9 +197,9 @@ def record_change(
     request_id: str,
     before: dict | None = None,
     after: dict | None = None,
-) -> AuditEntry:
+) -> None:
     """`record` for a change made by `actor`; None means the platform itself (e.g. at start-up)."""
-    return record(
+    record(
         session,
         actor_id=actor.id if actor else None,
         actor=actor.name if actor else SYSTEM_ACTOR,
@@ -185,24 +224,22 @@ class ChainReport:
     reason: str | None = None
 
 
-def _in_order(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
+def _in_order(session: Session, batch: int = 5000) -> Iterator[sa.Row]:
     last = 0
     while True:
-        rows = session.scalars(
-            sa.select(AuditEntry).where(AuditEntry.chain_position > last)
-            .order_by(AuditEntry.chain_position).limit(batch)
+        rows = session.execute(
+            sa.select(_LOG.c.seq, _LOG.c.chain_position, _LOG.c.prev_hash, _LOG.c.hash, *_CONTENT)
+            .where(_LOG.c.chain_position > last).order_by(_LOG.c.chain_position).limit(batch)
         ).all()
         if not rows:
             return
         yield from rows
         last = rows[-1].chain_position
-        session.expunge_all()
 
 
 def verify_chain(session: Session) -> ChainReport:
     """Seal what is pending, then recompute the chain from its first row; report the first that does not fit."""
     seal(session, batch=2**62)
-    session.flush()
     prev_hash = GENESIS
     count = 0
     for entry in _in_order(session):

@@ -7,6 +7,7 @@ helpers and use cases receive the session and never commit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from datetime import datetime, timezone
 from typing import Iterator
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column, sessionmaker
 
 # JSONB on Postgres (indexable, compact), plain JSON on the embedded SQLite.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -81,6 +82,63 @@ def make_engine(url: str, **kwargs) -> Engine:
         connect_args={"connect_timeout": 5, "options": "-c plan_cache_mode=force_custom_plan"},
         **kwargs,
     )
+
+
+_ROWS_AT_COMMIT = "modelyard_rows_at_commit"
+
+
+def insert_at_commit(session: Session, table: sa.Table, row: dict) -> None:
+    """Queue `row` for `table`, to be inserted just before `session` commits; dropped if it rolls back.
+
+    For the rows every write adds beside its change and nothing reads back in the same transaction
+    (the audit row, the outbox event): on Postgres all of a transaction's queued rows go in one
+    statement, which saves a statement's round trip and CPU on every write. Queue them outside
+    savepoints: a savepoint's rollback does not drop them. Give a value to every column that has a
+    Python-side default: the one statement does not apply them.
+    """
+    if not session.in_transaction():
+        session.begin()  # so that a rollback or close without a commit ends a transaction, dropping the rows
+    session.info.setdefault(_ROWS_AT_COMMIT, {}).setdefault(table, []).append(row)
+
+
+# Listeners on the class, not on each session: registering per session costs more than the insert saves.
+@event.listens_for(Session, "before_commit")
+def _insert_pending(session: Session) -> None:
+    pending = session.info.get(_ROWS_AT_COMMIT)
+    if not pending:
+        return
+    session.info[_ROWS_AT_COMMIT] = {}
+    tables = tuple(pending)
+    if (len(tables) > 1 and all(len(rows) == 1 for rows in pending.values())
+            and session.get_bind().dialect.name == "postgresql"):
+        # The usual write: one row per table. (A multi-row VALUES statement is never cached by
+        # SQLAlchemy, and SQLite has no INSERT inside WITH: those take a statement per table.)
+        rows = [pending[table][0] for table in tables]
+        statement = _one_statement(tuple((table, tuple(row)) for table, row in zip(tables, rows)))
+        session.execute(statement, {f"p{t}_{column}": value for t, row in enumerate(rows)
+                                    for column, value in row.items()})
+        return
+    for table, rows in pending.items():
+        session.execute(sa.insert(table), rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _one_statement(shape: tuple[tuple[sa.Table, tuple[str, ...]], ...]) -> sa.Insert:
+    """`WITH t0 AS (INSERT INTO a ...), ... INSERT INTO z ...`: one row into each table."""
+    *first, last = (
+        sa.insert(table).values({column: sa.bindparam(f"p{t}_{column}", type_=table.c[column].type)
+                                 for column in columns})
+        for t, (table, columns) in enumerate(shape)
+    )
+    return last.add_cte(*(insert.cte(f"t{t}") for t, insert in enumerate(first)))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+    # A committed transaction took its rows in before_commit; one that rolled back or was closed drops
+    # them. A savepoint ending is not the end of the rows' transaction.
+    if transaction.parent is None and session.info.get(_ROWS_AT_COMMIT):
+        session.info[_ROWS_AT_COMMIT] = {}
 
 
 class Database:

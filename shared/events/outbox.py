@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shared.db import Base, JSONType, utcnow
+from shared.db import Base, JSONType, insert_at_commit, utcnow
 from shared.events.catalogue import build_envelope
 
 
@@ -38,8 +38,11 @@ class OutboxEvent(Base):
 def emit(session: Session, event_type: str, payload: dict, *, producer: str) -> uuid.UUID:
     """Validate `payload` against the catalogue and queue the event in the caller's transaction."""
     envelope = build_envelope(event_type, payload, producer=producer)
-    session.add(OutboxEvent(event_id=uuid.UUID(envelope["id"]), type=event_type, envelope=envelope))
-    return uuid.UUID(envelope["id"])
+    event_id = uuid.UUID(envelope["id"])
+    # Inserted at commit with the write's audit row (see shared.db.insert_at_commit).
+    insert_at_commit(session, OutboxEvent.__table__, {"event_id": event_id, "type": event_type, "envelope": envelope,
+                                                      "created_at": utcnow(), "attempts": 0})
+    return event_id
 
 
 def purge_sent(*, session: Session, older_than: timedelta) -> int:

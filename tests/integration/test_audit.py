@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from shared.audit import AuditEntry, record, seal, seal_forever, verify_chain
+from shared.db import utcnow
 from tests.support.auth import make_api_key, make_user
 
 pytestmark = pytest.mark.integration
@@ -161,16 +162,20 @@ def test_an_overlong_client_request_id_is_cut_to_fit_rather_than_failing_the_wri
     assert _rows(app)[-1].request_id == "r" * 128
 
 
-def _write(session, name: str) -> AuditEntry:
-    return record(session, actor_id=None, actor="system", action="thing.done", resource_type="thing",
-                  resource_id=name, request_id="r")
+def _write(session, name: str) -> None:
+    record(session, actor_id=None, actor="system", action="thing.done", resource_type="thing",
+           resource_id=name, request_id="r")
 
 
 def test_a_row_committed_after_a_later_one_was_sealed_joins_the_chain_in_the_next_seal(app):
     db = app.extensions["modelyard"].db
     slow = db.sessions()
-    early = _write(slow, "early")
-    slow.flush()  # numbered first, committed last
+    # Numbered first, committed last: `record` inserts a row just before its commit, so a slow commit
+    # (a disk flush) is the window in which a later-numbered row commits first. Inserted here directly
+    # to hold that window open.
+    early_seq = slow.execute(sa.insert(AuditEntry.__table__).returning(AuditEntry.seq), {
+        "at": utcnow(), "actor": "system", "action": "thing.done", "resource_type": "thing",
+        "resource_id": "early", "request_id": "r"}).scalar_one()
     with db.transaction() as session:
         _write(session, "late")
     with db.transaction() as session:
@@ -182,7 +187,7 @@ def test_a_row_committed_after_a_later_one_was_sealed_joins_the_chain_in_the_nex
     with db.transaction() as session:
         rows = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.chain_position)).all()
         assert [(row.resource_id, row.chain_position) for row in rows] == [("late", 1), ("early", 2)]
-        assert rows[1].seq == early.seq < rows[0].seq
+        assert rows[1].seq == early_seq < rows[0].seq
         assert verify_chain(session).ok
 
 

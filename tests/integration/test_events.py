@@ -22,10 +22,11 @@ from shared.events import topology
 from shared.events.catalogue import build_envelope
 from shared.events.consumer import EventConsumer, ProcessedEvent, process
 from shared.events.outbox import OutboxEvent, emit
-from shared.events.relay import AmqpPublisher, Relay, publisher_from_settings
+from shared.events.relay import AmqpPublisher, PublishFailed, Relay, publisher_from_settings
 from shared.events.runner import RETRIES_HEADER, ConsumerRunner
 from shared.tasks import attach_celery, enqueue_after_commit
-from workers.celery_app import make_celery, worker_database
+from workers.celery_app import make_celery
+from workers.database_task import worker_database
 
 pytestmark = pytest.mark.integration
 
@@ -160,6 +161,34 @@ def test_the_relay_publishes_in_outbox_order_across_batches(settings, db, broker
     finally:
         relay.publisher.close()
     assert [json.loads(m.body)["id"] for m in get_all(channel, queue)] == emitted
+
+
+def test_a_nack_in_the_middle_of_a_batch_marks_only_the_messages_confirmed_before_it_sent(settings, db, broker):
+    channel = broker.declare()
+    # A queue that takes four messages and refuses more: the broker nacks the fifth and later ones.
+    full = Queue(f"{settings.events_exchange}.full-{uuid.uuid4().hex[:8]}",
+                 topology.events_exchange(settings.events_exchange), routing_key="#", exclusive=True,
+                 queue_arguments={"x-max-length": 4, "x-overflow": "reject-publish"})
+    full.bind(channel).declare()
+    emitted = [emit_dataset(db) for _ in range(10)]
+    relay = Relay(db, AmqpPublisher(settings.events_url, settings.events_exchange), batch_size=50)
+    try:
+        with pytest.raises(PublishFailed) as failure:
+            relay.run_once()
+        assert failure.value.confirmed == 4
+        with db.transaction() as session:
+            rows = session.execute(sa.select(OutboxEvent.sent_at, OutboxEvent.attempts)
+                                   .order_by(OutboxEvent.seq)).all()
+        assert [(row.sent_at is not None, row.attempts) for row in rows] == \
+            [(True, 0)] * 4 + [(False, 1)] + [(False, 0)] * 5
+        assert [json.loads(m.body)["id"] for m in get_all(channel, full.name)] == emitted[:4]
+
+        with pytest.raises(PublishFailed) as failure:  # the queue has room for four more
+            relay.run_once()
+        assert failure.value.confirmed == 4
+    finally:
+        relay.publisher.close()
+    assert [json.loads(m.body)["id"] for m in get_all(channel, full.name)] == emitted[4:8]
 
 
 def test_an_event_delivered_twice_is_handled_once(settings, db, broker):

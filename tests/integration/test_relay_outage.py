@@ -90,19 +90,21 @@ def received(settings):
 
 
 class CuttingPublisher(AmqpPublisher):
-    """Cuts the proxy once `cut_after` messages of a batch were confirmed: an outage mid-batch."""
+    """Cuts the proxy once the broker confirmed the first `cut_after` messages: an outage mid-batch,
+    between the confirmed messages and the rest."""
 
     def __init__(self, url: str, exchange: str, *, proxy: TcpProxy, cut_after: int):
         super().__init__(url, exchange)
         self.proxy = proxy
         self.cut_after = cut_after
-        self.confirmed = 0
+        self.sent = 0
 
-    def _send(self, producer, envelope):
-        if self.confirmed == self.cut_after:
+    def _send(self, channel, envelope):
+        if self.sent == self.cut_after:
+            self._await_confirms()
             self.proxy.cut()
-        super()._send(producer, envelope)
-        self.confirmed += 1
+        super()._send(channel, envelope)
+        self.sent += 1
 
 
 def test_events_written_while_rabbitmq_is_unreachable_stay_unsent_and_all_leave_once_it_is_back(

@@ -1,0 +1,40 @@
+"""Audit rows and outbox events are queued in the session and inserted just before its commit."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from shared.audit import AuditEntry, record
+from shared.events.outbox import OutboxEvent, emit
+
+pytestmark = pytest.mark.integration
+
+
+def _queue_both(session, name: str) -> None:
+    record(session, actor_id=None, actor="system", action="thing.done", resource_type="thing",
+           resource_id=name, request_id="r")
+    emit(session, "dataset.registered", {"dataset_id": "6f1b3c1e-0d5e-4c55-9d7a-4d0f3b1f1a11", "name": name,
+                                         "sha256": "0" * 64, "rows": 1, "actor": "system"}, producer="test")
+
+
+def _names(session) -> tuple[list[str], list[str]]:
+    audited = session.scalars(sa.select(AuditEntry.resource_id).order_by(AuditEntry.seq)).all()
+    events = [row["payload"]["name"] for row in session.scalars(sa.select(OutboxEvent.envelope).order_by(OutboxEvent.seq))]
+    return audited, events
+
+
+def test_queued_rows_are_written_by_a_commit_only(app):
+    db = app.extensions["modelyard"].db
+    session = db.sessions()
+    _queue_both(session, "rolled-back")
+    session.rollback()
+    _queue_both(session, "closed")
+    session.close()
+    _queue_both(session, "committed")
+    _queue_both(session, "committed-too")  # two rows per table take the statement-per-table path
+    session.commit()
+    session.close()
+    with db.transaction() as check:
+        assert _names(check) == (["committed", "committed-too"], ["committed", "committed-too"])
+
