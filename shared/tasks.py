@@ -9,14 +9,16 @@ request never starts work.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
 
 from shared.config import Settings
-from shared.db import Database
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, SessionTransaction
+
+    from shared.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ def attach_celery(db: Database, celery_app: Any) -> None:
 
 def enqueue_after_commit(session: Session, task_name: str, *args: Any, queue: str) -> None:
     """Send task `task_name(*args)` to `queue` once `session` commits; never if it rolls back."""
+    # Imported here: beat builds its Celery app from this module's broker options and, without this
+    # import at the top, carries no SQLAlchemy (about 20 MiB resident).
+    from sqlalchemy import event
+
     if session.info.get(CELERY_APP_KEY) is None:
         raise RuntimeError("this session cannot enqueue tasks: call shared.tasks.attach_celery(db, app) first")
     pending = session.info.get(_PENDING_KEY)

@@ -3,22 +3,16 @@
 `make_celery(settings)` builds it without touching the network; the module-level `app` (what
 `celery -A workers.celery_app worker|beat` loads) only reads settings. The broker is RabbitMQ in the
 stack and kombu's SQLAlchemy transport (`sqla+sqlite:///var/broker.db`) in the embedded default.
+The tasks' base class, which owns their database, is in database_task.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from typing import Iterator
-
-from celery import Celery, Task
-from celery.signals import worker_process_init
-from sqlalchemy.orm import Session
+from celery import Celery
 
 from shared.config import Settings, load_settings
-from shared.db import Database
 from shared.events.topology import WORK_QUEUES, work_queues
-from shared.tasks import CELERY_APP_KEY, attach_celery, broker_transport_options
+from shared.tasks import broker_transport_options
 
 TASK_MODULES = ("workers.maintenance", "workers.hpo")
 HOUR = 3600.0
@@ -76,34 +70,6 @@ def make_celery(settings: Settings, *, with_tasks: bool = True) -> ModelyardCele
         },
     )
     return app
-
-
-@functools.cache
-def worker_database(url: str) -> Database:
-    """One Database per worker process, made on first use (after the fork, never inherited)."""
-    return Database(url)
-
-
-@worker_process_init.connect
-def _forget_parent_databases(**_) -> None:
-    worker_database.cache_clear()
-
-
-class DatabaseTask(Task):
-    """Base task that opens exactly one transaction on its worker process's Database."""
-
-    @property
-    def settings(self) -> Settings:
-        return self.app.modelyard_settings
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One transaction; tasks it enqueues (shared.tasks.enqueue_after_commit) leave after its commit."""
-        db = worker_database(self.settings.database_url)
-        if db.sessions.kw.get("info", {}).get(CELERY_APP_KEY) is not self.app:
-            attach_celery(db, self.app)
-        with db.transaction() as session:
-            yield session
 
 
 app = make_celery(load_settings())

@@ -4,41 +4,51 @@ Each task carries ids only and re-reads the job; each step is one transaction; e
 run twice (acks_late with reject_on_worker_lost re-delivers the task of a worker that died). The
 ask/tell logic itself lives in services.training.coordinator; this module adds the data loading,
 the ML calls and the error handling around it.
+
+The ML modules (pandas, scikit-learn, skops...) are imported inside the tasks that use them, so a
+worker process loads them with its first training task: an idle worker, and one that only runs
+beat's housekeeping, stays small. `start_training` sends `warm_up` to the job's other trial slots so
+that they load them while it checks the data, not on their first trial.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import logging
 import math
 import time
 import uuid
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from services.training import coordinator
+from services.training.data_checks import TrainingDataError
 from services.training.job_state import PRODUCER, fail_job, lock_job
-from services.training.data import DataSplit, TrainingDataError, load_frame, split
-from services.training.evaluation import TrialCancelled, evaluate_trial, fit_final
-from services.training.model_io import dumps, library_versions
 from services.training.models import REGISTERING, TrainingJob
-from services.training.profile import profile_training_data
 from services.training.spec import TrainingSpec
 from services.training.strategies import should_prune
 from shared.artifacts import ArtifactStore
 from shared.config import Settings
 from shared.events.outbox import emit
-from workers.celery_app import DatabaseTask
+from shared.tasks import enqueue_after_commit
+from workers.database_task import DatabaseTask
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from services.training.data import DataSplit
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_RETRIES = 3
+# What a trial imports (a second or two of CPU in a fresh process).
+TRIAL_MODULES = ("services.training.data", "services.training.evaluation", "services.training.optimizers")
 
 
 class DataChanged(TrainingDataError):
@@ -48,6 +58,8 @@ class DataChanged(TrainingDataError):
 @functools.lru_cache(maxsize=4)
 def _frame(sha256: str, path: str | None, artifact_root: str, artifact_keys: str) -> pd.DataFrame:
     """The job's data as a DataFrame, read once per worker process (trials of a job share it)."""
+    from services.training.data import load_frame
+
     if path is None:
         raw = ArtifactStore.from_settings(Settings(artifact_root=artifact_root, artifact_keys=artifact_keys)) \
             .read_bytes(sha256)
@@ -64,6 +76,8 @@ def _frame(sha256: str, path: str | None, artifact_root: str, artifact_keys: str
 
 
 def _split(settings: Settings, spec: TrainingSpec, sha256: str, path: str | None) -> DataSplit:
+    from services.training.data import split
+
     return split(_frame(sha256, path, settings.artifact_root, settings.artifact_keys), spec)
 
 
@@ -84,6 +98,13 @@ def _hpo_queue(task: DatabaseTask) -> str:
     return task.settings.task_queue("hpo")
 
 
+@shared_task(name="hpo.warm_up")
+def warm_up() -> None:
+    """Load the modules a trial needs into this pool process, ahead of the job's first trials."""
+    for name in TRIAL_MODULES:
+        importlib.import_module(name)
+
+
 @shared_task(bind=True, base=DatabaseTask, name="hpo.start_training")
 def start_training(self: DatabaseTask, job_id: str) -> None:
     """Check the data can train, then move the job to running and enqueue its first trials."""
@@ -93,6 +114,8 @@ def start_training(self: DatabaseTask, job_id: str) -> None:
         if job is None or job.status != "queued":
             return
         spec, sha256, path = TrainingSpec.from_dict(job.spec), job.dataset_sha256, job.training_data_path
+        for _ in range(spec.parallelism - 1):
+            enqueue_after_commit(session, warm_up.name, queue=_hpo_queue(self))
     refusal = None
     try:
         # A CSV that parses but cannot train (one class, no target...) fails here, before any trial.
@@ -115,6 +138,8 @@ def _cancel_check(task: DatabaseTask, job_id: uuid.UUID) -> Callable[[], bool]:
 @shared_task(bind=True, base=DatabaseTask, name="hpo.run_trial")
 def run_trial(self: DatabaseTask, job_id: str, number: int) -> None:
     """Cross-validate one trial's parameters, store the outcome and ask the next trial."""
+    from services.training.evaluation import TrialCancelled, evaluate_trial
+
     job_uuid = uuid.UUID(job_id)
     with self.transaction() as session:
         claim = coordinator.claim_trial(session=session, job_id=job_uuid, number=number, task_id=self.request.id)
@@ -173,6 +198,10 @@ def _code_version(settings: Settings) -> str:
 @shared_task(bind=True, base=DatabaseTask, name="hpo.finalize_training")
 def finalize_training(self: DatabaseTask, job_id: str) -> None:
     """Refit the best parameters on train + validation, score on test, store the artifact, hand it to the registry."""
+    from services.training.evaluation import fit_final
+    from services.training.model_io import dumps, library_versions
+    from services.training.profile import profile_training_data
+
     job_uuid = uuid.UUID(job_id)
     with self.transaction() as session:
         job = coordinator.begin_final_fit(session=session, job_id=job_uuid)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 
 from shared.events.outbox import purge_sent
-from workers.celery_app import DatabaseTask
+from workers.database_task import DatabaseTask
 
 log = logging.getLogger(__name__)
 

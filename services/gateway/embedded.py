@@ -11,14 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from services.gateway.processes import Supervisor, local_secrets, prepare
+from services.gateway.processes import Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
 
 
 def main() -> int:
     os.environ.update(local_secrets(load_settings()))
     settings = load_settings()
-    login = prepare(settings)
+    login = run_preparation()
 
     bind = os.environ.get("MODELYARD_BIND", "127.0.0.1:8000")
     supervisor = Supervisor(env=dict(os.environ))
@@ -26,8 +26,7 @@ def main() -> int:
                    workers=1, threads=8, config="python:services.gateway.embedded_web")
     supervisor.python(
         "worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--beat", "--loglevel", "WARNING",
-        "--concurrency", "2", "--queues", "default,hpo,drift,abtest,ingest",
-        "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"),
+        "--concurrency", "2", "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"),
     )
 
     print(f"Modelyard is listening on http://{bind}  (API under /api/v1, OpenAPI at /api/v1/openapi.json)", flush=True)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import threading
 
-from services.registry.handlers import training_outcomes
-from services.training.handlers import version_registrations
-from shared.audit import seal_forever
-from shared.config import load_settings
-from shared.db import Database
-from shared.events.relay import Relay, publisher_from_settings
-
 _stop = threading.Event()
 
 
 def post_worker_init(worker) -> None:
+    # Imported here: gunicorn's master loads this file too, and only the worker needs the platform.
+    from services.registry.handlers import training_outcomes
+    from services.training.handlers import version_registrations
+    from shared.audit import seal_forever
+    from shared.config import load_settings
+    from shared.db import Database
+    from shared.events.relay import Relay, publisher_from_settings
+
     settings = load_settings()
     db = Database(settings.database_url)
     # With no broker, the relay hands each event straight to the consumers that would read its queue.

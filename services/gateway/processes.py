@@ -1,4 +1,8 @@
-"""Start the platform's processes, stop them together: what `make run` and `make stack` share."""
+"""Start the platform's processes, stop them together: what `make run` and `make stack` share.
+
+The supervisor lives as long as the platform, so this module and its callers import only the
+standard library and shared.config: the database work runs in a child (services.gateway.prepare).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,7 @@ import time
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
-from services.identity.users import ensure_admin
 from shared.config import Settings
-from shared.db import Database
-from shared.schema import migrate
 
 
 def local_secrets(settings: Settings) -> dict[str, str]:
@@ -40,21 +41,16 @@ def local_secrets(settings: Settings) -> dict[str, str]:
     return {name: value for name, value in stored.items() if not os.environ.get(name)}
 
 
-def prepare(settings: Settings) -> str:
-    """Make the directories, migrate, create the first admin; returns the line that says how to log in."""
-    for directory in (settings.var_dir, settings.artifact_root, settings.data_root):
-        Path(directory).mkdir(parents=True, exist_ok=True)
-    migrate(settings.database_url)
-    db = Database(settings.database_url)
-    password = settings.admin_password or secrets.token_urlsafe(12)
-    with db.transaction() as session:
-        _, created = ensure_admin(session=session, username=settings.admin_username, password=password)
-    db.dispose()
-    if not created:
-        return f"Log in as {settings.admin_username!r} with the password set when it was created."
-    if settings.admin_password:
-        return f"Log in as {settings.admin_username!r} with the password in MODELYARD_ADMIN_PASSWORD."
-    return f"Log in as {settings.admin_username!r}, password: {password}  (printed once; keep it)"
+def run_preparation(*options: str) -> str:
+    """Run services.gateway.prepare (directories, migrations, first admin) and return its login line.
+
+    Its errors reach stderr as they are; a failure stops the start-up with the child's exit code.
+    """
+    done = subprocess.run([sys.executable, "-m", "services.gateway.prepare", *options], stdout=subprocess.PIPE,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(done.returncode)
+    return done.stdout.strip()
 
 
 class Supervisor:
@@ -74,10 +70,12 @@ class Supervisor:
         metrics_dir = Path(var_dir) / "prometheus" / name
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
+        # No --preload: each worker imports the app itself and the master holds only gunicorn (~25 MiB
+        # instead of a full copy of the app: resident memory counts shared pages in every process).
+        # Each worker's Prometheus values then live in its own files from the start.
         argv = [
             sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
-            # --preload: workers fork from a master that already imported everything, sharing those pages.
-            "--worker-class", "gthread", "--log-level", "warning", "--preload",
+            "--worker-class", "gthread", "--log-level", "warning",
         ]
         if config:
             argv += ["--config", config]  # server hooks; the command line's settings win over its

@@ -13,11 +13,8 @@ import sys
 from pathlib import Path
 from string import Template
 
-import sqlalchemy as sa
-
-from services.gateway.processes import Supervisor, local_secrets, prepare
+from services.gateway.processes import Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
-from shared.db import normalise_url
 
 STACK_DEFAULTS = {
     "MODELYARD_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/modelyard",
@@ -31,17 +28,6 @@ SERVICES = {"identity": 8101, "registry": 8102, "training": 8103}
 # The event consumers each service runs on its RabbitMQ queue.
 CONSUMERS = ("services.registry.handlers:training_outcomes", "services.training.handlers:version_registrations")
 GATEWAY = Path(__file__).resolve().parent
-
-
-def ensure_database(url: str) -> None:
-    """Create the stack's database on first start (the server's `postgres` database must exist)."""
-    target = sa.make_url(normalise_url(url))
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database})
-        if not exists:
-            conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
 
 
 def render_nginx(var_dir: Path, port: int) -> Path:
@@ -74,8 +60,7 @@ def main() -> int:
     if not Path(nginx).exists():
         print("make stack needs nginx as its gateway: apt-get install nginx", file=sys.stderr)
         return 2
-    ensure_database(settings.database_url)
-    login = prepare(settings)
+    login = run_preparation("--create-database")
 
     port = int(os.environ.get("MODELYARD_GATEWAY_PORT", "8000"))
     # The registry takes the heavy read and write traffic; identity and training are light, and one
@@ -88,8 +73,11 @@ def main() -> int:
     # The relay declares the consumers' queues before its first publish, so no event is missed at start.
     supervisor.python("relay", "-m", "shared.events.relay", *(arg for path in CONSUMERS for arg in ("--consumer", path)))
     supervisor.python("events", "-m", "shared.events.runner", *CONSUMERS)
+    # The worker consumes every queue of the app's task_queues (their names carry the settings' prefix).
+    # Two processes run trials in parallel on two cores; the second is forked when a second task is
+    # waiting and stopped after 30 s without tasks, so the idle worker is its parent and one child.
     supervisor.python("worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "WARNING",
-                      "--concurrency", "2", "--queues", "default,hpo,drift,abtest,ingest")
+                      "--autoscale", "2,1")
     supervisor.python("beat", "-m", "celery", "-A", "workers.beat", "beat", "--loglevel", "WARNING",
                       "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"))
     conf = render_nginx(Path(settings.var_dir).resolve(), port)

@@ -8,7 +8,6 @@ message written for the person who sent the data.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,8 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.model_selection import train_test_split
 
-from shared.errors import ValidationFailed
+from services.training.data_checks import TrainingDataError, check_class_counts, plain_label
 from services.training.spec import TrainingSpec
-
-# SMOTE interpolates between a row and its k nearest neighbours of the same class (imblearn's default k=5).
-SMOTE_NEIGHBOURS = 5
-
-
-class TrainingDataError(ValidationFailed):
-    """The data parses but cannot train the requested model; the message says why in plain words."""
 
 
 @dataclass(frozen=True)
@@ -65,49 +57,19 @@ def feature_kind(column: pd.Series) -> str:
     return "numeric" if is_numeric_dtype(column) and not is_bool_dtype(column) else "categorical"
 
 
-def _label(value: Any) -> Any:
-    """A JSON-safe Python scalar for a class label (numpy scalars become int/float/str)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def check_class_counts(class_counts: dict[Any, int], *, folds: int, validation_split: float, test_split: float,
-                       smote: bool = False) -> None:
-    """Refuse class counts that cannot fill every cross-validation fold of the training part.
-
-    Cross-validation runs on the training part, about (1 - validation_split - test_split) of each
-    class under a stratified split; every fold needs each class, and SMOTE needs more than
-    SMOTE_NEIGHBOURS rows of a class in each fold's training rows. Usable before the data is split
-    (from a dataset's value counts) and after (with the real training-part counts and splits of 0).
-    """
-    if len(class_counts) < 2:
-        only = ", ".join(repr(_label(c)) for c in class_counts) or "none"
-        raise TrainingDataError(f"The target has only one class ({only}); classification needs at least two.")
-    label, smallest = min(class_counts.items(), key=lambda item: item[1])
-    in_training = math.floor(smallest * (1 - validation_split - test_split))
-    if in_training < folds:
-        raise TrainingDataError(
-            f"Class {_label(label)!r} has {smallest} rows, about {in_training} of them in the training part, "
-            f"fewer than the {folds} cross-validation folds; use fewer folds or add rows of that class.")
-    per_fold = in_training - math.ceil(in_training / folds)
-    if smote and per_fold <= SMOTE_NEIGHBOURS:
-        raise TrainingDataError(
-            f"SMOTE needs more than {SMOTE_NEIGHBOURS} rows of each class in every training fold; class "
-            f"{_label(label)!r} has about {per_fold}. Use random_oversampling, fewer folds, or more rows.")
-
-
 def _encode_target(y: pd.Series, spec: TrainingSpec) -> tuple[np.ndarray, list[Any] | None]:
     if spec.model_type == "regression":
         numeric = pd.to_numeric(y, errors="coerce")
         bad = y[numeric.isna()]
         if len(bad):
             raise TrainingDataError(
-                f"Regression needs a numeric target, but {spec.target!r} holds {_label(bad.iloc[0])!r} "
+                f"Regression needs a numeric target, but {spec.target!r} holds {plain_label(bad.iloc[0])!r} "
                 f"(and {len(bad) - 1} more non-numeric values).")
         return numeric.to_numpy(dtype=float), None
     # Always encoded: the positive class of a binary target is then label 1 whatever the labels are.
     values = y.to_numpy() if is_numeric_dtype(y) else y.astype(str).to_numpy(dtype=object)
     classes, codes = np.unique(values, return_inverse=True)
-    return codes.astype(np.int64), [_label(c) for c in classes]
+    return codes.astype(np.int64), [plain_label(c) for c in classes]
 
 
 def split(frame: pd.DataFrame, spec: TrainingSpec) -> DataSplit:

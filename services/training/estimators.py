@@ -5,26 +5,19 @@ space in the request's JSON format (see search_space.py): {"param": {"type": "fl
 "high", "log"} | {"type": "categorical", "choices": [...]}}. Ranges follow the usual starting points
 of the scikit-learn user guide for each family. Early stopping, where the family has its own
 mechanism, holds out 10% of the fit rows and stops after 10 rounds without improvement.
+
+The table is plain data until an estimator is built: each class is imported then, so the API can
+check names and model types without carrying scikit-learn.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import (
-    GradientBoostingClassifier,
-    GradientBoostingRegressor,
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-from sklearn.neural_network import MLPClassifier, MLPRegressor
-from sklearn.svm import SVC, SVR
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 VALIDATION_FRACTION = 0.1
 PATIENCE = 10
@@ -42,7 +35,7 @@ def _categorical(*choices: Any) -> dict[str, Any]:
     return {"type": "categorical", "choices": list(choices)}
 
 
-Maker = Callable[[dict[str, Any], int, bool], BaseEstimator]
+Maker = Callable[[dict[str, Any], int, bool], "BaseEstimator"]
 
 
 @dataclass(frozen=True)
@@ -64,56 +57,62 @@ class EstimatorSpec:
         return self.default_spaces[model_type]
 
 
+def _sklearn(path: str) -> type[BaseEstimator]:
+    """The scikit-learn class at "module.Class"."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def _logistic(params, random_state, early_stopping):
-    return LogisticRegression(max_iter=2000, random_state=random_state, **params)
+    return _sklearn("sklearn.linear_model.LogisticRegression")(max_iter=2000, random_state=random_state, **params)
 
 
 def _ridge(params, random_state, early_stopping):
-    return Ridge(random_state=random_state, **params)
+    return _sklearn("sklearn.linear_model.Ridge")(random_state=random_state, **params)
 
 
-def _forest(cls):
+def _forest(path):
     def build(params, random_state, early_stopping):
-        return cls(random_state=random_state, n_jobs=1, **params)
+        return _sklearn(path)(random_state=random_state, n_jobs=1, **params)
     return build
 
 
-def _gradient_boosting(cls):
+def _gradient_boosting(path):
     def build(params, random_state, early_stopping):
         stopping = {"n_iter_no_change": PATIENCE, "validation_fraction": VALIDATION_FRACTION} if early_stopping else {}
-        return cls(random_state=random_state, **stopping, **params)
+        return _sklearn(path)(random_state=random_state, **stopping, **params)
     return build
 
 
-def _hist_gradient_boosting(cls):
+def _hist_gradient_boosting(path):
     def build(params, random_state, early_stopping):
         # Explicit either way: the default "auto" switches on above 10,000 rows, which would make
         # the same request behave differently on a bigger dataset.
-        return cls(random_state=random_state, early_stopping=early_stopping, n_iter_no_change=PATIENCE,
-                   validation_fraction=VALIDATION_FRACTION, **params)
+        return _sklearn(path)(random_state=random_state, early_stopping=early_stopping, n_iter_no_change=PATIENCE,
+                              validation_fraction=VALIDATION_FRACTION, **params)
     return build
 
 
 def _svc(params, random_state, early_stopping):
     # No probability=True (deprecated in scikit-learn 1.9): pipeline.py calibrates when a metric
     # needs predict_proba; binary roc_auc ranks by decision_function.
-    return SVC(random_state=random_state, **params)
+    return _sklearn("sklearn.svm.SVC")(random_state=random_state, **params)
 
 
 def _svr(params, random_state, early_stopping):
-    return SVR(**params)
+    return _sklearn("sklearn.svm.SVR")(**params)
 
 
-def _knn(cls):
+def _knn(path):
     def build(params, random_state, early_stopping):
-        return cls(**params)
+        return _sklearn(path)(**params)
     return build
 
 
-def _mlp(cls):
+def _mlp(path):
     def build(params, random_state, early_stopping):
-        return cls(random_state=random_state, max_iter=300, early_stopping=early_stopping,
-                   n_iter_no_change=PATIENCE, validation_fraction=VALIDATION_FRACTION, **params)
+        return _sklearn(path)(random_state=random_state, max_iter=300, early_stopping=early_stopping,
+                              n_iter_no_change=PATIENCE, validation_fraction=VALIDATION_FRACTION, **params)
     return build
 
 
@@ -161,14 +160,17 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
         _family("ridge", None, _ridge, None, _RIDGE_SPACE),
         # "linear": the regularised linear model of either type, for requests that do not care which.
         _family("linear", _logistic, _ridge, _LOGISTIC_SPACE, _RIDGE_SPACE),
-        _family("random_forest", _forest(RandomForestClassifier), _forest(RandomForestRegressor), _FOREST_SPACE),
-        _family("gradient_boosting", _gradient_boosting(GradientBoostingClassifier),
-                _gradient_boosting(GradientBoostingRegressor), _GB_SPACE),
-        _family("hist_gradient_boosting", _hist_gradient_boosting(HistGradientBoostingClassifier),
-                _hist_gradient_boosting(HistGradientBoostingRegressor), _HGB_SPACE),
+        _family("random_forest", _forest("sklearn.ensemble.RandomForestClassifier"),
+                _forest("sklearn.ensemble.RandomForestRegressor"), _FOREST_SPACE),
+        _family("gradient_boosting", _gradient_boosting("sklearn.ensemble.GradientBoostingClassifier"),
+                _gradient_boosting("sklearn.ensemble.GradientBoostingRegressor"), _GB_SPACE),
+        _family("hist_gradient_boosting", _hist_gradient_boosting("sklearn.ensemble.HistGradientBoostingClassifier"),
+                _hist_gradient_boosting("sklearn.ensemble.HistGradientBoostingRegressor"), _HGB_SPACE),
         _family("svm", _svc, _svr, _SVM_SPACE),
-        _family("knn", _knn(KNeighborsClassifier), _knn(KNeighborsRegressor), _KNN_SPACE),
-        _family("mlp", _mlp(MLPClassifier), _mlp(MLPRegressor), _MLP_SPACE),
+        _family("knn", _knn("sklearn.neighbors.KNeighborsClassifier"), _knn("sklearn.neighbors.KNeighborsRegressor"),
+                _KNN_SPACE),
+        _family("mlp", _mlp("sklearn.neural_network.MLPClassifier"), _mlp("sklearn.neural_network.MLPRegressor"),
+                _MLP_SPACE),
     )
 }
 

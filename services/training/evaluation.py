@@ -1,10 +1,6 @@
 """Score parameters by k-fold cross-validation on the training part; fit and test the final model.
 
-Metrics go through scikit-learn's scorers (sklearn.metrics.get_scorer / make_scorer). Error metrics
-that scikit-learn negates so that greater is better (neg_root_mean_squared_error, neg_mean_absolute_error,
-neg_log_loss) are reported as the positive error with direction "minimize". Binary precision, recall
-and f1 are those of the positive class (encoded label 1); multiclass ones are macro averages; roc_auc
-is binary or the one-vs-rest macro average (sklearn.metrics.roc_auc_score, multi_class="ovr").
+The metrics themselves, and how each is scored, are in metrics.py.
 """
 
 from __future__ import annotations
@@ -16,12 +12,12 @@ from typing import Any, Callable
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.metrics import f1_score, get_scorer, make_scorer, precision_score, recall_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from services.training.data import DataSplit
+from services.training.metrics import METRICS, Metric, default_metric
 from services.training.pipeline import build_pipeline
 from services.training.spec import TrainingSpec
 
@@ -30,53 +26,6 @@ from services.training.spec import TrainingSpec
 ONE_THREAD = 1
 TEST_METRICS = {"classification": ("accuracy", "precision", "recall", "f1", "roc_auc"),
                 "regression": ("rmse", "mae", "r2")}
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A named score: `binary`/`multiclass` are sklearn scorer names or scorers; `sign` -1 un-negates."""
-
-    name: str
-    model_type: str
-    direction: str
-    binary: Any
-    multiclass: Any = None
-    sign: int = 1
-    # From this many classes on, the metric needs predict_proba (decision_function ranks binary only).
-    probability_from: int | None = None
-
-    def needs_probability(self, n_classes: int) -> bool:
-        return self.probability_from is not None and n_classes >= self.probability_from
-
-    def score(self, model: Pipeline, X: Any, y: np.ndarray, n_classes: int) -> float:
-        """The metric of `model` on (X, y), with errors as positive numbers."""
-        scorer = self.multiclass if n_classes > 2 and self.multiclass is not None else self.binary
-        scorer = get_scorer(scorer) if isinstance(scorer, str) else scorer
-        return float(self.sign * scorer(model, X, y))
-
-
-def _averaged(func: Callable, average: str) -> Any:
-    return make_scorer(func, average=average, zero_division=0)
-
-
-_CLF, _REG = "classification", "regression"
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("accuracy", _CLF, "maximize", "accuracy"),
-    Metric("balanced_accuracy", _CLF, "maximize", "balanced_accuracy"),
-    Metric("precision", _CLF, "maximize", _averaged(precision_score, "binary"), _averaged(precision_score, "macro")),
-    Metric("recall", _CLF, "maximize", _averaged(recall_score, "binary"), _averaged(recall_score, "macro")),
-    Metric("f1", _CLF, "maximize", _averaged(f1_score, "binary"), _averaged(f1_score, "macro")),
-    Metric("roc_auc", _CLF, "maximize", "roc_auc", "roc_auc_ovr", probability_from=3),
-    Metric("log_loss", _CLF, "minimize", "neg_log_loss", sign=-1, probability_from=2),
-    Metric("rmse", _REG, "minimize", "neg_root_mean_squared_error", sign=-1),
-    Metric("mae", _REG, "minimize", "neg_mean_absolute_error", sign=-1),
-    Metric("r2", _REG, "maximize", "r2"),
-)}
-
-
-def default_metric(model_type: str) -> str:
-    """The metric a request without one is optimised for."""
-    return "accuracy" if model_type == _CLF else "r2"
 
 
 def spec_metric(spec: TrainingSpec) -> Metric:
@@ -112,7 +61,7 @@ class FinalModel:
 
 def cv_splitter(spec: TrainingSpec) -> KFold | StratifiedKFold:
     """Shuffled k folds, stratified for classification, fixed by the spec's random_state."""
-    kind = StratifiedKFold if spec.model_type == _CLF else KFold
+    kind = StratifiedKFold if spec.model_type == "classification" else KFold
     return kind(n_splits=spec.folds, shuffle=True, random_state=spec.random_state)
 
 

@@ -18,10 +18,10 @@ from typing import Any, BinaryIO
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.training.data import TrainingDataError, check_class_counts
+from services.training.data_checks import TrainingDataError, check_class_counts
 from services.training.estimators import resolve_estimator
 from services.training.job_state import lock_job
-from services.training.evaluation import METRICS, default_metric
+from services.training.metrics import METRICS, default_metric
 from services.training.models import (
     CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob,
     Trial,

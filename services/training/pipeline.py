@@ -31,7 +31,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
 
-from services.training.data import SMOTE_NEIGHBOURS
+from services.training.data_checks import SMOTE_NEIGHBOURS
 from services.training.estimators import resolve_estimator
 from services.training.spec import TrainingSpec
 

@@ -6,7 +6,9 @@ The request's format is JSON, one entry per estimator parameter:
      "kernel": {"type": "categorical", "choices": ["rbf", "linear"]}}
 `parse_search_space` checks it against the estimator (real parameter names, values sklearn accepts) and
 returns the normalised form (every key present, numbers typed, names sorted) that the training spec
-stores; the converters below read only that normalised form.
+stores; the converters to each optimizer's terms (optimizers.py) read only that normalised form.
+It imports no ML library itself (the API validates requests with it); the estimators it checks
+against import scikit-learn when they are built.
 """
 
 from __future__ import annotations
@@ -15,18 +17,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from scipy import stats
-from skopt.space import Categorical, Dimension, Integer, Real
-from sklearn.utils import check_random_state
-
 from shared.errors import ValidationFailed
 
 MAX_PARAMS = 20
 MAX_CHOICES = 100
-# Points per numeric range in a grid: 5 per parameter keeps a 4-parameter grid at 625 candidates.
-GRID_POINTS = 5
 # Set from the training's own random_state; searching it would make results depend on luck, not params.
 RESERVED_PARAMS = frozenset({"random_state"})
 
@@ -153,59 +147,8 @@ def space_size(space: Mapping[str, Mapping[str, Any]]) -> int | None:
     return size
 
 
-def to_optuna_distributions(space: Mapping[str, Mapping[str, Any]]) -> dict[str, BaseDistribution]:
-    """Optuna distributions, one per parameter, for `study.ask`."""
-    distributions: dict[str, BaseDistribution] = {}
-    for name in sorted(space):
-        definition = space[name]
-        if definition["type"] == "categorical":
-            distributions[name] = CategoricalDistribution(definition["choices"])
-        elif definition["type"] == "int":
-            distributions[name] = IntDistribution(definition["low"], definition["high"], log=definition["log"])
-        else:
-            distributions[name] = FloatDistribution(definition["low"], definition["high"], log=definition["log"])
-    return distributions
-
-
-def to_skopt_dimensions(space: Mapping[str, Mapping[str, Any]]) -> list[Dimension]:
-    """scikit-optimize dimensions in sorted parameter order (the order of skopt's point lists).
-
-    A categorical parameter becomes the category of its choice's index: skopt sorts and encodes category
-    labels, which fails on mixed or null choices; `params_from_skopt` maps the index back.
-    """
-    dimensions: list[Dimension] = []
-    for name in sorted(space):
-        definition = space[name]
-        prior = "log-uniform" if definition.get("log") else "uniform"
-        if definition["type"] == "categorical":
-            dimensions.append(Categorical(list(range(len(definition["choices"]))), name=name))
-        elif definition["type"] == "int":
-            dimensions.append(Integer(definition["low"], definition["high"], prior=prior, name=name))
-        else:
-            dimensions.append(Real(definition["low"], definition["high"], prior=prior, name=name))
-    return dimensions
-
-
-def params_to_skopt(space: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any]) -> list[Any]:
-    """A stored trial's params as a point in `to_skopt_dimensions` order."""
-    point = []
-    for name in sorted(space):
-        definition = space[name]
-        value = params[name]
-        point.append(_choice_index(definition["choices"], value) if definition["type"] == "categorical" else value)
-    return point
-
-
-def params_from_skopt(space: Mapping[str, Mapping[str, Any]], point: list[Any]) -> dict[str, Any]:
-    """A skopt point (numpy scalars, choice indices) as JSON-safe params."""
-    params = {}
-    for name, value in zip(sorted(space), point, strict=True):
-        definition = space[name]
-        params[name] = definition["choices"][int(value)] if definition["type"] == "categorical" else value
-    return json_safe_params(space, params)
-
-
-def _choice_index(choices: list[Any], value: Any) -> int:
+def choice_index(choices: list[Any], value: Any) -> int:
+    """The index of `value` among a categorical parameter's choices (1 and True are different choices)."""
     for index, choice in enumerate(choices):
         if type(choice) is type(value) and choice == value:
             return index
@@ -214,69 +157,3 @@ def _choice_index(choices: list[Any], value: Any) -> int:
         if _is_number(choice) and _is_number(value) and choice == value:
             return index
     raise ValueError(f"{value!r} is not one of the choices {choices!r}")
-
-
-def to_parameter_grid(space: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """A `ParameterGrid` dict: choices as given, numeric ranges as GRID_POINTS evenly (or log-) spaced points."""
-    grid: dict[str, list[Any]] = {}
-    for name in sorted(space):
-        definition = space[name]
-        if definition["type"] == "categorical":
-            grid[name] = list(definition["choices"])
-            continue
-        low, high = definition["low"], definition["high"]
-        points = np.geomspace(low, high, GRID_POINTS) if definition["log"] else np.linspace(low, high, GRID_POINTS)
-        if definition["type"] == "int":
-            grid[name] = sorted({int(round(p)) for p in points})
-        else:
-            # 12 significant digits: 0.1 rather than 0.10000000000000002 in the stored trials.
-            grid[name] = [float(f"{p:.12g}") for p in points]
-    return grid
-
-
-def to_sampler_distributions(space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """A `ParameterSampler` dict: scipy distributions for ranges, lists for choices."""
-    distributions: dict[str, Any] = {}
-    for name in sorted(space):
-        definition = space[name]
-        kind = definition["type"]
-        if kind == "categorical":
-            distributions[name] = list(definition["choices"])
-        elif kind == "float":
-            low, high = definition["low"], definition["high"]
-            distributions[name] = stats.loguniform(low, high) if definition["log"] else stats.uniform(low, high - low)
-        elif definition["log"]:
-            distributions[name] = LogUniformInt(definition["low"], definition["high"])
-        else:
-            distributions[name] = stats.randint(definition["low"], definition["high"] + 1)
-    return distributions
-
-
-class LogUniformInt:
-    """Integers in [low, high] drawn log-uniformly: floor(exp(U(log low, log(high + 1))))."""
-
-    def __init__(self, low: int, high: int):
-        self.low, self.high = low, high
-
-    def rvs(self, random_state: Any = None) -> int:
-        rng = check_random_state(random_state)
-        value = math.floor(math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1))))
-        return min(max(value, self.low), self.high)
-
-
-def json_safe_params(space: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params as plain Python values of each parameter's type (numpy scalars do not pass Celery's JSON)."""
-    safe = {}
-    for name in sorted(space):
-        definition, value = space[name], params[name]
-        if definition["type"] == "int":
-            safe[name] = int(value)
-        elif definition["type"] == "float":
-            safe[name] = min(max(float(value), definition["low"]), definition["high"])
-        else:
-            safe[name] = definition["choices"][_choice_index(definition["choices"], _plain(value))]
-    return safe
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from services.training.estimators import resolve_estimator
+from services.training.metrics import METRICS, default_metric
+
 MODEL_TYPES = ("classification", "regression")
 SCALINGS = ("standard", "minmax", "robust", "none")
 ENCODINGS = ("onehot", "ordinal")
@@ -120,12 +123,9 @@ def _choice(errors: dict[str, list[str]], name: str, value: Any, allowed: tuple[
 def spec_errors(spec: TrainingSpec) -> dict[str, list[str]]:
     """Field errors of a spec, keyed by the spec's dotted field name; empty when the spec can train.
 
-    Data-dependent checks (columns, class counts) live in data.py; the search space in search_space.py.
+    Data-dependent checks (columns, class counts) live in data_checks.py and data.py; the search space
+    in search_space.py.
     """
-    # Imported here: estimators and evaluation import this module for TrainingSpec.
-    from services.training.estimators import resolve_estimator
-    from services.training.evaluation import METRICS, default_metric
-
     errors: dict[str, list[str]] = {}
     _choice(errors, "model_type", spec.model_type, MODEL_TYPES)
     if spec.model_type not in MODEL_TYPES:

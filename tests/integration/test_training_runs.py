@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import time
 
@@ -131,6 +132,13 @@ def test_each_strategy_trains_and_registers_a_version_that_loads_and_predicts(
 
     lineage = client.get(f"/api/v1/models/{model['id']}/versions/1/lineage?direction=up", headers=ds).json
     assert {node["type"] for node in lineage["nodes"]} >= {"dataset", "training_job", "model_version"}
+
+
+def test_a_training_has_its_other_trial_slot_load_the_ml_modules_while_it_checks_the_data(
+        client, ds, worker, breast_cancer):
+    _, _, accepted = train(client, ds, breast_cancer, "classification", "random", trials=2)
+    assert wait_finished(client, ds, accepted["url"])["status"] == "succeeded"
+    assert re.search(r"Task hpo\.warm_up\[[^\]]+\] succeeded", worker.log())
 
 
 def test_a_retraining_names_the_previous_version_as_its_parent(client, ds, breast_cancer):

@@ -10,11 +10,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from skopt.space import Categorical, Integer, Real
 
 from services.training.estimators import ESTIMATORS, resolve_estimator
-from services.training.search_space import (
-    GRID_POINTS, MAX_PARAMS, SearchSpaceError, json_safe_params, params_from_skopt, params_to_skopt,
-    parse_search_space, space_size, to_optuna_distributions, to_parameter_grid, to_sampler_distributions,
-    to_skopt_dimensions,
+from services.training.optimizers import (
+    GRID_POINTS, json_safe_params, params_from_skopt, params_to_skopt, to_optuna_distributions, to_parameter_grid,
+    to_sampler_distributions, to_skopt_dimensions,
 )
+from services.training.search_space import MAX_PARAMS, SearchSpaceError, parse_search_space, space_size
 
 # Every warning is an error here: the converters must not lean on anything deprecated or experimental.
 # Any warning from optuna, skopt or scikit-learn is a bug here (ResourceWarnings from unrelated

@@ -15,13 +15,13 @@ from optuna.trial import TrialState
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 from services.training.estimators import resolve_estimator
-from services.training.search_space import (
-    parse_search_space, to_optuna_distributions, to_parameter_grid, to_sampler_distributions,
+from services.training.optimizers import (
+    GENERATION_KEY, PARENTS_KEY_PREFIX, STRATEGIES, to_optuna_distributions, to_parameter_grid,
+    to_sampler_distributions, trial_seed,
 )
+from services.training.search_space import parse_search_space
 from services.training.spec import TrainingSpec
-from services.training.strategies import (
-    GENERATION_KEY, PARENTS_KEY_PREFIX, STRATEGIES, TrialRecord, make_strategy, should_prune, trial_seed,
-)
+from services.training.strategies import TrialRecord, make_strategy, should_prune
 
 # Every warning is an error here: optuna's experimental and skopt's warnings must be dealt with where we call them.
 # Any warning from optuna, skopt or scikit-learn is a bug here (ResourceWarnings from unrelated

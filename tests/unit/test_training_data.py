@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from services.training.data import TrainingDataError, check_class_counts, load_frame, split
+from services.training.data import load_frame, split
+from services.training.data_checks import TrainingDataError, check_class_counts
 from services.training.profile import OTHER, profile_training_data
 from services.training.spec import Augmentation, TrainingSpec
 

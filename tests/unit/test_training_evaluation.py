@@ -11,7 +11,8 @@ from sklearn.preprocessing import StandardScaler
 
 from services.training import pipeline as pipeline_module
 from services.training.data import split
-from services.training.evaluation import METRICS, TrialCancelled, cv_splitter, evaluate_trial, fit_final
+from services.training.evaluation import TrialCancelled, cv_splitter, evaluate_trial, fit_final
+from services.training.metrics import METRICS
 from services.training.pipeline import build_pipeline
 from services.training.spec import Augmentation, FeatureSelection, Preprocessing, TrainingSpec
 
