@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.auth import Actor
-from shared.db import Base, Database, JSONType, insert_at_commit, utcnow
+from shared.db import Base, Database, JSONType, queue_insert, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def record(
 ) -> None:
     """Write one audit row in the caller's transaction; `seal` adds it to the chain once committed."""
     # Not an ORM object: every write pays for this row, and the unit of work's bookkeeping cost more
-    # than the insert itself. Inserted at commit, with the write's event (shared.db.insert_at_commit).
-    insert_at_commit(session, AuditEntry.__table__, dict(
+    # than the insert itself. Inserted with the write's event, in one statement (shared.db.queue_insert).
+    queue_insert(session, AuditEntry.__table__, dict(
         at=utcnow(),
         actor_id=actor_id,
         actor=actor,

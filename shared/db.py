@@ -84,41 +84,42 @@ def make_engine(url: str, **kwargs) -> Engine:
     )
 
 
-_ROWS_AT_COMMIT = "modelyard_rows_at_commit"
+_QUEUED = "modelyard_queued_rows"
 
 
-def insert_at_commit(session: Session, table: sa.Table, row: dict) -> None:
-    """Queue `row` for `table`, to be inserted just before `session` commits; dropped if it rolls back.
+def queue_insert(session: Session, table: sa.Table, row: dict) -> None:
+    """Queue `row` for `table`; `insert_queued` inserts it, at the latest just before `session` commits.
+    Dropped if the transaction rolls back first.
 
-    For the rows every write adds beside its change and nothing reads back in the same transaction
-    (the audit row, the outbox event): on Postgres all of a transaction's queued rows go in one
-    statement, which saves a statement's round trip and CPU on every write. Queue them outside
-    savepoints: a savepoint's rollback does not drop them. Give a value to every column that has a
-    Python-side default: the one statement does not apply them.
+    For rows nothing reads back before they are inserted, such as the audit row and the outbox event
+    every write adds: on Postgres all queued rows go in one statement, which saves a statement's round
+    trip and CPU per row on every write. Queue them outside savepoints (a savepoint's rollback does not
+    drop them), and give a value to every column with a Python-side default (the statement applies none).
     """
     if not session.in_transaction():
         session.begin()  # so that a rollback or close without a commit ends a transaction, dropping the rows
-    session.info.setdefault(_ROWS_AT_COMMIT, {}).setdefault(table, []).append(row)
+    session.info.setdefault(_QUEUED, {}).setdefault(table, []).append(row)
 
 
 # Listeners on the class, not on each session: registering per session costs more than the insert saves.
 @event.listens_for(Session, "before_commit")
-def _insert_pending(session: Session) -> None:
-    pending = session.info.get(_ROWS_AT_COMMIT)
-    if not pending:
+def insert_queued(session: Session) -> None:
+    """Insert the queued rows now, e.g. so that a constraint they break surfaces where it can be answered."""
+    queued = session.info.get(_QUEUED)
+    if not queued:
         return
-    session.info[_ROWS_AT_COMMIT] = {}
-    tables = tuple(pending)
-    if (len(tables) > 1 and all(len(rows) == 1 for rows in pending.values())
+    session.info[_QUEUED] = {}
+    tables = tuple(queued)
+    if (len(tables) > 1 and all(len(rows) == 1 for rows in queued.values())
             and session.get_bind().dialect.name == "postgresql"):
         # The usual write: one row per table. (A multi-row VALUES statement is never cached by
         # SQLAlchemy, and SQLite has no INSERT inside WITH: those take a statement per table.)
-        rows = [pending[table][0] for table in tables]
+        rows = [queued[table][0] for table in tables]
         statement = _one_statement(tuple((table, tuple(row)) for table, row in zip(tables, rows)))
         session.execute(statement, {f"p{t}_{column}": value for t, row in enumerate(rows)
                                     for column, value in row.items()})
         return
-    for table, rows in pending.items():
+    for table, rows in queued.items():
         session.execute(sa.insert(table), rows)
 
 
@@ -137,8 +138,8 @@ def _one_statement(shape: tuple[tuple[sa.Table, tuple[str, ...]], ...]) -> sa.In
 def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
     # A committed transaction took its rows in before_commit; one that rolled back or was closed drops
     # them. A savepoint ending is not the end of the rows' transaction.
-    if transaction.parent is None and session.info.get(_ROWS_AT_COMMIT):
-        session.info[_ROWS_AT_COMMIT] = {}
+    if transaction.parent is None and session.info.get(_QUEUED):
+        session.info[_QUEUED] = {}
 
 
 class Database:

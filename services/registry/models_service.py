@@ -17,7 +17,7 @@ from shared import audit
 from shared.auth import Actor
 from shared.cache import Cache
 from shared.errors import Conflict, NotFound
-from shared.db import utcnow
+from shared.db import insert_queued, queue_insert, utcnow
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
 
@@ -89,20 +89,20 @@ def create_model(*, session: Session, actor: Actor, request_id: str, name: str, 
         created_by_id=actor.id, latest_version=None, created_at=now, updated_at=now,
     )
     set_committed_value(model, "alias_rows", [])  # a new model has none
-    # The busiest write of the platform: a Core insert of the row the caller sees, rather than the
-    # unit of work's flush, which cost more CPU than the insert itself. The model is not added to
-    # the session; nothing later in the request changes it.
-    row = {column.name: getattr(model, attribute) for attribute, column in _COLUMNS.items()}
+    # The busiest write of the platform: the model's row, its audit row and its event go to the database
+    # in one statement (shared.db.queue_insert), not through the unit of work's flush, which cost more CPU
+    # than the inserts. The model is not added to the session; nothing later in the request changes it.
+    queue_insert(session, RegisteredModel.__table__,
+                 {column.name: getattr(model, attribute) for attribute, column in _COLUMNS.items()})
+    _changed(session, model, "model.created", actor, request_id, None)
     try:
         # The unique index decides (no racy look-up first). No savepoint: a conflict ends the transaction.
-        session.execute(_INSERT_MODEL, row)
+        insert_queued(session)
     except IntegrityError:
         raise Conflict(f"A model named {name!r} already exists.", errors={"name": ["Already taken."]}) from None
-    _changed(session, model, "model.created", actor, request_id, None)
     return model
 
 
-_INSERT_MODEL = sa.insert(RegisteredModel.__table__)
 _COLUMNS = {prop.key: prop.columns[0] for prop in sa.inspect(RegisteredModel).column_attrs}
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shared.db import Base, JSONType, insert_at_commit, utcnow
+from shared.db import Base, JSONType, queue_insert, utcnow
 from shared.events.catalogue import build_envelope
 
 
@@ -39,9 +39,9 @@ def emit(session: Session, event_type: str, payload: dict, *, producer: str) -> 
     """Validate `payload` against the catalogue and queue the event in the caller's transaction."""
     envelope = build_envelope(event_type, payload, producer=producer)
     event_id = uuid.UUID(envelope["id"])
-    # Inserted at commit with the write's audit row (see shared.db.insert_at_commit).
-    insert_at_commit(session, OutboxEvent.__table__, {"event_id": event_id, "type": event_type, "envelope": envelope,
-                                                      "created_at": utcnow(), "attempts": 0})
+    # Inserted with the write's audit row, in one statement (see shared.db.queue_insert).
+    queue_insert(session, OutboxEvent.__table__, {"event_id": event_id, "type": event_type, "envelope": envelope,
+                                                  "created_at": utcnow(), "attempts": 0})
     return event_id
 
 
