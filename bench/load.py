@@ -167,7 +167,10 @@ class Connection:
                     return status, body
         start = headers.find(b"\r\ncontent-length:")
         length = int(headers[start + 17:headers.index(b"\r\n", start + 2)]) if start >= 0 else 0
-        return status, self._read_exactly(length)
+        body = self._read_exactly(length)
+        if b"\r\nconnection: close\r\n" in headers:
+            self.close()  # the next request opens a new connection
+        return status, body
 
     def _fill(self) -> None:
         chunk = self.sock.recv(65536)
