@@ -167,5 +167,7 @@ def delete_model(*, session: Session, cache: Cache, actor: Actor, request_id: st
     forget_model_versions(session=session, version_ids=version_ids)
     audit.record_change(session, actor=actor, action="model.deleted", resource_type="model", resource_id=model.id,
                         request_id=request_id, before={**before, "versions": len(version_ids)})
+    emit(session, "model.deleted", {"model_id": model.id, "name": model.name, "status": model.status,
+                                    "actor": actor.name, "changes": {"versions": len(version_ids)}}, producer=PRODUCER)
     session.execute(sa.delete(RegisteredModel).where(RegisteredModel.id == model_id))
     cache.invalidate_on_commit(session, model_cache_key(model_id))

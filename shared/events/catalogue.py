@@ -114,6 +114,7 @@ CATALOGUE: dict[str, type[Schema]] = {
     "model.created": ModelPayload,
     "model.updated": ModelPayload,
     "model.archived": ModelPayload,
+    "model.deleted": ModelPayload,  # changes: {"versions": how many went with it}
     "model_version.registered": ModelVersionRegistered,
     "model_version.alias_set": AliasSet,
     "model_version.rejected": ModelVersionRejected,

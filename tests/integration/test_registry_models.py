@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
+from shared.events.outbox import OutboxEvent
 from tests.support.registry import bearer, create_model, model_body, upload_version
 
 pytestmark = pytest.mark.integration
@@ -187,5 +189,8 @@ def test_hard_delete_removes_the_model_with_its_versions_and_aliases(app, client
     assert client.get(url, headers=ds).status_code == 404
     assert client.get(f"{url}/versions/1", headers=ds).status_code == 404
     assert client.delete(url, headers=bearer(app, "admin")).status_code == 404
+    with app.extensions["modelyard"].db.transaction() as session:
+        deleted = session.scalars(sa.select(OutboxEvent.envelope).where(OutboxEvent.type == "model.deleted")).all()
+    assert [(event["payload"]["model_id"], event["payload"]["changes"]) for event in deleted] == [(model["id"], {"versions": 1})]
     # The name is free again.
     create_model(client, ds, model["name"])
