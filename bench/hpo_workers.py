@@ -35,9 +35,10 @@ from services.training.models import Trial, TrainingJob
 from shared.config import load_settings
 from shared.db import normalise_url
 from shared.schema import migrate
+from tests.support.polling import wait_for
 from tests.support.registry import bearer, create_model
 from tests.support.training import (
-    bundled_frame, celery_worker, event_pipeline, training_settings, upload_frame, wait_for,
+    bundled_frame, celery_worker, event_pipeline, training_settings, upload_frame,
 )
 
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -27,6 +27,7 @@ from shared.events.runner import RETRIES_HEADER, ConsumerRunner
 from shared.tasks import attach_celery, enqueue_after_commit
 from workers.celery_app import make_celery
 from workers.database_task import worker_database
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +39,6 @@ def dataset_payload() -> dict:
 def emit_dataset(db: Database) -> str:
     with db.transaction() as session:
         return str(emit(session, "dataset.registered", dataset_payload(), producer="registry"))
-
-
-def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def get_all(channel, queue_name: str) -> list:
@@ -201,7 +192,7 @@ def test_an_event_delivered_twice_is_handled_once(settings, db, broker):
     publisher.close()
 
     with running(ConsumerRunner(db, consumer, settings.events_url, settings.events_exchange)):
-        wait_until(lambda: after["id"] in consumer.handled)
+        wait_for(lambda: after["id"] in consumer.handled)
     assert consumer.handled == [twice["id"], after["id"]]
     with db.transaction() as session:
         assert session.scalar(sa.select(sa.func.count()).where(ProcessedEvent.consumer == consumer.name)) == 2
@@ -232,7 +223,7 @@ def test_a_handler_that_always_fails_ends_in_the_dead_letter_queue_after_bounded
     runner = ConsumerRunner(db, consumer, settings.events_url, settings.events_exchange,
                             max_retries=2, retry_delay=0.05)
     with running(runner):
-        [dead] = wait_until(lambda: get_all(channel, dead_queue))
+        [dead] = wait_for(lambda: get_all(channel, dead_queue))
     assert json.loads(dead.body)["id"] == envelope["id"]
     assert dead.headers[RETRIES_HEADER] == 2
     assert consumer.handled == [envelope["id"]] * 3  # the first try and two retries
@@ -255,7 +246,7 @@ def test_a_malformed_message_goes_straight_to_the_dead_letter_queue(settings, db
 
     with running(ConsumerRunner(db, consumer, settings.events_url, settings.events_exchange)):
         dead: list = []
-        wait_until(lambda: dead.extend(get_all(channel, dead_queue)) or len(dead) == len(bodies))
+        wait_for(lambda: dead.extend(get_all(channel, dead_queue)) or len(dead) == len(bodies))
     assert sorted(m.body for m in dead) == sorted(bodies)
     assert all(RETRIES_HEADER not in (m.headers or {}) for m in dead)
     assert consumer.handled == []
@@ -321,7 +312,7 @@ def test_a_task_is_enqueued_only_when_its_transaction_commits(settings_overrides
     with app.connection_for_write() as connection:
         channel = connection.default_channel
         try:
-            message = wait_until(lambda: channel.basic_get(queue, no_ack=True))
+            message = wait_for(lambda: channel.basic_get(queue, no_ack=True))
             assert message.headers["task"] == "workers.maintenance.purge_sent_outbox"
             assert json.loads(message.body)[0] == ["kept"]
             assert channel.basic_get(queue, no_ack=True) is None
@@ -346,8 +337,8 @@ def test_two_relays_running_side_by_side_publish_each_event_exactly_once(setting
         thread.start()
     received: list[str] = []
     try:
-        wait_until(lambda: received.extend(json.loads(m.body)["id"] for m in get_all(channel, queue))
-                   or len(received) >= len(emitted))
+        wait_for(lambda: received.extend(json.loads(m.body)["id"] for m in get_all(channel, queue))
+                 or len(received) >= len(emitted))
     finally:
         stop.set()
         for thread in threads:

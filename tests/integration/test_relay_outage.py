@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 
 import pytest
@@ -23,6 +22,7 @@ from shared.events.consumer import EventConsumer
 from shared.events.outbox import OutboxEvent, emit
 from shared.events.relay import AmqpPublisher, PublishFailed, Relay
 from shared.events.runner import ConsumerRunner
+from tests.support.polling import wait_for
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -39,15 +39,6 @@ def emit_datasets(db: Database, count: int) -> list[str]:
 def unsent(db: Database) -> int:
     with db.transaction() as session:
         return session.scalar(sa.select(sa.func.count()).where(OutboxEvent.sent_at.is_(None)))
-
-
-def wait_until(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture
@@ -152,21 +143,21 @@ def test_a_running_relay_backs_off_through_an_outage_and_resumes_by_itself(setti
     thread.start()
     try:
         before = emit_datasets(db, 3)
-        wait_until(lambda: unsent(db) == 0)
+        wait_for(lambda: unsent(db) == 0, timeout=20.0)
 
         proxy.cut()
         during = emit_datasets(db, 7)
         with db.transaction() as session:
-            wait_until(lambda: session.scalar(sa.select(sa.func.max(OutboxEvent.attempts))) >= 2)
+            wait_for(lambda: session.scalar(sa.select(sa.func.max(OutboxEvent.attempts))) >= 2, timeout=20.0)
         assert unsent(db) == 7
 
         proxy.restore()
-        wait_until(lambda: unsent(db) == 0)
+        wait_for(lambda: unsent(db) == 0, timeout=20.0)
     finally:
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
-    wait_until(lambda: len(received()) >= 10)
+    wait_for(lambda: len(received()) >= 10, timeout=20.0)
     assert received() == before + during
 
 
@@ -192,11 +183,11 @@ def test_a_consumer_reconnects_after_an_outage_and_gets_what_was_published_meanw
     try:
         publisher.publish([first])
         thread.start()
-        wait_until(lambda: consumer.handled == [first["id"]])
+        wait_for(lambda: consumer.handled == [first["id"]], timeout=20.0)
         proxy.cut()
         publisher.publish([second])  # straight to RabbitMQ: the queue keeps it while the consumer is away
         proxy.restore()
-        wait_until(lambda: consumer.handled == [first["id"], second["id"]])
+        wait_for(lambda: consumer.handled == [first["id"], second["id"]], timeout=20.0)
     finally:
         stop.set()
         thread.join(timeout=10)

@@ -18,9 +18,10 @@ from services.training.model_io import loads_trusted
 from services.training.models import Trial
 from shared.config import load_settings
 from tests.conftest import RUN_ID
+from tests.support.polling import wait_for
 from tests.support.registry import create_model
 from tests.support.training import (
-    bundled_frame, celery_worker, csv_bytes, event_pipeline, training_settings, upload_frame, wait_for,
+    bundled_frame, celery_worker, csv_bytes, event_pipeline, training_settings, upload_frame,
 )
 
 pytestmark = pytest.mark.integration

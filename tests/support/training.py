@@ -141,18 +141,6 @@ def upload_frame(client: FlaskClient, headers: dict, frame: pd.DataFrame, name: 
     return response.json
 
 
-def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def training_settings(database_url: str, servers: dict[str, str], root: Path, run_id: str) -> dict[str, Any]:
     """Settings for a training module: like `settings_overrides`, with directories and queue names that
     outlive one test (the worker process is started once per module)."""
