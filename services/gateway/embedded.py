@@ -22,7 +22,7 @@ def main() -> int:
 
     bind = os.environ.get("MODELYARD_BIND", "127.0.0.1:8000")
     supervisor = Supervisor(env=dict(os.environ))
-    supervisor.web("web", bind, "services.gateway.allinone:create_app()", var_dir=settings.var_dir,
+    supervisor.web("web", [bind], "services.gateway.allinone:create_app()", var_dir=settings.var_dir,
                    workers=1, threads=8, config="python:services.gateway.embedded_web")
     supervisor.python(
         "worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--beat", "--loglevel", "WARNING",

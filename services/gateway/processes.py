@@ -64,7 +64,7 @@ class Supervisor:
     def start(self, name: str, argv: list[str], **env: str) -> None:
         self.children[name] = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
 
-    def web(self, name: str, bind: str, app: str, *, var_dir: str, workers: int = 1, threads: int = 4,
+    def web(self, name: str, binds: list[str], app: str, *, var_dir: str, workers: int = 1, threads: int = 4,
             config: str | None = None) -> None:
         """A gunicorn server whose workers share one Prometheus view (multiprocess mode)."""
         metrics_dir = Path(var_dir) / "prometheus" / name
@@ -74,7 +74,8 @@ class Supervisor:
         # instead of a full copy of the app: resident memory counts shared pages in every process).
         # Each worker's Prometheus values then live in its own files from the start.
         argv = [
-            sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+            sys.executable, "-m", "gunicorn", *(arg for bind in binds for arg in ("--bind", bind)),
+            "--workers", str(workers), "--threads", str(threads),
             "--worker-class", "gthread", "--log-level", "warning",
             # Workers touch their heartbeat file on every loop of their event loop: on a disk-backed
             # /tmp that cost ~5% of a model create. (gunicorn's own advice for containers.)
