@@ -127,7 +127,7 @@ def test_each_write_leaves_one_audit_row_and_the_right_event(app, client, ds):
     assert updated.before["description"] == "" and updated.after["description"] == "better"
     assert [event.type for event in events] == [
         "model.created", "dataset.registered", "model_version.registered", "model.updated",
-        "model_version.alias_set", "model_version.alias_set", "model.archived"]
+        "model_version.alias_set", "model_version.alias_set", "model.archived", "model.deleted"]
     payloads = [event.envelope["payload"] for event in events]
     assert payloads[0] == {"model_id": model["id"], "name": "churn", "status": "registered", "actor": "dana",
                            "changes": {}}
