@@ -48,8 +48,11 @@ def render_nginx(var_dir: Path, port: int) -> Path:
     root = var_dir / "nginx"
     root.mkdir(parents=True, exist_ok=True)
     conf = root / "nginx.conf"
+    # Started by root, nginx would run its worker as `nobody`, which cannot reach the services' sockets
+    # or its temp paths inside a private var dir: it runs as the user the rest of the stack runs as.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        "daemon off;\nworker_processes 1;\npid nginx.pid;\nerror_log stderr warn;\n"
+        user + "daemon off;\nworker_processes 1;\npid nginx.pid;\nerror_log stderr warn;\n"
         "events { worker_connections 1024; }\n"
         "http {\n  access_log off;\n"
         f"  client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;\n"
