@@ -116,11 +116,6 @@ def list_models(*, session: Session, limit: int, cursor: str | None = None, sort
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         statement = statement.where(sa.or_(RegisteredModel.name.ilike(pattern, escape="\\"),
                                            RegisteredModel.description.ilike(pattern, escape="\\")))
-        if session.get_bind().dialect.name == "postgresql":
-            # Sort the matches (found through the trigram indexes) instead of walking the sort column's
-            # index until `limit` of them turn up: the planner cannot estimate a '%text%' match, and for
-            # a rare one that walk reads every row (~100 ms at 100,000 models, 1 search in 100).
-            session.execute(sa.text("SET LOCAL enable_indexscan = off"))
     if type:
         statement = statement.where(RegisteredModel.type == type)
     if framework:
