@@ -25,6 +25,7 @@ import re
 import secrets
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -250,9 +251,27 @@ class ArtifactStore:
         """Store an upload chunk by chunk; past `max_bytes` (default: the upload limit) raise PayloadTooLarge."""
         return self._write(stream, limit=self.max_bytes if max_bytes is None else max_bytes)
 
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / ".staging"
+
+    def purge_staging(self, *, older_than: float) -> int:
+        """Delete partial uploads untouched for `older_than` seconds (a process killed mid-write leaves
+        them; a live upload writes every chunk, so it is never that old). Returns how many went."""
+        cutoff = time.time() - older_than
+        purged = 0
+        for part in self.staging_dir.glob("*.part"):
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    purged += 1
+            except FileNotFoundError:  # finished (renamed) or purged by another worker meanwhile
+                continue
+        return purged
+
     def _write(self, stream: BinaryIO, *, limit: int | None) -> StoredBlob:
         self._require_keys()
-        staging = self.root / ".staging"
+        staging = self.staging_dir
         staging.mkdir(parents=True, exist_ok=True)
         # Same directory tree as the final path, so os.replace is an atomic rename on one filesystem.
         fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".part")

@@ -7,12 +7,14 @@ from datetime import timedelta
 
 from celery import shared_task
 
+from shared.artifacts import ArtifactStore
 from shared.events.outbox import purge_sent
 from workers.database_task import DatabaseTask
 
 log = logging.getLogger(__name__)
 
 SENT_OUTBOX_RETENTION = timedelta(days=7)
+STALE_UPLOAD = timedelta(days=1)
 
 
 @shared_task(bind=True, base=DatabaseTask, name="workers.maintenance.purge_sent_outbox")
@@ -22,3 +24,11 @@ def purge_sent_outbox(self: DatabaseTask) -> int:
         deleted = purge_sent(session=session, older_than=SENT_OUTBOX_RETENTION)
     log.info("purged %d sent outbox rows older than %s", deleted, SENT_OUTBOX_RETENTION)
     return deleted
+
+
+@shared_task(bind=True, base=DatabaseTask, name="workers.maintenance.purge_stale_uploads")
+def purge_stale_uploads(self: DatabaseTask) -> int:
+    """Delete partial artifact uploads left by a process that died mid-write a day or more ago."""
+    purged = ArtifactStore.from_settings(self.settings).purge_staging(older_than=STALE_UPLOAD.total_seconds())
+    log.info("purged %d partial uploads older than %s", purged, STALE_UPLOAD)
+    return purged

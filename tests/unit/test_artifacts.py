@@ -257,3 +257,16 @@ def test_keys_are_accepted_in_standard_and_url_safe_base64(tmp_path):
     key = bytes(range(250, 256)) + bytes(26)  # encodes with '+'/'/' or '-'/'_'
     standard, urlsafe = base64.b64encode(key).decode(), base64.urlsafe_b64encode(key).decode().rstrip("=")
     assert parse_keys(f"a:{standard},b:{urlsafe}") == {"a": key, "b": key}
+
+
+def test_partial_uploads_left_by_a_dead_process_are_purged_once_stale(store):
+    store.put_bytes(b"kept")
+    store.staging_dir.mkdir(exist_ok=True)
+    stale, live = store.staging_dir / "dead.part", store.staging_dir / "live.part"
+    stale.write_bytes(b"half an upload")
+    live.write_bytes(b"an upload in progress")
+    day_ago = os.stat(stale).st_mtime - 86_400
+    os.utime(stale, (day_ago, day_ago))
+    assert store.purge_staging(older_than=3600) == 1
+    assert not stale.exists() and live.exists()
+    assert store.read_bytes(hashlib.sha256(b"kept").hexdigest()) == b"kept"
