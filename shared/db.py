@@ -109,14 +109,13 @@ def insert_queued(session: Session) -> None:
     if not queued:
         return
     session.info[_QUEUED] = {}
-    tables = tuple(queued)
-    if (len(tables) > 1 and all(len(rows) == 1 for rows in queued.values())
+    if (len(queued) > 1 and all(len(rows) == 1 for rows in queued.values())
             and session.get_bind().dialect.name == "postgresql"):
         # The usual write: one row per table. (A multi-row VALUES statement is never cached by
         # SQLAlchemy, and SQLite has no INSERT inside WITH: those take a statement per table.)
-        rows = [queued[table][0] for table in tables]
-        statement = _one_statement(tuple((table, tuple(row)) for table, row in zip(tables, rows)))
-        session.execute(statement, {f"p{t}_{column}": value for t, row in enumerate(rows)
+        rows = {table: table_rows[0] for table, table_rows in queued.items()}
+        statement = _one_statement(tuple((table, tuple(row)) for table, row in rows.items()))
+        session.execute(statement, {f"p{t}_{column}": value for t, row in enumerate(rows.values())
                                     for column, value in row.items()})
         return
     for table, rows in queued.items():
@@ -135,7 +134,7 @@ def _one_statement(shape: tuple[tuple[sa.Table, tuple[str, ...]], ...]) -> sa.In
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+def _drop_queued(session: Session, transaction: SessionTransaction) -> None:
     # A committed transaction took its rows in before_commit; one that rolled back or was closed drops
     # them. A savepoint ending is not the end of the rows' transaction.
     if transaction.parent is None and session.info.get(_QUEUED):
