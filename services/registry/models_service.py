@@ -97,7 +97,8 @@ def create_model(*, session: Session, actor: Actor, request_id: str, name: str, 
     _changed(session, model, "model.created", actor, request_id, None)
     try:
         # The unique index decides (no racy look-up first). No savepoint: a conflict ends the transaction.
-        insert_queued(session)
+        # A create writes nothing else, so its one statement may commit itself (`alone`).
+        insert_queued(session, alone=True)
     except IntegrityError:
         raise Conflict(f"A model named {name!r} already exists.", errors={"name": ["Already taken."]}) from None
     return model

@@ -30,11 +30,19 @@ def test_a_created_model_is_returned_with_its_server_fields(client, ds):
     assert client.get(f"/api/v1/models/{model['id']}", headers=ds).json == model
 
 
-def test_a_duplicate_name_is_a_conflict(client, ds):
+def test_a_duplicate_name_is_a_conflict_and_writes_nothing(app, client, ds):
     create_model(client, ds, "fraud")
+
+    def rows() -> tuple[int, ...]:
+        with app.extensions["modelyard"].db.transaction() as session:
+            return tuple(session.scalar(sa.select(sa.func.count()).select_from(sa.table(table)))
+                         for table in ("models", "audit_log", "outbox"))
+
+    before = rows()
     response = client.post("/api/v1/models", json=model_body("fraud"), headers=ds)
     assert response.status_code == 409
     assert response.mimetype == "application/problem+json"
+    assert rows() == before == (1, 1, 1)
 
 
 @pytest.mark.parametrize("field, value", [

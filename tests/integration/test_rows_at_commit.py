@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from shared.audit import AuditEntry, record
+from shared.db import insert_queued
 from shared.events.outbox import OutboxEvent, emit
 
 pytestmark = pytest.mark.integration
@@ -38,3 +39,18 @@ def test_queued_rows_are_written_by_a_commit_only(app):
     with db.transaction() as check:
         assert _names(check) == (["committed", "committed-too"], ["committed", "committed-too"])
 
+
+
+@pytest.mark.parametrize("alone", [False, True])
+def test_rows_alone_in_their_transaction_commit_with_their_statement(app, alone):
+    db = app.extensions["modelyard"].db
+    session = db.sessions()
+    _queue_both(session, "early")
+    insert_queued(session, alone=alone)
+    with db.transaction() as other:
+        # In a transaction the rows wait for its commit; alone, their one statement committed them.
+        assert _names(other) == ((["early"], ["early"]) if alone else ([], []))
+    session.rollback()  # nothing left to undo for the rows that went alone
+    session.close()
+    with db.transaction() as check:
+        assert _names(check) == ((["early"], ["early"]) if alone else ([], []))
