@@ -22,6 +22,8 @@ def main() -> int:
 
     bind = os.environ.get("MODELYARD_BIND", "127.0.0.1:8000")
     supervisor = Supervisor(env=dict(os.environ))
+    # Threads, not greenlets: SQLite cannot yield to gevent's loop, so one request waiting out another's
+    # write lock would stall the whole worker, and the worker's relay and sealer threads with it.
     supervisor.web("web", [bind], "services.gateway.allinone:create_app()", var_dir=settings.var_dir,
                    workers=1, threads=8, config="python:services.gateway.embedded_web")
     supervisor.python(

@@ -75,7 +75,7 @@ def main() -> int:
 
     port = int(os.environ.get("MODELYARD_GATEWAY_PORT", "8000"))
     # The registry takes the heavy read and write traffic; identity and training are light, and one
-    # worker each (four threads) keeps the idle stack small.
+    # worker each keeps the idle stack small.
     workers = {"identity": 1, "registry": int(os.environ.get("MODELYARD_WEB_WORKERS", "2")), "training": 1}
     supervisor = Supervisor(env=dict(os.environ))
     var_dir = Path(settings.var_dir).resolve()
@@ -84,15 +84,16 @@ def main() -> int:
         # The port for other services (training asks the registry over HTTP), the socket for nginx.
         binds = sorted({f"127.0.0.1:{service_port}", upstream(var_dir, service)})
         supervisor.web(service, binds, f"services.{service}:create_app()",
-                       workers=workers[service], threads=4, var_dir=settings.var_dir)
+                       workers=workers[service], var_dir=settings.var_dir)
     # The relay declares the consumers' queues before its first publish, so no event is missed at start.
     supervisor.python("relay", "-m", "shared.events.relay", *(arg for path in CONSUMERS for arg in ("--consumer", path)))
     supervisor.python("events", "-m", "shared.events.runner", *CONSUMERS)
     # The worker consumes every queue of the app's task_queues (their names carry the settings' prefix).
     # Two processes run trials in parallel on two cores; the second is forked when a second task is
     # waiting and stopped after 30 s without tasks, so the idle worker is its parent and one child.
+    # Named by the queue prefix too: a second stack on the same broker (another prefix) is another node.
     supervisor.python("worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "WARNING",
-                      "--autoscale", "2,1")
+                      "--autoscale", "2,1", "--hostname", f"{settings.task_queue_prefix}worker@%h")
     supervisor.python("beat", "-m", "celery", "-A", "workers.beat", "beat", "--loglevel", "WARNING",
                       "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"))
     conf = render_nginx(var_dir, port)

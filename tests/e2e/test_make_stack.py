@@ -1,0 +1,152 @@
+"""`make stack` itself: every service under gunicorn behind nginx, on the real Postgres, RabbitMQ and Redis.
+
+The same first session as `make run`'s, then what only the distributed stack does: the events leave
+through RabbitMQ (a probe queue bound to the run's exchange receives them), the relay's process seals
+the audit chain, a training reaches the registry over HTTP, and each service counts its requests for
+Prometheus across its gunicorn workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from kombu import Connection, Queue
+
+from services.gateway.stack import SERVICES
+from shared.events import topology
+from tests.conftest import RUN_ID
+from tests.support.polling import wait_for
+from tests.support.walks import Platform, free_port, login, train_tiny_model, walk_to_lineage
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "stack-admin-pw"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def database(servers):
+    """A fresh database for the stack, which creates its schema itself; dropped afterwards."""
+    url = sa.make_url(servers["DATABASE"]).set(drivername="postgresql+psycopg")
+    name = f"modelyard_stack_{RUN_ID}"
+    yield url.set(database=name).render_as_string(hide_password=False)
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                     {"name": name})
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def events(servers):
+    """A probe queue on the run's own exchange, declared before the stack publishes anything."""
+    exchange = f"modelyard.events.stack.{RUN_ID}"
+    with Connection(servers["BROKER"]) as connection:
+        queue = Queue(f"{exchange}.probe-{uuid.uuid4().hex[:8]}", topology.events_exchange(exchange),
+                      routing_key="#", exclusive=True)
+        queue.bind(connection.default_channel).declare()
+        yield exchange, connection.SimpleQueue(queue)
+
+
+@pytest.fixture(scope="module")
+def stack(servers, database, events, tmp_path_factory):
+    if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        pytest.skip("make stack needs nginx as its gateway (apt-get install nginx)")
+    taken = [port for port in SERVICES.values() if _listening(port)]
+    if taken:
+        pytest.skip(f"ports {taken} are taken: a stack is already running here")
+    var_dir = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
+        "MODELYARD_VAR_DIR": str(var_dir),
+        "MODELYARD_DATABASE_URL": database,
+        "MODELYARD_BROKER_URL": servers["BROKER"],
+        "MODELYARD_EVENTS_URL": servers["BROKER"],
+        "MODELYARD_EVENTS_EXCHANGE": events[0],
+        "MODELYARD_REDIS_URL": servers["REDIS"],
+        "MODELYARD_CACHE_PREFIX": f"modelyard-stack-{RUN_ID}:",
+        "MODELYARD_TASK_QUEUE_PREFIX": f"stack-{RUN_ID}-",
+        "MODELYARD_GATEWAY_PORT": str(port),
+        "MODELYARD_ADMIN_PASSWORD": PASSWORD,
+    }
+    run = Platform("stack", env, var_dir / "stack.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        run.wait_ready(base + "/api/v1/openapi.json", timeout=120)
+        yield base, run
+    finally:
+        run.stop()
+
+
+def test_make_stack_prints_where_it_listens_and_how_to_log_in(stack):
+    base, run = stack
+    assert f"gateway {base}" in run.output()
+    assert "Log in as 'admin'" in run.output()
+
+
+def test_a_new_user_walks_from_login_to_lineage_through_the_gateway(stack, events):
+    base, _ = stack
+    http = login(base, PASSWORD)
+    model_id = walk_to_lineage(http, base, name="stack-churn")
+    duplicate = http.post(f"{base}/api/v1/models", json={"name": "stack-churn", "type": "classification",
+                                                         "framework": "scikit_learn"})
+    assert duplicate.status_code == 409 and duplicate.headers["Content-Type"] == "application/problem+json"
+
+    received: list[dict] = []
+
+    def model_events() -> list[str]:
+        with contextlib.suppress(events[1].Empty):
+            while True:
+                message = events[1].get(timeout=0.2)
+                received.append(message.payload)
+                message.ack()
+        return [e["type"] for e in received if e["payload"].get("model_id") == model_id]
+
+    wait_for(lambda: {"model.created", "model_version.registered", "model_version.alias_set"} <= set(model_events()),
+             timeout=20, what="the model's events on RabbitMQ")
+    assert model_events().count("model.created") == 1  # the refused duplicate sent nothing
+
+
+def test_the_relay_seals_the_audit_chain(stack):
+    base, _ = stack
+    http = login(base, PASSWORD)
+    http.post(f"{base}/api/v1/models", json={"name": "stack-audited", "type": "regression",
+                                             "framework": "scikit_learn"})
+
+    def verified() -> dict | None:
+        report = http.get(f"{base}/api/v1/audit/verify").json()
+        return report if report["ok"] and report["entries"] >= 1 else None
+
+    assert wait_for(verified, timeout=20, what="a sealed, verified audit chain")["first_bad_seq"] is None
+
+
+def test_a_training_reaches_the_registry_over_http_and_its_outcome_reaches_the_cache(stack):
+    base, _ = stack
+    http = login(base, PASSWORD)
+    model_id = train_tiny_model(http, base)
+    # The registry's event consumer (its own process) sets the status and drops the cached model.
+    wait_for(lambda: http.get(f"{base}/api/v1/models/{model_id}").json()["status"] == "trained",
+             timeout=20, what="the trained status through the cache")
+
+
+def test_each_service_counts_its_requests_for_prometheus(stack):
+    base, _ = stack
+    login(base, PASSWORD)
+    metrics = requests.get(f"http://127.0.0.1:{SERVICES['identity']}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert 'modelyard_http_requests_total{endpoint="auth.Token",method="POST",service="identity",status="200"}' \
+        in metrics.text
