@@ -143,6 +143,10 @@ def run_trial(self: DatabaseTask, job_id: str, number: int) -> None:
     job_uuid = uuid.UUID(job_id)
     with self.transaction() as session:
         claim = coordinator.claim_trial(session=session, job_id=job_uuid, number=number, task_id=self.request.id)
+        if claim is None and (self.request.delivery_info or {}).get("redelivered"):
+            # This task's worker died, perhaps after storing the trial's outcome and before sending the
+            # tasks that come next (they leave after the commit): send those again now, not at the sweep.
+            coordinator.redispatch(session=session, queue=_hpo_queue(self), job_id=job_uuid)
     if claim is None:
         return
     spec = claim.spec

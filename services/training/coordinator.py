@@ -190,21 +190,23 @@ def begin_final_fit(*, session: Session, job_id: uuid.UUID) -> TrainingJob | Non
     return job
 
 
-def redispatch(*, session: Session, queue: str) -> int:
+def redispatch(*, session: Session, queue: str, job_id: uuid.UUID | None = None) -> int:
     """Send again the tasks that should be running but whose message never reached a worker.
 
-    Tasks leave after their transaction commits; a broker failure at that moment leaves a queued job,
-    a queued trial or a job waiting for its final fit with no task to move it. Every task is safe to
-    receive twice, so sending again after REDISPATCH_AFTER only costs a no-op when it was merely late.
+    Tasks leave after their transaction commits; a broker failure, or a worker killed, at that moment
+    leaves a queued job, a queued trial or a job waiting for its final fit with no task to move it.
+    Every task is safe to receive twice, so sending again after REDISPATCH_AFTER only costs a no-op
+    when it was merely late. With `job_id`, that job's at once: its worker is known to have died.
     """
-    cutoff = utcnow() - REDISPATCH_AFTER
+    cutoff = utcnow() - (REDISPATCH_AFTER if job_id is None else timedelta(0))
+    this_job = sa.true() if job_id is None else TrainingJob.id == job_id
     sent = 0
-    for job in session.scalars(sa.select(TrainingJob).where(TrainingJob.status == QUEUED,
+    for job in session.scalars(sa.select(TrainingJob).where(this_job, TrainingJob.status == QUEUED,
                                                             TrainingJob.updated_at < cutoff).with_for_update()):
         job.updated_at = utcnow()
         enqueue_after_commit(session, START, str(job.id), queue=queue)
         sent += 1
-    for job in session.scalars(sa.select(TrainingJob).where(TrainingJob.status == RUNNING,
+    for job in session.scalars(sa.select(TrainingJob).where(this_job, TrainingJob.status == RUNNING,
                                                             TrainingJob.phase == FINAL_FIT,
                                                             TrainingJob.updated_at < cutoff).with_for_update()):
         job.updated_at = utcnow()
@@ -212,7 +214,7 @@ def redispatch(*, session: Session, queue: str) -> int:
         sent += 1
     stale = session.scalars(
         sa.select(Trial).join(TrainingJob, TrainingJob.id == Trial.job_id)
-        .where(TrainingJob.status == RUNNING, Trial.state == TRIAL_QUEUED, Trial.dispatched_at < cutoff)
+        .where(this_job, TrainingJob.status == RUNNING, Trial.state == TRIAL_QUEUED, Trial.dispatched_at < cutoff)
         .with_for_update(of=Trial))
     for trial in stale:
         trial.dispatched_at = utcnow()

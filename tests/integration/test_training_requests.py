@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 import sqlalchemy as sa
 from kombu import Connection
 from amqp.exceptions import NotFound as QueueMissing
 
+from services.training import coordinator
 from services.training.models import TrainingJob
 from shared.audit import AuditEntry
 from shared.events.outbox import OutboxEvent
@@ -210,3 +212,18 @@ def test_a_trained_model_the_registry_cannot_register_fails_its_job_instead_of_w
     assert "archived" in job["error"]
     with Connection(settings["broker_url"]) as connection:
         connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
+
+
+def test_a_jobs_unsent_task_is_sent_again_at_once_for_that_job_and_by_the_sweep_only_when_late(
+        app, client, ds, settings, model, dataset):
+    accepted = post(client, ds, model["id"], **valid(dataset))
+    assert accepted.status_code == 202 and queued_tasks(settings) == 1
+    queue, db = settings["task_queue_prefix"] + "hpo", app.extensions["modelyard"].db
+    with db.transaction() as session:
+        assert coordinator.redispatch(session=session, queue=queue) == 0  # just sent: not late yet
+    with db.transaction() as session:
+        # What a redelivered trial task does for its job, whose worker died between commit and send.
+        assert coordinator.redispatch(session=session, queue=queue, job_id=uuid.UUID(accepted.json["id"])) == 1
+    assert queued_tasks(settings) == 2
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_purge(queue)
