@@ -9,16 +9,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.config import Settings
@@ -27,6 +29,8 @@ from shared.errors import Forbidden, Unauthorized
 
 ROLES = ("viewer", "data_scientist", "ml_engineer", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+log = logging.getLogger(__name__)
+
 API_KEY_PREFIX = "myd"
 # A key's public prefix is hex (see new_api_key); anything else is refused before it reaches a query.
 _KEY_PREFIX = re.compile(r"[0-9a-f]{1,16}")
@@ -71,6 +75,7 @@ def init_auth(app: Flask, settings: Settings) -> None:
         JWT_TOKEN_LOCATION=["headers"],
     )
     JWTManager(app)
+    app.after_request(_stamp_key_use)
 
 
 def issue_token(*, user_id: str, username: str, role: str) -> str:
@@ -92,6 +97,24 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+# A key's last use is written at most this often: once a minute tells its owner whether it is still in
+# use, and a write on every request would cost more than the answer is worth.
+LAST_USED_EVERY = timedelta(minutes=1)
+
+
+def _stamp_key_use(response):
+    """Write the key's last use once its request has succeeded: a refused request writes nothing."""
+    key_id = g.pop("api_key_used", None)
+    if key_id is not None and response.status_code < 400:
+        try:
+            with current_app.extensions["modelyard"].db.transaction() as session:
+                session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+        except SQLAlchemyError:
+            # The request itself has committed: its answer stands, the stamp waits for the key's next use.
+            log.warning("could not record the last use of API key %s", key_id, exc_info=True)
+    return response
+
+
 def actor_from_api_key(session: Session, key: str) -> Actor:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not _KEY_PREFIX.fullmatch(parts[1]):
@@ -103,6 +126,8 @@ def actor_from_api_key(session: Session, key: str) -> Actor:
         raise Unauthorized("The API key has been revoked.")
     if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
         raise Unauthorized("The API key has expired.")
+    if row.last_used_at is None or _aware(row.last_used_at) <= utcnow() - LAST_USED_EVERY:
+        g.api_key_used = row.id
     return Actor(id=str(row.owner_id), name=row.owner_name, role=row.role, via="api_key")
 
 

@@ -67,6 +67,8 @@ class ApiKeySchema(Schema):
     created_at = UtcDateTime()
     expires_at = UtcDateTime(allow_none=True)
     revoked_at = UtcDateTime(allow_none=True)
+    last_used_at = UtcDateTime(allow_none=True, metadata={
+        "description": "When a request with the key last succeeded, to the minute; null if never."})
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):

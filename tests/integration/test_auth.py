@@ -217,3 +217,21 @@ def test_passwords_are_stored_as_salted_scrypt_strings():
 def test_credentials_are_checked_before_the_body_so_strangers_learn_nothing_from_validation(client):
     response = client.post("/api/v1/users", json={"username": "", "role": "nope"})
     assert response.status_code == 401
+
+
+def test_a_keys_last_use_is_listed_after_a_request_succeeds_and_not_after_one_is_refused(app, client):
+    owner, token = make_user(app, "data_scientist")
+    created, key_headers = make_api_key(app, "viewer", owner=owner)
+
+    def last_used() -> str | None:
+        return client.get(KEYS, headers=token).json["items"][0]["last_used_at"]
+
+    assert last_used() is None
+    refused = client.post("/api/v1/models", json={"name": "x", "type": "regression", "framework": "custom"},
+                          headers=key_headers)
+    assert refused.status_code == 403 and last_used() is None  # a refused request writes nothing
+    assert client.get(ME, headers=key_headers).status_code == 200
+    first = last_used()
+    assert first is not None and datetime.fromisoformat(first) > datetime.now(timezone.utc) - timedelta(minutes=1)
+    assert client.get(ME, headers=key_headers).status_code == 200
+    assert last_used() == first  # written at most once a minute
