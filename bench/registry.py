@@ -71,6 +71,9 @@ def measure(target, *, models: int, requests: int, clients: int, seed: int) -> d
 
         run_phase(target, [creates("warm", WARM_UP_REQUESTS)], target.create_status)
         figures["create_1"] = run_phase(target, [creates("one", requests)], target.create_status)
+        # Warmed up at the measured concurrency too: the servers' extra database connections and the
+        # gateway's upstream connections open here, not inside a phase of a few seconds.
+        run_phase(target, split(creates("warm-many", WARM_UP_REQUESTS * clients), clients), target.create_status)
         figures["create_n"] = run_phase(target, split(creates("many", requests), clients), target.create_status)
 
         keys = target.sample_keys(WARM_KEYS + requests)
