@@ -77,6 +77,10 @@ def main() -> int:
     # The registry takes the heavy read and write traffic; identity and training are light, and one
     # worker each keeps the idle stack small.
     workers = {"identity": 1, "registry": int(os.environ.get("MODELYARD_WEB_WORKERS", "2")), "training": 1}
+    # Greenlets for the services that mostly wait on Postgres; threads for identity, whose logins spend
+    # ~30 ms each in scrypt: hashlib lets go of the GIL there, so two hash at once on two cores, and a
+    # login never stalls the worker's other requests as it would stall a gevent loop.
+    threads = {"identity": 4}
     supervisor = Supervisor(env=dict(os.environ))
     var_dir = Path(settings.var_dir).resolve()
     (var_dir / "sockets").mkdir(parents=True, exist_ok=True)
@@ -84,7 +88,7 @@ def main() -> int:
         # The port for other services (training asks the registry over HTTP), the socket for nginx.
         binds = sorted({f"127.0.0.1:{service_port}", upstream(var_dir, service)})
         supervisor.web(service, binds, f"services.{service}:create_app()",
-                       workers=workers[service], var_dir=settings.var_dir)
+                       workers=workers[service], threads=threads.get(service), var_dir=settings.var_dir)
     # The relay declares the consumers' queues before its first publish, so no event is missed at start.
     supervisor.python("relay", "-m", "shared.events.relay", *(arg for path in CONSUMERS for arg in ("--consumer", path)))
     supervisor.python("events", "-m", "shared.events.runner", *CONSUMERS)
