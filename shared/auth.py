@@ -106,8 +106,10 @@ def _stamp_key_use(response):
     """Write the key's last use once its request has succeeded: a refused request writes nothing."""
     key_id = g.pop("api_key_used", None)
     if key_id is not None and response.status_code < 400:
+        from shared.web import runtime  # imported late, as in `requires`
+
         try:
-            with current_app.extensions["modelyard"].db.transaction() as session:
+            with runtime().db.transaction() as session:
                 session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
         except SQLAlchemyError:
             # The request itself has committed: its answer stands, the stamp waits for the key's next use.

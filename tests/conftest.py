@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from shared.db import normalise_url
+from tests.support.databases import drop_database
 from tests.support.settings import platform_settings
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -65,11 +66,7 @@ def database_url(servers) -> str:
     url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     migrate(url)
     yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
-        ), {"name": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    drop_database(admin, name)
     admin.dispose()
 
 

@@ -23,6 +23,7 @@ from kombu import Connection, Queue
 from services.gateway.stack import SERVICES
 from shared.events import topology
 from tests.conftest import RUN_ID
+from tests.support.databases import drop_database
 from tests.support.polling import wait_for
 from tests.support.walks import Platform, free_port, login, train_tiny_model, walk_to_lineage
 
@@ -43,10 +44,7 @@ def database(servers):
     name = f"modelyard_stack_{RUN_ID}"
     yield url.set(database=name).render_as_string(hide_password=False)
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-                     {"name": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    drop_database(admin, name)
     admin.dispose()
 
 
