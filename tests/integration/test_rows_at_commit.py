@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from shared.audit import AuditEntry, record
-from shared.db import insert_queued
+from shared.db import Database, insert_queued, queue_insert, utcnow
 from shared.events.outbox import OutboxEvent, emit
 
 pytestmark = pytest.mark.integration
@@ -54,3 +55,36 @@ def test_rows_alone_in_their_transaction_commit_with_their_statement(app, alone)
     session.close()
     with db.transaction() as check:
         assert _names(check) == ((["early"], ["early"]) if alone else ([], []))
+
+
+def test_a_connection_that_ran_rows_alone_goes_back_to_the_pool_transactional(app, database_url):
+    # One pooled connection, so every session below gets the one that ran the rows alone.
+    db = Database(database_url, pool_size=1, max_overflow=0)
+    event_id = "9d2c4e1a-5b7f-4c3e-8a1d-2f6b0c9e7a55"
+
+    def alone(name: str) -> None:
+        session = db.sessions()
+        record(session, actor_id=None, actor="system", action="thing.done", resource_type="thing",
+               resource_id=name, request_id="r")
+        queue_insert(session, OutboxEvent.__table__, {"event_id": event_id, "type": "dataset.registered",
+                                                      "envelope": {"payload": {"name": name}}, "created_at": utcnow(),
+                                                      "attempts": 0})
+        try:
+            insert_queued(session, alone=True)
+        finally:
+            session.close()
+
+    try:
+        alone("first")
+        with pytest.raises(IntegrityError):
+            alone("same-event-id")  # a failed statement goes back to the pool too
+        for _ in range(2):
+            with db.sessions() as session:
+                record(session, actor_id=None, actor="system", action="thing.done", resource_type="thing",
+                       resource_id="undone", request_id="r")
+                insert_queued(session)
+                session.rollback()
+        with db.transaction() as check:
+            assert _names(check) == (["first"], ["first"])
+    finally:
+        db.dispose()
