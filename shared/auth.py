@@ -10,6 +10,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
@@ -78,8 +79,43 @@ def init_auth(app: Flask, settings: Settings) -> None:
     app.after_request(_stamp_key_use)
 
 
-def issue_token(*, user_id: str, username: str, role: str) -> str:
-    return create_access_token(identity=user_id, additional_claims={"name": username, "role": role})
+def issue_token(*, user_id: str, username: str, role: str, generation: int = 0) -> str:
+    """A bearer token for the user as they are now; `generation` is their `token_generation`."""
+    return create_access_token(identity=user_id, additional_claims={"name": username, "role": role,
+                                                                    "gen": generation})
+
+
+class TokenGenerations:
+    """Each user's token generation, as every service checks it on every bearer token.
+
+    A user's generation rises when they are deactivated or their role or password changes, and a token
+    carries the generation it was issued in: an older one is refused. Asking the database on every
+    request would cost a round trip each, so a process reads the (few) users whose generation ever rose
+    at most once every MAX_AGE seconds: a cut reaches every service within that time.
+    """
+
+    MAX_AGE = 1.0
+    _QUERY = sa.text("SELECT id, token_generation FROM users WHERE token_generation > 0")
+
+    def __init__(self, session_factory):
+        self._sessions = session_factory
+        self._by_user: dict[str, int] = {}
+        self._read_at = -math.inf
+
+    def of(self, user_id: str) -> int:
+        if time.monotonic() - self._read_at > self.MAX_AGE:
+            self._read()
+        return self._by_user.get(user_id, 0)
+
+    def _read(self) -> None:
+        # Claimed first: requests arriving while this one reads use the last answer instead of reading too.
+        # A database that cannot answer is asked again after MAX_AGE, not by every request meanwhile.
+        self._read_at = time.monotonic()
+        try:
+            with self._sessions() as session:
+                self._by_user = {str(user_id): generation for user_id, generation in session.execute(self._QUERY)}
+        except SQLAlchemyError:
+            log.warning("could not read the users' token generations; using the last ones read", exc_info=True)
 
 
 def hash_key(key: str) -> str:
@@ -140,7 +176,7 @@ def _verified_claims(secret: str, token: str) -> dict:
     return decode_token(token)
 
 
-def actor_from_token(token: str) -> Actor:
+def actor_from_token(token: str, generations: TokenGenerations) -> Actor:
     try:
         claims = _verified_claims(current_app.config["JWT_SECRET_KEY"], token)
     except Exception as exc:  # PyJWT and flask-jwt-extended raise many types; all mean "not valid"
@@ -149,10 +185,13 @@ def actor_from_token(token: str) -> Actor:
         raise Unauthorized("The bearer token is not valid: Signature has expired.")
     if claims.get("type") != "access" or claims.get("role") not in ROLE_RANK or not claims.get("sub"):
         raise Unauthorized("The bearer token is not an access token.")
+    if claims.get("gen", 0) < generations.of(claims["sub"]):
+        raise Unauthorized("The bearer token was withdrawn: its user was deactivated or their role or password "
+                           "changed. Log in again.")
     return Actor(id=claims["sub"], name=claims.get("name", claims["sub"]), role=claims["role"], via="token")
 
 
-def authenticate(session_factory) -> Actor:
+def authenticate(session_factory, generations: TokenGenerations) -> Actor:
     """Read the caller from `Authorization: Bearer` or `X-API-Key`; 401 if neither is valid."""
     api_key = request.headers.get("X-API-Key")
     if api_key:
@@ -162,7 +201,7 @@ def authenticate(session_factory) -> Actor:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send `Authorization: Bearer <token>` or `X-API-Key: <key>`.")
-    return actor_from_token(token.strip())
+    return actor_from_token(token.strip(), generations)
 
 
 def requires(role: str):
@@ -175,7 +214,8 @@ def requires(role: str):
         def wrapper(*args, **kwargs):
             from shared.web import runtime  # the edge wires auth; imported late to keep modules acyclic
 
-            actor = authenticate(runtime().db.sessions)
+            rt = runtime()
+            actor = authenticate(rt.db.sessions, rt.token_generations)
             if not actor.has_role(role):
                 raise Forbidden(f"This needs the {role} role; you have {actor.role}.")
             g.actor = actor

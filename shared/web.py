@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared import strict_json
 from shared.artifacts import ArtifactStore
-from shared.auth import init_auth
+from shared.auth import TokenGenerations, init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
@@ -44,6 +44,7 @@ class Runtime:
     db: Database
     cache: Cache
     artifacts: ArtifactStore
+    token_generations: TokenGenerations
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
 
@@ -254,8 +255,9 @@ def create_service_app(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         JSON_SORT_KEYS=False,
     )
-    rt = Runtime(settings=settings, db=Database(settings.database_url), cache=Cache.from_settings(settings),
-                 artifacts=ArtifactStore.from_settings(settings))
+    db = Database(settings.database_url)
+    rt = Runtime(settings=settings, db=db, cache=Cache.from_settings(settings),
+                 artifacts=ArtifactStore.from_settings(settings), token_generations=TokenGenerations(db.sessions))
     rt.readiness_checks["broker"] = lambda: _ping_broker(settings.broker_url)
     if settings.redis_url:
         rt.readiness_checks["cache"] = rt.cache.ping

@@ -25,7 +25,8 @@ class Token(MethodView):
     def post(self, body):
         """Exchange a user name and password for a bearer token."""
         user = login.check_credentials(session=db_session(), **body)
-        token = issue_token(user_id=str(user.id), username=user.username, role=user.role)
+        token = issue_token(user_id=str(user.id), username=user.username, role=user.role,
+                            generation=user.token_generation)
         return {"access_token": token, "token_type": "bearer", "expires_in": runtime().settings.jwt_expires_seconds}
 
 

@@ -17,4 +17,7 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(32))
     is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    # Rises when the user is deactivated or their role or password changes: their tokens issued before
+    # (which carry the generation they were issued in) are refused from then on (shared.auth).
+    token_generation: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

@@ -107,7 +107,9 @@ def update_user(*, session: Session, actor: Actor, request_id: str, user_id: uui
     """Change a user's role, activity or password.
 
     A deactivated user's API keys are revoked, and a demoted user's keys above the new role, so no
-    key outlives the rights of its owner. The last active admin cannot be demoted or deactivated.
+    key outlives the rights of its owner. Deactivation and any change of role or password also
+    withdraw the user's bearer tokens (they log in again). The last active admin cannot be demoted or
+    deactivated.
     """
     user = get_user(session=session, user_id=user_id)
     before = user_summary(user)
@@ -122,19 +124,25 @@ def update_user(*, session: Session, actor: Actor, request_id: str, user_id: uui
         raise Conflict("This is the last active admin; make another admin first.")
     after_extra: dict = {}
     revoked = 0
+    withdraw_tokens = password is not None
     if role is not None and role != user.role:
         if ROLE_RANK[role] < ROLE_RANK[user.role]:
             revoked += _revoke_keys_beyond(session, user, role=role)
         user.role = role
+        withdraw_tokens = True
     if is_active is not None and is_active != user.is_active:
         user.is_active = is_active
         if not is_active:
             revoked += _revoke_keys_beyond(session, user, role=None)
+            withdraw_tokens = True
     if revoked:
         after_extra["api_keys_revoked"] = revoked
     if password is not None:
         user.password_hash = hash_password(password)
         after_extra["password_changed"] = True
+    if withdraw_tokens:
+        user.token_generation += 1
+        after_extra["tokens_withdrawn"] = True
     after = user_summary(user)
     if after == before and not after_extra:
         return user

@@ -56,7 +56,8 @@ def test_each_identity_write_leaves_one_row_with_actor_action_resource_request_a
     assert rows[0].resource_id == created.json["id"]
     assert rows[0].before is None and rows[0].after == {"username": "ada", "role": "viewer", "is_active": True}
     assert rows[1].before["role"] == "viewer"
-    assert rows[1].after == {"username": "ada", "role": "data_scientist", "is_active": True, "password_changed": True}
+    assert rows[1].after == {"username": "ada", "role": "data_scientist", "is_active": True, "password_changed": True,
+                             "tokens_withdrawn": True}
     assert rows[3].resource_id == key.json["id"] and rows[3].before["revoked_at"] is None
     assert rows[3].after["revoked_at"] is not None
     text = " ".join(str((r.before, r.after)) for r in rows)

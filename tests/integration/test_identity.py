@@ -8,8 +8,10 @@ import pytest
 
 from services.identity.models import User
 from services.identity.users import ensure_admin
-from shared.auth import ROLE_RANK, ROLES
+from shared.auth import ROLE_RANK, ROLES, TokenGenerations
 from tests.support.auth import PASSWORD, make_api_key, make_user
+from tests.support.polling import wait_for
+from tests.support.registry import model_body
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +84,45 @@ def test_admin_changes_role_activity_and_password(app, client, admin):
     assert client.post("/api/v1/auth/token", json={"username": "ada", "password": "a new password"}).status_code == 200
     assert client.patch(f"{USERS}/{user.id}", json={"is_active": False}, headers=admin).json["is_active"] is False
     assert client.post("/api/v1/auth/token", json={"username": "ada", "password": "a new password"}).status_code == 401
+
+
+@pytest.mark.parametrize("change", [{"is_active": False}, {"role": "viewer"}, {"role": "admin"},
+                                    {"password": "a new password"}], ids=["deactivated", "demoted", "promoted",
+                                                                          "new-password"])
+def test_a_users_tokens_are_withdrawn_when_they_are_deactivated_or_their_role_or_password_changes(
+        app, client, admin, change):
+    user, headers = make_user(app, "data_scientist", username="ada")
+    other, other_headers = make_user(app, "data_scientist")
+    key, key_headers = make_api_key(app, "viewer", owner=user)
+    assert client.get("/api/v1/models", headers=headers).status_code == 200
+    changed = client.patch(f"{USERS}/{user.id}", json=change, headers=admin)
+    assert changed.status_code == 200
+    # Every service re-reads the users' token generations at most a second after it last did.
+    refused = wait_for(lambda: (r := client.get("/api/v1/models", headers=headers)).status_code == 401 and r,
+                       timeout=2 * TokenGenerations.MAX_AGE + 1, what="the token to be refused")
+    assert "Log in again" in refused.json["detail"]
+    assert refused.mimetype == "application/problem+json"
+    assert client.post("/api/v1/models", json=model_body(), headers=headers).status_code == 401
+    assert client.get("/api/v1/models", headers=other_headers).status_code == 200  # only ada's tokens
+    if "is_active" not in change:  # a key is revoked only by deactivation or a demotion below its role
+        assert client.get("/api/v1/models", headers=key_headers).status_code == 200
+        password = change.get("password", PASSWORD)
+        login = client.post("/api/v1/auth/token", json={"username": "ada", "password": password})
+        fresh = {"Authorization": f"Bearer {login.json['access_token']}"}
+        assert client.get("/api/v1/models", headers=fresh).status_code == 200
+    audited = client.get("/api/v1/audit", query_string={"resource_id": str(user.id)}, headers=admin).json["items"]
+    assert [entry["after"].get("tokens_withdrawn") for entry in audited if entry["action"] == "user.updated"] == [True]
+
+
+def test_reactivating_a_user_does_not_bring_back_their_old_tokens(app, client, admin):
+    user, headers = make_user(app, "viewer", username="ada")
+    assert client.patch(f"{USERS}/{user.id}", json={"is_active": False}, headers=admin).status_code == 200
+    assert client.patch(f"{USERS}/{user.id}", json={"is_active": True}, headers=admin).status_code == 200
+    wait_for(lambda: client.get(f"{USERS}/me", headers=headers).status_code == 401,
+             timeout=2 * TokenGenerations.MAX_AGE + 1, what="the old token to be refused")
+    login = client.post("/api/v1/auth/token", json={"username": "ada", "password": PASSWORD})
+    assert client.get(f"{USERS}/me", headers={"Authorization": f"Bearer {login.json['access_token']}"}).json[
+        "username"] == "ada"
 
 
 def test_an_empty_patch_is_422(app, client, admin):

@@ -30,7 +30,8 @@ def make_user(app: Flask, role: str, *, username: str | None = None, password: s
 
 def token_headers(app: Flask, user: User) -> dict[str, str]:
     with app.app_context():
-        token = issue_token(user_id=str(user.id), username=user.username, role=user.role)
+        token = issue_token(user_id=str(user.id), username=user.username, role=user.role,
+                            generation=user.token_generation)
     return {"Authorization": f"Bearer {token}"}
 
 
