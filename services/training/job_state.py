@@ -1,4 +1,4 @@
-"""The training job's row lock, under which its state changes, and the end of a failed job.
+"""The training job's row lock, under which its state changes, and the end of a failed or cancelled job.
 
 Its own module so that the event consumers can use both without importing the ML libraries the
 coordinator needs.
@@ -11,7 +11,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.training.models import FAILED, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob, Trial
+from services.training.models import CANCELLED, FAILED, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob, Trial
 from shared.db import utcnow
 from shared.events.outbox import emit
 
@@ -29,10 +29,16 @@ def lock_job(session: Session, job_id: uuid.UUID) -> TrainingJob | None:
                           .execution_options(populate_existing=True))
 
 
-def fail_job(session: Session, job: TrainingJob, message: str) -> None:
-    """End the job as failed with a message a person understands; queued trials are dropped."""
-    job.status, job.finished_at, job.error = FAILED, utcnow(), message
+def end_job(session: Session, job: TrainingJob, status: str, message: str, *, actor: str) -> None:
+    """End the job as failed or cancelled with a message a person understands; queued trials are dropped
+    (running ones see the job's status at their next fold). Either way `training.failed` says so."""
+    job.status, job.finished_at, job.error = status, utcnow(), message
     session.execute(sa.update(Trial).where(Trial.job_id == job.id, Trial.state == TRIAL_QUEUED)
                     .values(state=TRIAL_CANCELLED, finished_at=utcnow()))
     emit(session, "training.failed", {"job_id": job.id, "model_id": job.model_id, "error": message,
-                                      "actor": job.requested_by}, producer=PRODUCER)
+                                      "cancelled": status == CANCELLED, "actor": actor}, producer=PRODUCER)
+
+
+def fail_job(session: Session, job: TrainingJob, message: str) -> None:
+    """End the job as failed, on behalf of whoever asked for it."""
+    end_job(session, job, FAILED, message, actor=job.requested_by)

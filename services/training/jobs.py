@@ -20,12 +20,9 @@ from sqlalchemy.orm import Session
 
 from services.training.data_checks import TrainingDataError, check_class_counts
 from services.training.estimators import resolve_estimator
-from services.training.job_state import lock_job
+from services.training.job_state import end_job, lock_job
 from services.training.metrics import METRICS, default_metric
-from services.training.models import (
-    CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob,
-    Trial,
-)
+from services.training.models import CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TrainingJob, Trial
 from services.training.registry_client import RegistryClient
 from services.training.search_space import SearchSpaceError, parse_search_space
 from services.training.spec import (
@@ -36,11 +33,9 @@ from shared.auth import Actor
 from shared.config import Settings
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
 from shared.tasks import enqueue_after_commit
 
-PRODUCER = "training"
 TRAINABLE_TYPES = ("classification", "regression")
 # The tokens pandas' read_csv treats as missing (the workers read the data with pandas).
 NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a", "<na>"})
@@ -305,14 +300,8 @@ def cancel_training(*, session: Session, actor: Actor, request_id: str, job_id: 
         raise Conflict("The training job has finished its model and is registering it; it cannot be cancelled.",
                        errors={"phase": [job.phase]})
     before = {"status": job.status, "phase": job.phase}
-    job.status, job.finished_at = CANCELLED, utcnow()
-    job.error = f"Cancelled by {actor.name}."
-    session.execute(sa.update(Trial).where(Trial.job_id == job.id, Trial.state == TRIAL_QUEUED)
-                    .values(state=TRIAL_CANCELLED, finished_at=utcnow()))
-    # Running trials see the job's status at their next fold and store themselves as cancelled.
+    end_job(session, job, CANCELLED, f"Cancelled by {actor.name}.", actor=actor.name)
     audit.record_change(session, actor=actor, action="training.cancelled", resource_type="training_job",
                         resource_id=job.id, request_id=request_id, before=before,
                         after={"status": job.status, "phase": job.phase})
-    emit(session, "training.failed", {"job_id": job.id, "model_id": job.model_id, "error": job.error,
-                                      "cancelled": True, "actor": actor.name}, producer=PRODUCER)
     return job
