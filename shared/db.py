@@ -84,6 +84,15 @@ def make_engine(url: str, **kwargs) -> Engine:
     )
 
 
+def loaded(cls: type[Base], **values: Any) -> Base:
+    """An instance of a mapped class holding `values` the way a row loaded from the database does
+    (straight in its __dict__), without __init__'s change event per attribute: a fifth of the CPU.
+    For rows just written by a statement of their own, to be read and never added to a session."""
+    instance = sa.inspect(cls).class_manager.new_instance()
+    instance.__dict__.update(values)
+    return instance
+
+
 _QUEUED = "modelyard_queued_rows"
 
 

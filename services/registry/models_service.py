@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from services.registry import status as lifecycle
 from services.registry.lineage import forget_model_versions
@@ -17,7 +16,7 @@ from shared import audit
 from shared.auth import Actor
 from shared.cache import Cache
 from shared.errors import Conflict, NotFound
-from shared.db import insert_queued, queue_insert, utcnow
+from shared.db import insert_queued, loaded, queue_insert, utcnow
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
 
@@ -82,18 +81,18 @@ def create_model(*, session: Session, actor: Actor, request_id: str, name: str, 
                  metadata: dict | None = None) -> RegisteredModel:
     """Register a new model (status `registered`); a name already taken is a Conflict."""
     now = utcnow()
-    model = RegisteredModel(
+    values = dict(
         id=uuid.uuid4(), name=name, type=type, framework=framework, description=description,
         status=lifecycle.REGISTERED, hyperparameters=hyperparameters or {}, features=features or [],
         target_variable=target_variable, tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name,
         created_by_id=actor.id, latest_version=None, created_at=now, updated_at=now,
     )
-    set_committed_value(model, "alias_rows", [])  # a new model has none
     # The busiest write of the platform: the model's row, its audit row and its event go to the database
     # in one statement (shared.db.queue_insert), not through the unit of work's flush, which cost more CPU
     # than the inserts. The model is not added to the session; nothing later in the request changes it.
     queue_insert(session, RegisteredModel.__table__,
-                 {column.name: getattr(model, attribute) for attribute, column in _COLUMNS.items()})
+                 {column.name: values[attribute] for attribute, column in _COLUMNS.items()})
+    model = loaded(RegisteredModel, **values, alias_rows=[])  # a new model has no aliases
     _changed(session, model, "model.created", actor, request_id, None)
     try:
         # The unique index decides (no racy look-up first). No savepoint: a conflict ends the transaction.
