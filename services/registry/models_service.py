@@ -116,6 +116,8 @@ def list_models(*, session: Session, limit: int, cursor: str | None = None, sort
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         statement = statement.where(sa.or_(RegisteredModel.name.ilike(pattern, escape="\\"),
                                            RegisteredModel.description.ilike(pattern, escape="\\")))
+        # How many rows match decides between the trigram indexes and walking the sort order.
+        statement = statement.execution_options(plan_each_run=True)
     if type:
         statement = statement.where(RegisteredModel.type == type)
     if framework:
