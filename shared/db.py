@@ -171,7 +171,7 @@ def _execute_alone(engine: Engine, statement: sa.Insert, params: dict[str, Any])
     SQLAlchemy's path for one statement (session, connection, execution context, result, the pool's
     reset) cost as much of a model create's CPU as the statement itself: here only the compiled SQL and
     the columns' bind processors are SQLAlchemy's. Errors reach the caller as SQLAlchemy's exceptions
-    (IntegrityError, OperationalError ...) and a connection found dead leaves the pool.
+    (IntegrityError, OperationalError ...), and a connection found dead takes the pool with it.
     """
     sql, processors = _compiled(statement, engine.dialect)
     values = {name: processors[name](value) if name in processors else value for name, value in params.items()}
@@ -183,7 +183,10 @@ def _execute_alone(engine: Engine, statement: sa.Insert, params: dict[str, Any])
     except engine.dialect.loaded_dbapi.Error as exc:
         lost = engine.dialect.is_disconnect(exc, driver, None)
         if lost:
+            # As SQLAlchemy does on a lost connection: its pooled siblings most likely died with it
+            # (a database restart), so the whole pool is replaced rather than failing a request each.
             pooled.invalidate(exc)
+            engine.dispose()
         raise sa.exc.DBAPIError.instance(sql, values, exc, engine.dialect.loaded_dbapi.Error,
                                          connection_invalidated=lost) from exc
     finally:

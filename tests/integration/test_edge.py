@@ -64,8 +64,11 @@ def test_a_lost_database_connection_is_a_503_to_retry_and_the_next_request_recon
     client = app.test_client()
     headers = headers_for(app, "data_scientist")
     body = {"name": "survives-restarts", "type": "classification", "framework": "scikit_learn"}
-    assert client.get("/api/v1/models", headers=headers).status_code == 200  # a pooled connection now exists
-    proxy.cut()  # what a database restart does to it
+    assert client.get("/api/v1/models", headers=headers).status_code == 200
+    engine = app.extensions["modelyard"].db.engine
+    with engine.connect(), engine.connect():
+        pass  # two pooled connections now exist
+    proxy.cut()  # what a database restart does to them
     proxy.restore()
     try:
         lost = client.post("/api/v1/models", json=body, headers=headers)
