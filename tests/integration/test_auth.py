@@ -10,8 +10,10 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
+from services.identity.models import User
 from services.identity.passwords import hash_password, verify_password
-from shared.auth import ApiKey, ROLES
+from shared.auth import ApiKey, ROLES, TokenGenerations
+from shared.db import Database
 from tests.support.auth import PASSWORD, make_api_key, make_user
 
 pytestmark = pytest.mark.integration
@@ -235,3 +237,31 @@ def test_a_keys_last_use_is_listed_after_a_request_succeeds_and_not_after_one_is
     assert first is not None and datetime.fromisoformat(first) > datetime.now(timezone.utc) - timedelta(minutes=1)
     assert client.get(ME, headers=key_headers).status_code == 200
     assert last_used() == first  # written at most once a minute
+
+
+def test_token_generations_keep_their_last_answer_while_the_database_cannot_give_one(app, database_url,
+                                                                                   monkeypatch):
+    from tests.support.polling import wait_for
+    from tests.support.tcp_proxy import TcpProxy
+
+    user, _ = make_user(app, "viewer")
+
+    def set_generation(generation: int) -> None:
+        with app.extensions["modelyard"].db.transaction() as session:
+            session.execute(sa.update(User).where(User.id == user.id).values(token_generation=generation))
+
+    set_generation(2)
+    proxy = TcpProxy.for_url(database_url)
+    db = Database(proxy.url_for(database_url))
+    generations = TokenGenerations(db.sessions)
+    try:
+        assert generations.of(str(user.id)) == 2
+        monkeypatch.setattr(TokenGenerations, "MAX_AGE", 0.0)  # every call reads again
+        proxy.cut()
+        set_generation(3)
+        assert generations.of(str(user.id)) == 2  # unreachable: the last answer stands, nothing raised
+        proxy.restore()
+        wait_for(lambda: generations.of(str(user.id)) == 3, timeout=5, what="the new generation to be read")
+    finally:
+        proxy.cut()
+        db.dispose()
