@@ -175,25 +175,25 @@ def _execute_alone(engine: Engine, statement: sa.Insert, params: dict[str, Any])
     """
     sql, processors = _compiled(statement, engine.dialect)
     values = {name: processors[name](value) if name in processors else value for name, value in params.items()}
+    dbapi_error = engine.dialect.loaded_dbapi.Error
     pooled = engine.raw_connection()
     driver = pooled.driver_connection
     try:
         driver.autocommit = True
         driver.execute(sql, values).close()
-    except engine.dialect.loaded_dbapi.Error as exc:
+    except dbapi_error as exc:
         lost = engine.dialect.is_disconnect(exc, driver, None)
         if lost:
             # As SQLAlchemy does on a lost connection: its pooled siblings most likely died with it
             # (a database restart), so the whole pool is replaced rather than failing a request each.
             pooled.invalidate(exc)
             engine.dispose()
-        raise sa.exc.DBAPIError.instance(sql, values, exc, engine.dialect.loaded_dbapi.Error,
-                                         connection_invalidated=lost) from exc
+        raise sa.exc.DBAPIError.instance(sql, values, exc, dbapi_error, connection_invalidated=lost) from exc
     finally:
         if pooled.is_valid:
             try:
                 driver.autocommit = False  # as the pool's other users expect it
-            except engine.dialect.loaded_dbapi.Error as exc:
+            except dbapi_error as exc:
                 pooled.invalidate(exc)  # never back into the pool in autocommit
         pooled.close()
 

@@ -80,8 +80,7 @@ def test_a_connection_that_ran_rows_alone_goes_back_to_the_pool_transactional(ap
             alone("same-event-id")  # a failed statement goes back to the pool too
         for _ in range(2):
             with db.sessions() as session:
-                record(session, actor_id=None, actor="system", action="thing.done", resource_type="thing",
-                       resource_id="undone", request_id="r")
+                _queue_both(session, "undone")
                 insert_queued(session)
                 session.rollback()
         with db.transaction() as check:

@@ -11,11 +11,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_READERS = ("registry", "training", "worker")
 DATA_READERS = ("training", "worker")
+ROOTS = (("MODELYARD_ARTIFACT_ROOT", ARTIFACT_READERS), ("MODELYARD_DATA_ROOT", DATA_READERS))
 
 
 def test_compose_mounts_the_artifact_and_data_roots_where_they_are_read():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    for variable, readers in (("MODELYARD_ARTIFACT_ROOT", ARTIFACT_READERS), ("MODELYARD_DATA_ROOT", DATA_READERS)):
+    for variable, readers in ROOTS:
         for name in readers:
             env = services[name]["environment"]
             mounts = {volume.split(":")[1] for volume in services[name].get("volumes", [])}
@@ -31,7 +32,7 @@ def test_k8s_mounts_the_artifact_and_data_roots_from_shared_claims_where_they_ar
     claims = {doc["metadata"]["name"]: doc["spec"]["accessModes"] for doc in documents
               if doc["kind"] == "PersistentVolumeClaim"}
     pods = {doc["metadata"]["name"]: doc["spec"]["template"]["spec"] for doc in documents if doc["kind"] == "Deployment"}
-    for variable, readers in (("MODELYARD_ARTIFACT_ROOT", ARTIFACT_READERS), ("MODELYARD_DATA_ROOT", DATA_READERS)):
+    for variable, readers in ROOTS:
         for name in readers:
             pod = pods[name]
             volumes = {volume["name"]: volume for volume in pod["volumes"]}
