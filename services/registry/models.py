@@ -34,7 +34,12 @@ class RegisteredModel(UUIDPrimaryKey, Timestamps, Base):
     extra_metadata: Mapped[dict] = mapped_column("metadata", JSONType, default=dict)
     created_by: Mapped[str] = mapped_column(sa.String(255))
     created_by_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The highest version number that exists, and the number the last registered version got: numbers
+    # are never reused, so deleting the latest version lowers the first and never the second.
     latest_version: Mapped[int | None] = mapped_column(sa.Integer)
+    version_counter: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # The status a training moved the model out of: where a failed or cancelled training leaves it.
+    status_before_training: Mapped[str | None] = mapped_column(sa.String(32))
 
     alias_rows: Mapped[list[ModelAlias]] = relationship(viewonly=True, order_by="ModelAlias.alias")
 
@@ -63,6 +68,8 @@ class ModelVersion(UUIDPrimaryKey, Base):
     artifact_filename: Mapped[str | None] = mapped_column(sa.String(255))
     # "uploaded" or "trained": decides later how (and whether) serving may load the artifact.
     provenance: Mapped[str] = mapped_column(sa.String(16), default="uploaded")
+    # "ready" or "archived" (kept for lineage and audit, no longer offered for aliases).
+    status: Mapped[str] = mapped_column(sa.String(16), default="ready", server_default="ready")
     flavor: Mapped[str | None] = mapped_column(sa.String(64))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     parameters: Mapped[dict] = mapped_column(JSONType, default=dict)

@@ -85,7 +85,8 @@ def create_model(*, session: Session, actor: Actor, request_id: str, name: str, 
         id=uuid.uuid4(), name=name, type=type, framework=framework, description=description,
         status=lifecycle.REGISTERED, hyperparameters=hyperparameters or {}, features=features or [],
         target_variable=target_variable, tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name,
-        created_by_id=actor.id, latest_version=None, created_at=now, updated_at=now,
+        created_by_id=actor.id, latest_version=None, version_counter=0, status_before_training=None,
+        created_at=now, updated_at=now,
     )
     # The busiest write of the platform: the model's row, its audit row and its event go to the database
     # in one statement (shared.db.queue_insert), not through the unit of work's flush, which cost more CPU

@@ -94,7 +94,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     # The row lock serialises concurrent registrations per model, so numbers never collide; it is
     # taken only after the (possibly long) upload so that uploads still run in parallel.
     model = get_model(session=session, model_id=model_id, for_update=True)
-    number = (model.latest_version or 0) + 1
+    number = model.version_counter + 1  # never a number a deleted version had
     version = ModelVersion(
         model_id=model.id, number=number, artifact_sha256=sha256, size=size, artifact_filename=artifact_filename,
         provenance=provenance, flavor=details.flavor, description=details.description,
@@ -105,7 +105,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         code_version=details.code_version, created_by=actor.name, created_by_id=actor.id, created_at=utcnow(),
     )
     session.add(version)
-    model.latest_version = number
+    model.latest_version = model.version_counter = number
     model.updated_at = utcnow()
     session.flush()
     _link_lineage(session, version, model_id, details)
