@@ -95,7 +95,9 @@ class TokenGenerations:
     """
 
     MAX_AGE = 1.0
-    _QUERY = sa.text("SELECT id, token_generation FROM users WHERE token_generation > 0")
+    # Typed, so that each id comes back as a UUID whatever the database stores (SQLite: 32 hex digits).
+    _QUERY = sa.text("SELECT id, token_generation FROM users WHERE token_generation > 0").columns(
+        id=sa.Uuid, token_generation=sa.Integer)
 
     def __init__(self, session_factory):
         self._sessions = session_factory

@@ -94,6 +94,20 @@ def make_engine(url: str, **kwargs) -> Engine:
     return engine
 
 
+def select_for_update(session: Session, statement: sa.Select) -> sa.Select:
+    """`statement` locking the rows it reads until commit, and reading their current values.
+
+    SQLite has no row locks and ignores FOR UPDATE. There the database's one write lock is taken
+    first, by a write that changes nothing (waiting up to busy_timeout), so read-then-write steps still
+    take turns instead of colliding on a unique key or losing an update.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        table = statement.get_final_froms()[0]
+        session.execute(sa.update(table).where(sa.false()).values({c.name: c for c in table.primary_key}))
+    # populate_existing: a row read earlier in this session must not hide the locked, current values.
+    return statement.with_for_update().execution_options(populate_existing=True)
+
+
 # The execution option (`statement.execution_options(plan_each_run=True)`) that make_engine honours.
 PLAN_EACH_RUN = "plan_each_run"
 

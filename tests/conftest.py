@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from shared.db import normalise_url
-from tests.support.databases import drop_database
+from shared.db import make_engine, normalise_url
+from tests.support.databases import drop_database, empty_tables
 from tests.support.settings import platform_settings
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -53,11 +53,31 @@ def servers() -> dict[str, str]:
     return {kind: server_url(kind) for kind in DEFAULTS}
 
 
+# Every test that touches the database runs on both: Postgres, and SQLite, the database of `make run`.
+DATABASES = ("postgresql", "sqlite")
+
+
+def pytest_generate_tests(metafunc):
+    if "database_kind" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("postgres_only")
+        metafunc.parametrize("database_kind", DATABASES[:1] if only else DATABASES, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def database_url(servers) -> str:
-    """A fresh database for this run, built by the Alembic migrations, dropped at the end."""
+def database_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_url(database_kind, servers, tmp_path_factory) -> str:
+    """A fresh database of this kind for the run, built by the Alembic migrations, dropped at the end."""
     from shared.schema import migrate
 
+    if database_kind == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/modelyard.db"
+        migrate(url)
+        yield url
+        return
     admin_url = normalise_url(servers["DATABASE"])
     name = f"modelyard_test_{RUN_ID}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -72,7 +92,7 @@ def database_url(servers) -> str:
 
 @pytest.fixture(scope="session")
 def _truncate_engine(database_url):
-    engine = sa.create_engine(database_url)
+    engine = make_engine(database_url)
     yield engine
     engine.dispose()
 
@@ -81,12 +101,7 @@ def _truncate_engine(database_url):
 def clean_db(_truncate_engine):
     """Empty every table after the test, so tests never see each other's rows."""
     yield
-    with _truncate_engine.begin() as conn:
-        tables = [row[0] for row in conn.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        ))]
-        if tables:
-            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+    empty_tables(_truncate_engine)
 
 
 @pytest.fixture

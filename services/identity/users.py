@@ -12,7 +12,7 @@ from services.identity.models import User
 from services.identity.passwords import hash_password
 from shared.audit import record_change
 from shared.auth import ROLE_RANK, ROLES, Actor, ApiKey
-from shared.db import utcnow
+from shared.db import select_for_update, utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pagination import Page, Sorting, paginate
 
@@ -84,7 +84,7 @@ def list_users(*, session: Session, limit: int, cursor: str | None = None, sort:
 def _other_active_admins(session: Session, user: User) -> int:
     # Locking the admins' rows makes two concurrent demotions of the last two admins take turns.
     admins = session.scalars(
-        sa.select(User.id).where(User.role == "admin", User.is_active.is_(True)).with_for_update()
+        select_for_update(session, sa.select(User.id).where(User.role == "admin", User.is_active.is_(True)))
     ).all()
     return sum(1 for admin_id in admins if admin_id != user.id)
 

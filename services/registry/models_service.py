@@ -16,7 +16,7 @@ from shared import audit
 from shared.auth import Actor
 from shared.cache import Cache
 from shared.errors import Conflict, NotFound
-from shared.db import insert_queued, loaded, queue_insert, utcnow
+from shared.db import insert_queued, loaded, queue_insert, select_for_update, utcnow
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
 
@@ -39,8 +39,7 @@ def get_model(*, session: Session, model_id: uuid.UUID, for_update: bool = False
     """The model with this id, or NotFound."""
     statement = sa.select(RegisteredModel).where(RegisteredModel.id == model_id)
     if for_update:
-        # populate_existing: a row read earlier in this session must not hide the locked, current values.
-        statement = statement.with_for_update().execution_options(populate_existing=True)
+        statement = select_for_update(session, statement)
     model = session.scalar(statement)
     if model is None:
         raise NotFound(f"No model with id {model_id}.")

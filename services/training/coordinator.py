@@ -28,7 +28,7 @@ from services.training.models import (
 from services.training.job_state import PRODUCER, fail_job, lock_job
 from services.training.spec import TrainingSpec
 from services.training.strategies import TrialRecord, make_strategy
-from shared.db import utcnow
+from shared.db import select_for_update, utcnow
 from shared.events.outbox import emit
 from shared.tasks import enqueue_after_commit
 
@@ -123,10 +123,8 @@ def claim_trial(*, session: Session, job_id: uuid.UUID, number: int, task_id: st
     A queued trial is claimed; a running one only by the task that claimed it before (Celery
     redelivers the same task id when its worker died mid-trial), never by a duplicate send.
     """
-    if session.get_bind().dialect.name == "sqlite":
-        lock_job(session, job_id)  # see lock_job: SQLite serialises writers for the whole database
-    trial = session.scalar(sa.select(Trial).where(Trial.job_id == job_id, Trial.number == number)
-                           .with_for_update())
+    trial = session.scalar(select_for_update(session, sa.select(Trial).where(Trial.job_id == job_id,
+                                                                             Trial.number == number)))
     if trial is None or not (trial.state == TRIAL_QUEUED
                              or (trial.state == TRIAL_RUNNING and trial.celery_task_id == task_id)):
         return None

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.training.models import CANCELLED, FAILED, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob, Trial
-from shared.db import utcnow
+from shared.db import select_for_update, utcnow
 from shared.events.outbox import emit
 
 PRODUCER = "training"
@@ -20,13 +20,7 @@ PRODUCER = "training"
 
 def lock_job(session: Session, job_id: uuid.UUID) -> TrainingJob | None:
     """The job row, locked until commit (the coordinator's one lock), with its current values."""
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite has no row locks and ignores FOR UPDATE; writing first takes its database write lock
-        # (waiting on busy_timeout) before anything is read, so coordinator steps still run one at a time.
-        session.execute(sa.update(TrainingJob).where(TrainingJob.id == job_id)
-                        .values(row_version=TrainingJob.row_version))
-    return session.scalar(sa.select(TrainingJob).where(TrainingJob.id == job_id).with_for_update()
-                          .execution_options(populate_existing=True))
+    return session.scalar(select_for_update(session, sa.select(TrainingJob).where(TrainingJob.id == job_id)))
 
 
 def end_job(session: Session, job: TrainingJob, status: str, message: str, *, actor: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import jwt
@@ -141,7 +142,7 @@ def test_creating_a_key_shows_it_once_and_stores_only_its_hash(app, client):
     assert [k["id"] for k in listed] == [body["id"]]
     assert "key" not in listed[0] and "key_hash" not in listed[0]
     with app.extensions["modelyard"].db.transaction() as session:
-        stored = session.get(ApiKey, body["id"])
+        stored = session.get(ApiKey, uuid.UUID(body["id"]))
         assert stored.key_hash != body["key"] and body["key"] not in stored.key_hash
 
 
@@ -239,6 +240,7 @@ def test_a_keys_last_use_is_listed_after_a_request_succeeds_and_not_after_one_is
     assert last_used() == first  # written at most once a minute
 
 
+@pytest.mark.postgres_only  # a database server to cut off; SQLite is a file
 def test_token_generations_keep_their_last_answer_while_the_database_cannot_give_one(app, database_url,
                                                                                    monkeypatch):
     from tests.support.polling import wait_for

@@ -1,4 +1,4 @@
-"""The read-through cache against real Postgres and Redis, including a Redis outage."""
+"""The read-through cache against real Redis (and in process) over either database, including a Redis outage."""
 
 import time
 import uuid
@@ -16,16 +16,17 @@ from tests.support.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.integration
 
 
+# A scratch table outside the migrated schema, standing in for any row the platform caches.
+THINGS = sa.Table("cache_probe_things", sa.MetaData(),
+                  sa.Column("id", sa.Uuid, primary_key=True), sa.Column("name", sa.Text, nullable=False))
+
+
 @pytest.fixture(scope="module")
 def db(database_url):
-    """A scratch table outside the migrated schema, standing in for any row the platform caches."""
     database = Database(database_url)
-    with database.transaction() as session:
-        session.execute(sa.text("CREATE SCHEMA cache_probe"))
-        session.execute(sa.text("CREATE TABLE cache_probe.things (id uuid PRIMARY KEY, name text NOT NULL)"))
+    THINGS.create(database.engine)
     yield database
-    with database.transaction() as session:
-        session.execute(sa.text("DROP SCHEMA cache_probe CASCADE"))
+    THINGS.drop(database.engine)
     database.dispose()
 
 
@@ -62,21 +63,18 @@ class Things:
     def add(self, name: str) -> uuid.UUID:
         thing_id = uuid.uuid4()
         with self.db.transaction() as session:
-            session.execute(sa.text("INSERT INTO cache_probe.things VALUES (:id, :name)"),
-                            {"id": thing_id, "name": name})
+            session.execute(sa.insert(THINGS).values(id=thing_id, name=name))
         return thing_id
 
     def load(self, thing_id: uuid.UUID) -> dict | None:
         self.loads += 1
         with self.db.transaction() as session:
-            name = session.execute(sa.text("SELECT name FROM cache_probe.things WHERE id = :id"),
-                                   {"id": thing_id}).scalar()
+            name = session.scalar(sa.select(THINGS.c.name).where(THINGS.c.id == thing_id))
         return None if name is None else {"id": str(thing_id), "name": name}
 
     def rename(self, cache: Cache, thing_id: uuid.UUID, name: str) -> None:
         with self.db.transaction() as session:
-            session.execute(sa.text("UPDATE cache_probe.things SET name = :name WHERE id = :id"),
-                            {"id": thing_id, "name": name})
+            session.execute(sa.update(THINGS).where(THINGS.c.id == thing_id).values(name=name))
             cache.invalidate_on_commit(session, f"thing:{thing_id}")
 
 
@@ -107,7 +105,7 @@ def test_the_cached_value_stays_until_the_update_commits(cache, things):
     thing_id = things.add("before")
     read(cache, things, thing_id)
     with things.db.transaction() as session:
-        session.execute(sa.text("UPDATE cache_probe.things SET name = 'after' WHERE id = :id"), {"id": thing_id})
+        session.execute(sa.update(THINGS).where(THINGS.c.id == thing_id).values(name="after"))
         cache.invalidate_on_commit(session, f"thing:{thing_id}")
         assert read(cache, things, thing_id)["name"] == "before"
     assert read(cache, things, thing_id)["name"] == "after"

@@ -54,6 +54,7 @@ def test_readiness_fails_with_503_when_the_broker_is_unreachable(settings_overri
         proxy.cut()
 
 
+@pytest.mark.postgres_only  # a server to cut off; SQLite is a file
 def test_a_lost_database_connection_is_a_503_to_retry_and_the_next_request_reconnects(
         settings_overrides, clean_db, servers, make_app, database_url):
     from tests.support.auth import headers_for

@@ -117,6 +117,7 @@ def test_search_text_that_looks_like_sql_or_wildcards_is_plain_data(client, ds, 
     assert len(client.get("/api/v1/models", headers=ds).json["items"]) == 2
 
 
+@pytest.mark.postgres_only  # prepared plans are Postgres's
 def test_a_search_is_planned_for_its_text_on_every_run_while_other_lists_are_prepared(app):
     # A prepared statement may be given one plan for any search text; with the trigram indexes a rare
     # text takes milliseconds and a plan made for a common one ~20 times that (bench/registry.py).

@@ -193,7 +193,7 @@ def test_a_trained_model_the_registry_cannot_register_fails_its_job_instead_of_w
     accepted = post(client, ds, model["id"], **valid(dataset)).json
     db = app.extensions["modelyard"].db
     with db.transaction() as session:
-        job = session.get(TrainingJob, accepted["id"])
+        job = session.get(TrainingJob, uuid.UUID(accepted["id"]))
         job.status, job.phase = RUNNING, REGISTERING  # as the final fit leaves it
     assert client.post(f"/api/v1/models/{model['id']}/archive", headers=ds).status_code == 200
     completed = build_envelope("training.completed", {

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -184,7 +185,7 @@ def test_a_worker_killed_mid_job_loses_no_finished_trial_and_the_job_completes(c
 
     def trials(state=None):
         with db.transaction() as session:
-            query = sa.select(Trial).where(Trial.job_id == accepted["id"])
+            query = sa.select(Trial).where(Trial.job_id == uuid.UUID(accepted["id"]))
             if state:
                 query = query.where(Trial.state == state)
             return {t.number: (t.state, t.fold_scores) for t in session.scalars(query)}

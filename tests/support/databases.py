@@ -1,4 +1,4 @@
-"""Throwaway Postgres databases for a test run."""
+"""Throwaway databases for a test run, and emptying one between tests."""
 
 from __future__ import annotations
 
@@ -12,3 +12,17 @@ def drop_database(admin: sa.Engine, name: str) -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
         ), {"name": name})
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+
+def empty_tables(engine: sa.Engine) -> None:
+    """Delete every row of every table but Alembic's, on Postgres or SQLite."""
+    with engine.begin() as conn:
+        tables = [name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"]
+        if not tables:
+            return
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            return
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # rows go in any order; checked at commit
+        for table in tables:
+            conn.exec_driver_sql(f'DELETE FROM "{table}"')
