@@ -1,10 +1,17 @@
 """The registry's reactions to training events: model status, and registering trained versions.
 
-training.started moves the model to `training`, training.failed to `failed`, and training.completed
-registers the trained artifact as the model's next version (provenance "trained", with its full
-lineage and the data profile) and moves the model to `trained`. A status move the lifecycle does not
-allow (e.g. a deployed model being retrained) is skipped with a log line: an event about the past
-cannot be refused, and raising would only dead-letter it.
+training.started moves the model to `training` (update_model remembers the status it left).
+training.completed registers the trained artifact as the model's next version (provenance "trained",
+with its full lineage and the data profile) and moves the model to `trained`. training.failed (also sent
+for a cancel) sends a model still `training` back to the status it had before, or to `failed` when
+it has no version to stand on; a model moved meanwhile, by a user or another training, is left alone.
+
+Two trainings of one model may overlap. The second training.started finds the model `training`
+already, so the remembered status stays the one from before the first, and whichever training ends
+first ends the model's `training`: the registry does not own training jobs, so it cannot count them.
+
+A status move the lifecycle does not allow (e.g. a deployed model being retrained) is skipped with a
+log line: an event about the past cannot be refused, and raising would only dead-letter it.
 """
 
 from __future__ import annotations
@@ -17,20 +24,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.registry import models_service, status as lifecycle
-from services.registry.models import ModelVersion
+from services.registry.models import ModelVersion, RegisteredModel
 from services.registry.versions import VersionDetails, register_version
 from shared.artifacts import ArtifactStore
 from shared.auth import Actor
 from shared.cache import Cache
 from shared.config import Settings, load_settings
-from shared.errors import Conflict, InvalidTransition, NotFound
+from shared.errors import Conflict, NotFound
 from shared.events.consumer import EventConsumer
 from shared.events.outbox import emit
 
 log = logging.getLogger(__name__)
-
-STATUS_AFTER = {"training.started": lifecycle.TRAINING, "training.completed": lifecycle.TRAINED,
-                "training.failed": lifecycle.FAILED}
 
 
 def _actor(payload: dict[str, Any]) -> Actor:
@@ -53,9 +57,30 @@ def _tags(payload: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def _after_start(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"status": lifecycle.TRAINING}
+
+
+def _after_completion(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"status": lifecycle.TRAINED}
+
+
+def _after_failure(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, Any]:
+    if model.status != lifecycle.TRAINING:
+        return {}  # moved meanwhile, by a user or by an overlapping training: that move stands
+    if model.latest_version is None:
+        return {"status": lifecycle.FAILED}
+    # No remembered status only for a model that was training when migration 0006 added the column.
+    return {"status": model.status_before_training or lifecycle.FAILED}
+
+
+CHANGES_AFTER = {"training.started": _after_start, "training.completed": _after_completion,
+                 "training.failed": _after_failure}
+
+
 class TrainingOutcomes(EventConsumer):
     name = "registry.training"
-    routing_keys = tuple(STATUS_AFTER)
+    routing_keys = tuple(CHANGES_AFTER)
 
     def __init__(self, settings: Settings):
         self.artifacts = ArtifactStore.from_settings(settings)
@@ -67,7 +92,20 @@ class TrainingOutcomes(EventConsumer):
         model_id = uuid.UUID(str(payload["model_id"]))
         if envelope["type"] == "training.completed" and not self._register(session, payload, request_id, model_id):
             return
-        self._move(session, payload, request_id, model_id, STATUS_AFTER[envelope["type"]])
+        try:
+            model = models_service.get_model(session=session, model_id=model_id, for_update=True)
+        except NotFound:
+            log.info("model %s is gone; training job %s changes nothing", model_id, payload["job_id"])
+            return
+        changes = CHANGES_AFTER[envelope["type"]](model, payload)
+        status = changes.get("status")
+        if status is not None and not lifecycle.allows(model.status, status):
+            log.info("model %s stays %s after training job %s: the lifecycle does not allow %s",
+                     model_id, model.status, payload["job_id"], status)
+            del changes["status"]
+        if changes:
+            models_service.update_model(session=session, cache=self.cache, actor=_actor(payload),
+                                        request_id=request_id, model_id=model_id, changes=changes)
 
     def _register(self, session: Session, payload: dict[str, Any], request_id: str, model_id: uuid.UUID) -> bool:
         job_id = uuid.UUID(str(payload["job_id"]))
@@ -94,16 +132,6 @@ class TrainingOutcomes(EventConsumer):
                                                       "reason": exc.detail}, producer=models_service.PRODUCER)
             return False
         return True
-
-    def _move(self, session: Session, payload: dict[str, Any], request_id: str, model_id: uuid.UUID,
-              status: str) -> None:
-        try:
-            models_service.update_model(session=session, cache=self.cache, actor=_actor(payload),
-                                        request_id=request_id, model_id=model_id, changes={"status": status})
-        except InvalidTransition as exc:
-            log.info("model %s stays as it is after training job %s: %s", model_id, payload["job_id"], exc.detail)
-        except NotFound:
-            log.info("model %s is gone; training job %s changes nothing", model_id, payload["job_id"])
 
 
 def training_outcomes() -> TrainingOutcomes:

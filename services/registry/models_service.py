@@ -147,6 +147,11 @@ def update_model(*, session: Session, cache: Cache, actor: Actor, request_id: st
     if not diff:
         return model
     model.updated_at = utcnow()
+    if "status" in diff:
+        # Set on every move into `training` and cleared on every move out, so while a model trains it names
+        # the status the training found it in: where a failed or cancelled training sends it back
+        # (services.registry.handlers).
+        model.status_before_training = before["status"] if model.status == lifecycle.TRAINING else None
     cache.invalidate_on_commit(session, model_cache_key(model.id))
     archived = diff.get("status") == lifecycle.ARCHIVED
     action = "model.archived" if archived else "model.updated"

@@ -1,8 +1,10 @@
 """The model lifecycle: which status may follow which.
 
 registered -> training -> trained | failed; a trained model can be deployed, retrained or archived;
-a deployed one can be withdrawn back to trained. Anything may be archived, and an archived model is
-restored to registered, from where its lifecycle starts again.
+a deployed one can be withdrawn back to trained. A training that fails or is cancelled may also send
+the model back to registered, where it was before (and a user may end a stuck `training` that way).
+Anything may be archived, and an archived model is restored to registered, from where its lifecycle
+starts again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ STATUSES = (REGISTERED, TRAINING, TRAINED, FAILED, DEPLOYED, ARCHIVED)
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     REGISTERED: (TRAINING, TRAINED, ARCHIVED),
-    TRAINING: (TRAINED, FAILED, ARCHIVED),
+    TRAINING: (REGISTERED, TRAINED, FAILED, ARCHIVED),
     TRAINED: (TRAINING, DEPLOYED, ARCHIVED),
     FAILED: (TRAINING, ARCHIVED),
     DEPLOYED: (TRAINED, ARCHIVED),
@@ -24,12 +26,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 }
 
 
+def allows(current: str, new: str) -> bool:
+    """Whether the lifecycle lets a model go from `current` to `new`; staying in the same status is no move."""
+    return new == current or new in ALLOWED[current]
+
+
 def check_transition(current: str, new: str) -> None:
-    """Refuse a move the lifecycle does not allow; staying in the same status is no move."""
-    if new == current:
-        return
-    allowed = ALLOWED[current]
-    if new not in allowed:
+    """Refuse a move the lifecycle does not allow."""
+    if not allows(current, new):
+        allowed = ALLOWED[current]
         raise InvalidTransition(
             f"A model cannot go from {current} to {new}; from {current} it may go to {', '.join(allowed)}.",
             errors={"status": [f"allowed from {current}: {', '.join(allowed)}"]},
