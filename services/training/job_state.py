@@ -24,9 +24,9 @@ def lock_job(session: Session, job_id: uuid.UUID) -> TrainingJob | None:
 
 
 def end_job(session: Session, job: TrainingJob, status: str, message: str, *, actor: str) -> None:
-    """End the job as failed or cancelled with a message a person understands; queued trials are dropped
-    (running ones see the job's status at their next fold). Either way `training.failed` says so."""
-    job.status, job.finished_at, job.error = status, utcnow(), message
+    """End the job, and its phase, as failed or cancelled with a message a person understands; queued trials
+    are dropped (running ones see the job's status at their next fold). Either way `training.failed` says so."""
+    job.status, job.phase, job.finished_at, job.error = status, None, utcnow(), message
     session.execute(sa.update(Trial).where(Trial.job_id == job.id, Trial.state == TRIAL_QUEUED)
                     .values(state=TRIAL_CANCELLED, finished_at=utcnow()))
     emit(session, "training.failed", {"job_id": job.id, "model_id": job.model_id, "error": message,

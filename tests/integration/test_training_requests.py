@@ -181,6 +181,21 @@ def test_cancelling_a_queued_job_cancels_it_and_a_second_cancel_is_409(client, d
         connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
 
 
+def test_a_cancelled_job_ends_its_phase(app, client, ds, settings, model, dataset):
+    from services.training.models import RUNNING, SEARCHING
+
+    accepted = post(client, ds, model["id"], **valid(dataset)).json
+    with app.extensions["modelyard"].db.transaction() as session:
+        job = session.get(TrainingJob, accepted["id"])
+        job.status, job.phase = RUNNING, SEARCHING  # as a start leaves it
+    cancelled = client.post(f"{accepted['url']}/cancel", headers=ds)
+    assert cancelled.status_code == 200 and (cancelled.json["status"], cancelled.json["phase"]) == ("cancelled", None)
+    job = client.get(accepted["url"], headers=ds).json
+    assert (job["status"], job["phase"]) == ("cancelled", None)
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
+
+
 def test_a_trained_model_the_registry_cannot_register_fails_its_job_instead_of_waiting(app, client, ds, settings,
                                                                                       model, dataset):
     from services.registry.handlers import TrainingOutcomes
@@ -208,7 +223,7 @@ def test_a_trained_model_the_registry_cannot_register_fails_its_job_instead_of_w
 
     process(db, VersionRegistrations(), rejected)
     job = client.get(accepted["url"], headers=ds).json
-    assert job["status"] == "failed"
+    assert (job["status"], job["phase"]) == ("failed", None)
     assert "archived" in job["error"]
     with Connection(settings["broker_url"]) as connection:
         connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")

@@ -246,6 +246,6 @@ def test_a_csv_that_parses_but_cannot_train_fails_the_job_with_a_readable_messag
                                 optimization={"max_trials": 2})
     job = wait_finished(client, ds, accepted["url"])
     assert job["status"] == "failed" and reason in job["error"]
-    assert job["version_number"] is None
+    assert job["version_number"] is None and job["phase"] is None
     model_status(client, ds, model["id"], "failed")
     assert client.get(f"/api/v1/models/{model['id']}/versions", headers=ds).json["items"] == []
