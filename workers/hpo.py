@@ -238,6 +238,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
             "test_metrics": final.test_metrics, "code_version": _code_version(self.settings),
             "random_state": spec.random_state, "library_versions": library_versions(), "profile": profile,
             "description": job.description, "actor": job.requested_by, "actor_id": job.requested_by_id,
+            "features": list(spec.features),
         }), producer=PRODUCER)
 
 

@@ -1,8 +1,9 @@
-"""The registry's reactions to training events: model status, and registering trained versions.
+"""The registry's reactions to training events: model status and features, and registering trained versions.
 
 training.started moves the model to `training` (update_model remembers the status it left).
 training.completed registers the trained artifact as the model's next version (provenance "trained",
-with its full lineage and the data profile) and moves the model to `trained`. training.failed (also sent
+with its full lineage and the data profile), then moves the model to `trained` and, when the model
+has no features yet, gives it those the training used, in one update. training.failed (also sent
 for a cancel) sends a model still `training` back to the status it had before, or to `failed` when
 it has no version to stand on; a model moved meanwhile, by a user or another training, is left alone.
 
@@ -62,7 +63,11 @@ def _after_start(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, A
 
 
 def _after_completion(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"status": lifecycle.TRAINED}
+    changes: dict[str, Any] = {"status": lifecycle.TRAINED}
+    # Features a user gave stay; events from before the field existed carry none to give.
+    if not model.features and payload.get("features"):
+        changes["features"] = payload["features"]
+    return changes
 
 
 def _after_failure(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +105,7 @@ class TrainingOutcomes(EventConsumer):
         changes = CHANGES_AFTER[envelope["type"]](model, payload)
         status = changes.get("status")
         if status is not None and not lifecycle.allows(model.status, status):
+            # The rest of the changes (a completed training's features) still apply.
             log.info("model %s stays %s after training job %s: the lifecycle does not allow %s",
                      model_id, model.status, payload["job_id"], status)
             del changes["status"]

@@ -92,6 +92,7 @@ class TrainingCompleted(_Payload):
     description = fields.String()
     actor = fields.String(required=True)
     actor_id = fields.String(allow_none=True)
+    features = fields.List(fields.String())  # the columns the model was trained on; older events lack it
 
 
 class TrainingFailed(_Payload):

@@ -1,5 +1,5 @@
 """What a training's events do to its model in the registry: a failed or cancelled training leaves the
-model where it was.
+model where it was, and a trained version gives a model without features those it was trained on.
 
 The registry's consumer gets the events the training service sends, each in its own transaction as the
 runner hands them over; what a user sees is read over the API.
@@ -10,13 +10,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from services.registry.handlers import TrainingOutcomes
 from shared.artifacts import ArtifactStore
 from shared.config import load_settings
 from shared.events.catalogue import build_envelope
 from shared.events.consumer import process
-from tests.support.registry import create_model, upload_version
+from shared.events.outbox import OutboxEvent
+from tests.support.registry import bearer, create_model, upload_version
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +44,11 @@ class Training:
         self._send("training.failed", error="Cancelled by dana." if cancelled else "No trial completed.",
                    cancelled=cancelled)
 
-    def complete(self) -> None:
+    def complete(self, **extra) -> None:
         artifact = ArtifactStore.from_settings(self.settings).put_bytes(f"model of {self.job_id}".encode())
         self._send("training.completed", artifact_sha256=artifact.sha256, dataset_id=None, dataset_sha256="0" * 64,
                    parent_version=None, estimator="logistic_regression", best_params={}, cv_metrics={},
-                   test_metrics={}, code_version="test", random_state=0, library_versions={}, profile={})
+                   test_metrics={}, code_version="test", random_state=0, library_versions={}, profile={}, **extra)
 
 
 @pytest.fixture
@@ -60,9 +62,9 @@ def seen(client, headers, model) -> dict:
     return response.json
 
 
-def trained_model(client, headers, training) -> dict:
-    model = create_model(client, headers)
-    training(model).start().complete()
+def trained_model(client, headers, training, **fields) -> dict:
+    model = create_model(client, headers, **fields)
+    training(model).start().complete(features=["tenure", "plan"])
     assert seen(client, headers, model)["status"] == "trained"
     return model
 
@@ -108,3 +110,41 @@ def test_overlapping_trainings_send_the_model_back_to_its_status_before_the_firs
     first.complete()
     after = seen(client, ds, model)
     assert (after["status"], after["latest_version"]) == ("trained", 2)
+
+
+def test_a_trained_version_gives_a_featureless_model_its_features_in_one_audited_update(app, client, ds, training):
+    model = create_model(client, ds)
+    training(model).start().complete(features=["tenure", "plan"])
+    after = seen(client, ds, model)
+    assert (after["status"], after["features"], after["latest_version"]) == ("trained", ["tenure", "plan"], 1)
+
+    audit = client.get("/api/v1/audit", query_string={"resource_type": "model", "resource_id": model["id"]},
+                       headers=bearer(app, "admin")).json["items"]
+    assert [entry["action"] for entry in audit] == ["model.updated", "model.updated", "model.created"]
+    assert (audit[0]["after"]["status"], audit[0]["after"]["features"]) == ("trained", ["tenure", "plan"])
+    with app.extensions["modelyard"].db.transaction() as session:
+        updated = session.scalar(sa.select(OutboxEvent.envelope).where(OutboxEvent.type == "model.updated")
+                                 .order_by(OutboxEvent.seq.desc()).limit(1))
+    assert updated["payload"]["changes"] == {"status": "trained", "features": ["tenure", "plan"]}
+
+
+def test_a_model_with_features_keeps_them_when_a_version_is_trained(client, ds, training):
+    model = trained_model(client, ds, training, features=["age"])
+    assert seen(client, ds, model)["features"] == ["age"]
+
+
+def test_a_trained_version_from_an_event_without_features_leaves_the_model_featureless(client, ds, training):
+    model = create_model(client, ds)
+    training(model).start().complete()
+    after = seen(client, ds, model)
+    assert (after["status"], after["features"], after["latest_version"]) == ("trained", [], 1)
+
+
+def test_a_trained_version_gives_its_features_even_to_a_model_whose_status_may_not_become_trained(
+        client, ds, training):
+    model = create_model(client, ds)
+    job = training(model).start()
+    assert client.patch(f"/api/v1/models/{model['id']}", json={"status": "failed"}, headers=ds).status_code == 200
+    job.complete(features=["tenure", "plan"])  # failed -> trained is no move the lifecycle allows
+    after = seen(client, ds, model)
+    assert (after["status"], after["features"], after["latest_version"]) == ("failed", ["tenure", "plan"], 1)

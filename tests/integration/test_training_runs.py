@@ -230,6 +230,23 @@ def test_cancel_stops_the_search_and_registers_nothing(client, ds, breast_cancer
     assert again.status_code == 409
 
 
+def test_a_cancelled_retraining_leaves_the_model_trained_with_the_features_it_was_trained_on(
+        client, ds, breast_cancer):
+    model, dataset, first = train(client, ds, breast_cancer, "classification", "random", trials=2)
+    assert wait_finished(client, ds, first["url"])["status"] == "succeeded"
+    model_status(client, ds, model["id"], "trained")
+    features = [column for column in breast_cancer.columns if column != "target"]
+    assert client.get(f"/api/v1/models/{model['id']}", headers=ds).json["features"] == features
+
+    second = request_training(client, ds, model["id"], dataset_id=dataset["id"], estimator="gradient_boosting",
+                              cross_validation_folds=5, optimization={"strategy": "random", "max_trials": 50})
+    model_status(client, ds, model["id"], "training", timeout=30)
+    cancelled = client.post(f"{second['url']}/cancel", headers=ds)
+    assert cancelled.status_code == 200 and (cancelled.json["status"], cancelled.json["phase"]) == ("cancelled", None)
+    model_status(client, ds, model["id"], "trained")
+    assert client.get(second["url"], headers=ds).json["phase"] is None
+
+
 @pytest.mark.parametrize("target, reason", [
     (["a"] * 40, "only one class"),
     ([""] * 40, "empty in all"),

@@ -81,3 +81,16 @@ def test_an_envelope_of_an_unknown_type_or_with_a_broken_payload_is_malformed():
         parse_envelope(json.dumps({**envelope, "type": "dataset.vanished"}))
     with pytest.raises(MalformedEvent, match="rows"):
         parse_envelope(json.dumps({**envelope, "payload": {**envelope["payload"], "rows": "many"}}))
+
+
+def test_a_training_completed_event_carries_the_features_trained_on_and_older_ones_without_them_still_parse():
+    payload = {"job_id": uuid.uuid4(), "model_id": uuid.uuid4(), "artifact_sha256": "ab" * 32, "dataset_id": None,
+               "dataset_sha256": "cd" * 32, "estimator": "ridge", "best_params": {}, "cv_metrics": {},
+               "test_metrics": {}, "random_state": 0, "library_versions": {}, "profile": {}, "actor": "alice"}
+    current = build_envelope("training.completed", {**payload, "features": ["tenure", "plan"]}, producer="training")
+    assert current["payload"]["features"] == ["tenure", "plan"]
+    older = build_envelope("training.completed", payload, producer="training")
+    assert "features" not in older["payload"]
+    assert parse_envelope(json.dumps(older)) == older
+    with pytest.raises(MalformedEvent, match="features"):
+        parse_envelope(json.dumps({**current, "payload": {**current["payload"], "features": "tenure,plan"}}))
