@@ -186,7 +186,7 @@ def test_a_cancelled_job_ends_its_phase(app, client, ds, settings, model, datase
 
     accepted = post(client, ds, model["id"], **valid(dataset)).json
     with app.extensions["modelyard"].db.transaction() as session:
-        job = session.get(TrainingJob, accepted["id"])
+        job = session.get(TrainingJob, uuid.UUID(accepted["id"]))
         job.status, job.phase = RUNNING, SEARCHING  # as a start leaves it
     cancelled = client.post(f"{accepted['url']}/cancel", headers=ds)
     assert cancelled.status_code == 200 and (cancelled.json["status"], cancelled.json["phase"]) == ("cancelled", None)
