@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from shared.config import ConfigError, load_settings
+from shared.config import ConfigError, load_settings, stored_secrets
 from shared.schema import migrate
 
 
@@ -18,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="bring the database to the newest schema")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        # As `make run` and `make stack` start: the secrets they generated fill in those the environment lacks.
+        environ = {**stored_secrets(load_settings().var_dir), **{k: v for k, v in os.environ.items() if v}}
+        settings = load_settings(environ=environ)
     except ConfigError as exc:
         print(f"modelyard: {exc}", file=sys.stderr)
         return 2

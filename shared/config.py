@@ -6,12 +6,16 @@ Nothing here runs at import: call `load_settings()` (or pass a dict in tests).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 PROFILES = ("development", "testing", "production")
 SECRET_FIELDS = {"jwt_secret", "artifact_keys", "admin_password"}
+# Where `make run` and `make stack` keep the secrets they generate for a development machine.
+SECRETS_FILE = "secrets.json"
 
 
 class ConfigError(RuntimeError):
@@ -21,6 +25,8 @@ class ConfigError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
+    # Where `make run` listens.
+    bind: str = "127.0.0.1:8000"
     # Where state lives. Left empty, each is a file under var_dir: the embedded default needs no server.
     var_dir: str = "var"
     database_url: str = ""
@@ -71,6 +77,12 @@ class Settings:
             shown[f.name] = value
         shown.pop("extra")
         return shown
+
+
+def stored_secrets(var_dir: str) -> dict[str, str]:
+    """The secrets generated into the var dir's secrets file, by their MODELYARD_* names; none yet: {}."""
+    path = Path(var_dir) / SECRETS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -20,7 +20,7 @@ def main() -> int:
     settings = load_settings()
     login = run_preparation()
 
-    bind = os.environ.get("MODELYARD_BIND", "127.0.0.1:8000")
+    bind = settings.bind
     supervisor = Supervisor(env=dict(os.environ))
     # Threads, not greenlets: SQLite cannot yield to gevent's loop, so one request waiting out another's
     # write lock would stall the whole worker, and the worker's relay and sealer threads with it.

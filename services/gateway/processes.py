@@ -17,7 +17,7 @@ import time
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
-from shared.config import Settings
+from shared.config import SECRETS_FILE, Settings, stored_secrets
 
 
 def local_secrets(settings: Settings) -> dict[str, str]:
@@ -26,15 +26,14 @@ def local_secrets(settings: Settings) -> dict[str, str]:
     Artifacts are encrypted with this key: losing the file loses the artifacts, so it is never rewritten.
     Settings from the environment win.
     """
-    path = Path(settings.var_dir) / "secrets.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        stored = json.loads(path.read_text())
-    else:
+    stored = stored_secrets(settings.var_dir)
+    if not stored:
         stored = {
             "MODELYARD_JWT_SECRET": secrets.token_urlsafe(48),
             "MODELYARD_ARTIFACT_KEYS": "local1:" + urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         }
+        path = Path(settings.var_dir) / SECRETS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(stored, handle)

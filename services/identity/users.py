@@ -20,7 +20,7 @@ MIN_PASSWORD_LENGTH = 8
 USER_SORTING = Sorting(
     columns={"username": User.username, "created_at": User.created_at, "role": User.role},
     tiebreaker=User.id,
-    default="username",
+    default="-created_at",  # newest first, as every list
 )
 
 

@@ -47,6 +47,18 @@ def test_duplicate_username_is_409_and_changes_nothing(client, admin):
     assert [u["username"] for u in listed] == ["root"]
 
 
+def test_users_are_listed_newest_first_unless_sorted_otherwise(client, admin):
+    for name in ("zoe", "ada", "mel"):
+        assert client.post(USERS, json={"username": name, "password": "long enough", "role": "viewer"},
+                           headers=admin).status_code == 201
+
+    def names(**query) -> list[str]:
+        return [u["username"] for u in client.get(USERS, query_string=query, headers=admin).json["items"]]
+
+    assert names() == ["mel", "ada", "zoe", "root"]
+    assert names(sort="username") == ["ada", "mel", "root", "zoe"]
+
+
 @pytest.mark.parametrize("body, field", [
     ({"username": "", "password": "long enough", "role": "viewer"}, "username"),
     ({"username": "x" * 256, "password": "long enough", "role": "viewer"}, "username"),
@@ -158,7 +170,7 @@ def test_users_list_pages_with_a_cursor_without_gaps_or_repeats(app, client, adm
         make_user(app, "viewer", username=name)
     seen, cursor = [], None
     while True:
-        query = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        query = {"limit": 2, "sort": "username", **({"cursor": cursor} if cursor else {})}
         page = client.get(USERS, query_string=query, headers=admin).json
         assert len(page["items"]) <= 2
         seen += [u["username"] for u in page["items"]]

@@ -1,5 +1,7 @@
 """Settings: profiles, environment variables, and production's refusal to start without secrets."""
 
+import json
+
 import pytest
 
 from shared.config import ConfigError, load_settings
@@ -44,3 +46,18 @@ def test_masked_settings_hide_secrets_and_url_passwords():
     assert shown["jwt_secret"] == "********"
     assert shown["database_url"] == "postgresql://****@db:5432/x"
     assert "pw" not in str(shown)
+
+
+def test_config_show_says_the_secrets_make_run_generated_are_set_without_printing_them(tmp_path, monkeypatch, capsys):
+    from services.gateway.processes import local_secrets
+    from shared.cli import main
+
+    for name in ("MODELYARD_JWT_SECRET", "MODELYARD_ARTIFACT_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODELYARD_VAR_DIR", str(tmp_path))
+    generated = local_secrets(load_settings())  # what make run does before it starts anything
+    assert main(["config", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["jwt_secret"] == shown["artifact_keys"] == "********"
+    assert not any(secret in json.dumps(shown) for secret in generated.values())
+    assert shown["bind"] == "127.0.0.1:8000"
