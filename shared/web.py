@@ -21,6 +21,7 @@ from kombu import Connection
 from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from sqlalchemy.orm import Session
+from werkzeug.routing import UnicodeConverter
 
 from shared import strict_json
 from shared.artifacts import ArtifactStore
@@ -71,6 +72,19 @@ class Blueprint(flask_smorest.Blueprint):
         # webargs instantiates a schema class per request, deep-copying every field: a third of a
         # small write's CPU time. An instance is reused.
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
+
+class ModelRefConverter(UnicodeConverter):
+    """`<model:...>` in a route: a model's id or its exact name, as MLflow users address models.
+
+    A path segment cannot hold a "/" (werkzeug decodes %2F before routing), so a name containing one
+    is addressed by the model's id. The segment stays a string; the registry decides what it names.
+    """
+
+
+def _model_ref_schema(converter: ModelRefConverter) -> dict:
+    return {"type": "string", "minLength": 1,
+            "description": "The model's id, or its exact name (URL-encoded; a name containing '/' only by id)."}
 
 
 def accepts(*content_types: str):
@@ -262,6 +276,7 @@ def create_service_app(
     if settings.redis_url:
         rt.readiness_checks["cache"] = rt.cache.ping
     app.extensions["modelyard"] = rt
+    app.url_map.converters["model"] = ModelRefConverter
     init_auth(app, settings)
     _install_metrics(app, rt, service)
     app.before_request(_check_query)
@@ -278,6 +293,7 @@ def create_service_app(
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.components.security_scheme("api_key", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     api.spec.options["security"] = [{"bearer": []}, {"api_key": []}]
+    api.register_converter(ModelRefConverter, _model_ref_schema)
     # After Api(): flask-smorest installs its own HTTPException handler, which ours replaces.
     install_error_handlers(app)
     _install_probes(api, rt)

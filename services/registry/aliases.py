@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.registry.models import ModelAlias, ModelVersion
-from services.registry.models_service import PRODUCER, get_model, model_cache_key
+from services.registry.models_service import PRODUCER, ModelRef, get_model, model_cache_key
 from shared import audit
 from shared.auth import Actor
 from shared.cache import Cache
@@ -35,24 +35,25 @@ def _record(session: Session, *, actor: Actor, request_id: str, model_id: uuid.U
                                               "previous_version": previous, "actor": actor.name}, producer=PRODUCER)
 
 
-def get_alias(*, session: Session, model_id: uuid.UUID, alias: str) -> ModelAlias:
+def get_alias(*, session: Session, model_ref: ModelRef, alias: str) -> ModelAlias:
     """The alias, or NotFound."""
-    get_model(session=session, model_id=model_id)
-    row = session.get(ModelAlias, (model_id, alias))
+    model = get_model(session=session, model_ref=model_ref)
+    row = session.get(ModelAlias, (model.id, alias))
     if row is None:
-        raise NotFound(f"Model {model_id} has no alias {alias!r}.")
+        raise NotFound(f"Model {model.name!r} has no alias {alias!r}.")
     return row
 
 
-def set_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_id: uuid.UUID, alias: str,
+def set_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_ref: ModelRef, alias: str,
               version: int) -> ModelAlias:
     """Point `alias` at `version` (creating or moving it); pointing it where it already points changes nothing."""
     _check_name(alias)
-    get_model(session=session, model_id=model_id, for_update=True)
+    model = get_model(session=session, model_ref=model_ref, for_update=True)
+    model_id = model.id
     exists = session.scalar(sa.select(ModelVersion.id).where(ModelVersion.model_id == model_id,
                                                             ModelVersion.number == version))
     if exists is None:
-        raise ValidationFailed(f"Model {model_id} has no version {version}.",
+        raise ValidationFailed(f"Model {model.name!r} has no version {version}.",
                                errors={"version": ["No such version of this model."]})
     row = session.get(ModelAlias, (model_id, alias))
     previous = row.version if row else None
@@ -70,13 +71,14 @@ def set_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, 
     return row
 
 
-def remove_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_id: uuid.UUID,
+def remove_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_ref: ModelRef,
                  alias: str) -> None:
     """Delete the alias (NotFound if it does not exist); the version it pointed at stays."""
-    get_model(session=session, model_id=model_id, for_update=True)
+    model = get_model(session=session, model_ref=model_ref, for_update=True)
+    model_id = model.id
     row = session.get(ModelAlias, (model_id, alias))
     if row is None:
-        raise NotFound(f"Model {model_id} has no alias {alias!r}.")
+        raise NotFound(f"Model {model.name!r} has no alias {alias!r}.")
     previous = row.version
     session.delete(row)
     session.flush()

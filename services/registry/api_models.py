@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Response, jsonify
 from marshmallow import RAISE
 
@@ -40,61 +38,58 @@ class Models(MethodView):
         return models_service.create_model(**_writer(), **body)
 
 
-@blp.route("/<uuid:model_id>")
+@blp.route("/<model:model_ref>")
 class ModelItem(MethodView):
     @requires("viewer")
     @blp.response(200, ModelSchema)
-    def get(self, model_id: uuid.UUID):
-        """A model with its latest version number and aliases (served from the cache)."""
-        body = runtime().cache.get_or_load(
-            models_service.model_cache_key(model_id),
-            lambda: ModelSchema().dump(models_service.get_model(session=db_session(), model_id=model_id)),
-        )
-        return jsonify(body)
+    def get(self, model_ref: str):
+        """A model, by id or name, with its latest version number and aliases (served from the cache)."""
+        return jsonify(models_service.cached_model(sessions=db_session, cache=runtime().cache, model_ref=model_ref,
+                                                   render=lambda model: ModelSchema().dump(model)))
 
     @requires("data_scientist")
     @blp.arguments(ModelPatchSchema)
     @blp.response(200, ModelSchema)
-    def patch(self, body, model_id: uuid.UUID):
+    def patch(self, body, model_ref: str):
         """Change a model's description, tags, metadata, features ... or status (lifecycle permitting)."""
-        return models_service.update_model(**_writer(), cache=runtime().cache, model_id=model_id, changes=body)
+        return models_service.update_model(**_writer(), cache=runtime().cache, model_ref=model_ref, changes=body)
 
     @requires("admin")
     @blp.response(204)
-    def delete(self, model_id: uuid.UUID):
+    def delete(self, model_ref: str):
         """Delete a model with its versions and aliases (admins only)."""
-        models_service.delete_model(**_writer(), cache=runtime().cache, model_id=model_id)
+        models_service.delete_model(**_writer(), cache=runtime().cache, model_ref=model_ref)
         return Response(status=204)
 
 
-@blp.route("/<uuid:model_id>/archive")
+@blp.route("/<model:model_ref>/archive")
 class ModelArchive(MethodView):
     @requires("data_scientist")
     @blp.response(200, ModelSchema)
-    def post(self, model_id: uuid.UUID):
+    def post(self, model_ref: str):
         """Archive a model (from any status); restore it with PATCH status=registered."""
-        return models_service.archive_model(**_writer(), cache=runtime().cache, model_id=model_id)
+        return models_service.archive_model(**_writer(), cache=runtime().cache, model_ref=model_ref)
 
 
-@blp.route("/<uuid:model_id>/aliases/<string:alias>")
+@blp.route("/<model:model_ref>/aliases/<string:alias>")
 class ModelAliasItem(MethodView):
     @requires("viewer")
     @blp.response(200, AliasSchema)
-    def get(self, model_id: uuid.UUID, alias: str):
+    def get(self, model_ref: str, alias: str):
         """The version an alias points at."""
-        return aliases.get_alias(session=db_session(), model_id=model_id, alias=alias)
+        return aliases.get_alias(session=db_session(), model_ref=model_ref, alias=alias)
 
     @requires("data_scientist")
     @blp.arguments(AliasBodySchema)
     @blp.response(200, AliasSchema)
-    def put(self, body, model_id: uuid.UUID, alias: str):
+    def put(self, body, model_ref: str, alias: str):
         """Point an alias (e.g. champion) at a version, creating or moving it."""
-        return aliases.set_alias(**_writer(), cache=runtime().cache, model_id=model_id, alias=alias,
+        return aliases.set_alias(**_writer(), cache=runtime().cache, model_ref=model_ref, alias=alias,
                                  version=body["version"])
 
     @requires("data_scientist")
     @blp.response(204)
-    def delete(self, model_id: uuid.UUID, alias: str):
+    def delete(self, model_ref: str, alias: str):
         """Remove an alias; the version stays."""
-        aliases.remove_alias(**_writer(), cache=runtime().cache, model_id=model_id, alias=alias)
+        aliases.remove_alias(**_writer(), cache=runtime().cache, model_ref=model_ref, alias=alias)
         return Response(status=204)

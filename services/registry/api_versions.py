@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Response, request
 from marshmallow import RAISE
 from werkzeug.utils import secure_filename
@@ -18,7 +16,7 @@ from shared.auth import current_actor, requires
 from shared.pagination import ListArgs, page_schema
 from shared.web import MULTIPART, MethodView, accepts, db_session, request_id, runtime
 
-blp = Blueprint("registry_versions", __name__, url_prefix="/api/v1/models/<uuid:model_id>/versions",
+blp = Blueprint("registry_versions", __name__, url_prefix="/api/v1/models/<model:model_ref>/versions",
                 description="Model versions, their artifacts and lineage")
 parser = blp.ARGUMENTS_PARSER
 # A number out of the column's range matches no route, so it is a 404 like any unknown version.
@@ -51,19 +49,19 @@ class Versions(MethodView):
     @requires("viewer")
     @blp.arguments(ListArgs, location="query", unknown=RAISE)
     @blp.response(200, page_schema(VersionSchema))
-    def get(self, args, model_id: uuid.UUID):
+    def get(self, args, model_ref: str):
         """List a model's versions, newest first."""
-        return versions.list_versions(session=db_session(), model_id=model_id, **args)
+        return versions.list_versions(session=db_session(), model_ref=model_ref, **args)
 
     @accepts(MULTIPART, "application/json")
     @requires("data_scientist")
     @blp.doc(requestBody=UPLOAD_BODY)
     @blp.response(201, VersionSchema)
-    def post(self, model_id: uuid.UUID):
+    def post(self, model_ref: str):
         """Register the next version: multipart `artifact` + `metadata`, or JSON with an `artifact_id`."""
         return versions.register_version(
             session=db_session(), cache=runtime().cache, artifacts=runtime().artifacts, actor=current_actor(),
-            request_id=request_id(), model_id=model_id, **_parse_upload(),
+            request_id=request_id(), model_ref=model_ref, **_parse_upload(),
         )
 
 
@@ -71,9 +69,9 @@ class Versions(MethodView):
 class VersionItem(MethodView):
     @requires("viewer")
     @blp.response(200, VersionSchema)
-    def get(self, model_id: uuid.UUID, number: int):
+    def get(self, model_ref: str, number: int):
         """One version, with its lineage fields and aliases."""
-        return models_service.get_version(session=db_session(), model_id=model_id, number=number)
+        return models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
 
 
 @blp.route(f"/{NUMBER}/artifact")
@@ -81,9 +79,9 @@ class VersionArtifact(MethodView):
     @requires("viewer")
     @blp.response(200, content_type="application/octet-stream", description="The artifact's bytes.")
     @blp.alt_response(304, description="Not modified: the If-None-Match ETag is the artifact's sha256.")
-    def get(self, model_id: uuid.UUID, number: int):
+    def get(self, model_ref: str, number: int):
         """Download the artifact; ETag is its sha256, so If-None-Match answers 304 without reading it."""
-        version = models_service.get_version(session=db_session(), model_id=model_id, number=number)
+        version = models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
         if version.artifact_sha256 in request.if_none_match:
             response = Response(status=304)
             response.set_etag(version.artifact_sha256)
@@ -93,7 +91,7 @@ class VersionArtifact(MethodView):
         response = Response(chunks, mimetype="application/octet-stream", direct_passthrough=True)
         response.set_etag(version.artifact_sha256)
         response.content_length = version.size
-        filename = version.artifact_filename or f"model-{model_id}-v{number}.bin"
+        filename = version.artifact_filename or f"model-{version.model_id}-v{number}.bin"
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
@@ -103,6 +101,6 @@ class VersionLineage(MethodView):
     @requires("viewer")
     @blp.arguments(LineageArgs, location="query", unknown=RAISE)
     @blp.response(200, LineageSchema)
-    def get(self, args, model_id: uuid.UUID, number: int):
+    def get(self, args, model_ref: str, number: int):
         """Where the version came from (up), what derives from it (down), or both, to `depth` hops."""
-        return versions.version_lineage(session=db_session(), model_id=model_id, number=number, **args)
+        return versions.version_lineage(session=db_session(), model_ref=model_ref, number=number, **args)

@@ -98,7 +98,7 @@ class TrainingOutcomes(EventConsumer):
         if envelope["type"] == "training.completed" and not self._register(session, payload, request_id, model_id):
             return
         try:
-            model = models_service.get_model(session=session, model_id=model_id, for_update=True)
+            model = models_service.get_model(session=session, model_ref=model_id, for_update=True)
         except NotFound:
             log.info("model %s is gone; training job %s changes nothing", model_id, payload["job_id"])
             return
@@ -111,7 +111,7 @@ class TrainingOutcomes(EventConsumer):
             del changes["status"]
         if changes:
             models_service.update_model(session=session, cache=self.cache, actor=_actor(payload),
-                                        request_id=request_id, model_id=model_id, changes=changes)
+                                        request_id=request_id, model_ref=model_id, changes=changes)
 
     def _register(self, session: Session, payload: dict[str, Any], request_id: str, model_id: uuid.UUID) -> bool:
         job_id = uuid.UUID(str(payload["job_id"]))
@@ -128,7 +128,7 @@ class TrainingOutcomes(EventConsumer):
         )
         try:
             register_version(session=session, cache=self.cache, artifacts=self.artifacts, actor=_actor(payload),
-                             request_id=request_id, model_id=model_id, details=details,
+                             request_id=request_id, model_ref=model_id, details=details,
                              artifact_sha256=payload["artifact_sha256"], provenance="trained")
         except (NotFound, Conflict) as exc:
             # The model was deleted or archived while it trained: there is nothing to register it on,

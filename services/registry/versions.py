@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from services.registry import lineage, status as lifecycle
-from services.registry.models import Dataset, ModelVersion
-from services.registry.models_service import PRODUCER, get_model, get_version, model_cache_key
+from services.registry.models import Dataset, ModelVersion, RegisteredModel
+from services.registry.models_service import PRODUCER, ModelRef, get_model, get_version, model_cache_key
 from shared import audit
 from shared.artifacts import ArtifactStore
 from shared.auth import Actor
@@ -48,9 +48,11 @@ class VersionDetails:
     profile: dict[str, Any] | None = None
 
 
-def _check_references(session: Session, model_id: uuid.UUID, details: VersionDetails) -> Dataset | None:
-    """Refuse an archived model or a dataset/parent that does not exist, before any bytes are stored."""
-    model = get_model(session=session, model_id=model_id)
+def _check_references(session: Session, model_ref: ModelRef,
+                      details: VersionDetails) -> tuple[RegisteredModel, Dataset | None]:
+    """The model and dataset; refuse an archived model or a dataset/parent that does not exist, before any
+    bytes are stored."""
+    model = get_model(session=session, model_ref=model_ref)
     if model.status == lifecycle.ARCHIVED:
         raise Conflict(f"Model {model.name!r} is archived; restore it before registering versions.")
     dataset = None
@@ -61,11 +63,11 @@ def _check_references(session: Session, model_id: uuid.UUID, details: VersionDet
                                    errors={"dataset_id": ["No such dataset."]})
     if details.parent_version is not None:
         parent = session.scalar(sa.select(ModelVersion.id).where(
-            ModelVersion.model_id == model_id, ModelVersion.number == details.parent_version))
+            ModelVersion.model_id == model.id, ModelVersion.number == details.parent_version))
         if parent is None:
             raise ValidationFailed(f"Model has no version {details.parent_version}.",
                                    errors={"parent_version": ["No such version of this model."]})
-    return dataset
+    return model, dataset
 
 
 def _stored_size(artifacts: ArtifactStore, sha256: str) -> int:
@@ -77,7 +79,7 @@ def _stored_size(artifacts: ArtifactStore, sha256: str) -> int:
 
 
 def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore, actor: Actor, request_id: str,
-                     model_id: uuid.UUID, details: VersionDetails, artifact_stream: BinaryIO | None = None,
+                     model_ref: ModelRef, details: VersionDetails, artifact_stream: BinaryIO | None = None,
                      artifact_sha256: str | None = None, artifact_filename: str | None = None,
                      provenance: str = "uploaded") -> ModelVersion:
     """Store the artifact (a stream, or a blob already stored) and register it as the model's next version."""
@@ -85,7 +87,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         raise ValueError("pass exactly one of artifact_stream and artifact_sha256")
     if provenance not in PROVENANCES:
         raise ValueError(f"unknown provenance {provenance!r}")
-    dataset = _check_references(session, model_id, details)
+    model, dataset = _check_references(session, model_ref, details)
     if artifact_stream is not None:
         blob = artifacts.put_stream(artifact_stream)
         sha256, size = blob.sha256, blob.size
@@ -93,7 +95,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         sha256, size = artifact_sha256, _stored_size(artifacts, artifact_sha256)
     # The row lock serialises concurrent registrations per model, so numbers never collide; it is
     # taken only after the (possibly long) upload so that uploads still run in parallel.
-    model = get_model(session=session, model_id=model_id, for_update=True)
+    model = get_model(session=session, model_ref=model.id, for_update=True)
     number = model.version_counter + 1  # never a number a deleted version had
     version = ModelVersion(
         model_id=model.id, number=number, artifact_sha256=sha256, size=size, artifact_filename=artifact_filename,
@@ -108,7 +110,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     model.latest_version = model.version_counter = number
     model.updated_at = utcnow()
     session.flush()
-    _link_lineage(session, version, model_id, details)
+    _link_lineage(session, version, model.id, details)
     audit.record_change(session, actor=actor, action="model_version.registered", resource_type="model_version",
                         resource_id=version.id, request_id=request_id, before=None,
                         after={"model_id": str(model.id), "number": number, "artifact_sha256": sha256, "size": size,
@@ -136,19 +138,19 @@ def _link_lineage(session: Session, version: ModelVersion, model_id: uuid.UUID, 
                                  target_type="model_version", target_id=version.id, relation=lineage.PARENT)
 
 
-def list_versions(*, session: Session, model_id: uuid.UUID, limit: int, cursor: str | None = None,
+def list_versions(*, session: Session, model_ref: ModelRef, limit: int, cursor: str | None = None,
                   sort: str | None = None) -> Page:
     """One page of the model's versions, newest first unless `sort` says otherwise."""
-    get_model(session=session, model_id=model_id)
-    statement = (sa.select(ModelVersion).where(ModelVersion.model_id == model_id)
+    model = get_model(session=session, model_ref=model_ref)
+    statement = (sa.select(ModelVersion).where(ModelVersion.model_id == model.id)
                  .options(selectinload(ModelVersion.alias_rows)))
     return paginate(session, statement, sorting=VERSION_SORTING, limit=limit, cursor=cursor, sort=sort)
 
 
-def version_lineage(*, session: Session, model_id: uuid.UUID, number: int, direction: str = "both",
+def version_lineage(*, session: Session, model_ref: ModelRef, number: int, direction: str = "both",
                     depth: int = 3) -> dict:
     """The `{root, nodes, edges}` lineage graph around version `number`."""
-    version = get_version(session=session, model_id=model_id, number=number)
+    version = get_version(session=session, model_ref=model_ref, number=number)
     return lineage.lineage_graph(session=session, version=version, direction=direction, depth=depth)
 
 

@@ -24,23 +24,22 @@ def _registry() -> RegistryClient:
     return RegistryClient.for_request(runtime().settings.registry_url)
 
 
-@model_trainings.route("/<uuid:model_id>/trainings")
+@model_trainings.route("/<model:model_ref>/trainings")
 class ModelTrainings(MethodView):
     @requires("viewer")
     @model_trainings.arguments(TrainingListArgs, location="query")
     @model_trainings.response(200, page_schema(TrainingJobSchema))
-    def get(self, args, model_id: uuid.UUID):
+    def get(self, args, model_ref: str):
         """The model's training jobs, newest first."""
-        _registry().model(model_id)  # 404 for a model that does not exist, rather than an empty list
-        return jobs.list_jobs(session=db_session(), model_id=model_id, **args)
+        return jobs.list_jobs(session=db_session(), registry=_registry(), model_ref=model_ref, **args)
 
     @requires("data_scientist")
     @model_trainings.arguments(TrainingRequestSchema)
     @model_trainings.response(202, TrainingAcceptedSchema)
-    def post(self, body, model_id: uuid.UUID):
+    def post(self, body, model_ref: str):
         """Validate a training request and queue it; poll the returned url for progress."""
         job = jobs.create_training(session=db_session(), actor=current_actor(), request_id=request_id(),
-                                   settings=runtime().settings, registry=_registry(), model_id=model_id, body=body)
+                                   settings=runtime().settings, registry=_registry(), model_ref=model_ref, body=body)
         url = url_for("trainings.TrainingItem", job_id=job.id)
         return {"id": job.id, "status": job.status, "url": url}, 202, {"Location": url}
 

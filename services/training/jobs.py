@@ -234,9 +234,10 @@ def _spec(body: dict[str, Any], model: dict[str, Any], data: TrainingData, setti
 # ---- use cases ------------------------------------------------------------------------------------
 
 def create_training(*, session: Session, actor: Actor, request_id: str, settings: Settings,
-                    registry: RegistryClient, model_id: uuid.UUID, body: dict[str, Any]) -> TrainingJob:
-    """Validate a training request against the model and its data, store the job and queue it."""
-    model = registry.model(model_id)
+                    registry: RegistryClient, model_ref: str, body: dict[str, Any]) -> TrainingJob:
+    """Validate a training request against the model (by id or name) and its data, store the job and queue it."""
+    model = registry.model(model_ref)
+    model_id = uuid.UUID(model["id"])  # the registry's answer names the model by id, whatever the path said
     _check_model(model)
     if body["dataset_id"] is not None:
         data = _from_dataset(registry, body["dataset_id"])
@@ -269,9 +270,10 @@ def get_job(*, session: Session, job_id: uuid.UUID) -> TrainingJob:
     return job
 
 
-def list_jobs(*, session: Session, model_id: uuid.UUID, limit: int, cursor: str | None = None,
+def list_jobs(*, session: Session, registry: RegistryClient, model_ref: str, limit: int, cursor: str | None = None,
               sort: str | None = None, status: str | None = None) -> Page:
-    """One page of the model's training jobs, newest first."""
+    """One page of the model's (by id or name) training jobs, newest first; NotFound for no such model."""
+    model_id = uuid.UUID(registry.model(model_ref)["id"])
     statement = sa.select(TrainingJob).where(TrainingJob.model_id == model_id)
     if status:
         statement = statement.where(TrainingJob.status == status)

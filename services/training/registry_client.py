@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -79,11 +80,12 @@ class RegistryClient:
             raise RegistryUnavailable(f"The registry answered {status} for {path}.")
         return status, body
 
-    def model(self, model_id: uuid.UUID) -> dict[str, Any]:
-        """The registry's representation of the model; NotFound if there is none."""
-        status, body = self._get(f"/api/v1/models/{model_id}")
+    def model(self, model_ref: str) -> dict[str, Any]:
+        """The registry's representation of the model with this id or name (its `id` names it from then
+        on); NotFound if there is none."""
+        status, body = self._get("/api/v1/models/" + urllib.parse.quote(model_ref, safe=""))
         if status == 404:
-            raise NotFound(f"No model with id {model_id}.")
+            raise NotFound(f"No model has the id or name {model_ref!r}.")
         return body
 
     def dataset(self, dataset_id: uuid.UUID) -> dict[str, Any]:

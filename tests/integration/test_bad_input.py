@@ -193,6 +193,6 @@ def test_the_openapi_document_describes_errors_as_the_problem_json_they_are(clie
     problem = spec["components"]["schemas"]["Problem"]["properties"]
     assert {"type", "title", "status", "detail", "errors"} <= set(problem)
     assert spec["paths"]["/api/v1/auth/token"]["post"]["security"] == []
-    number = next(p for p in spec["paths"]["/api/v1/models/{model_id}/versions/{number}"]["parameters"]
+    number = next(p for p in spec["paths"]["/api/v1/models/{model_ref}/versions/{number}"]["parameters"]
                   if p["name"] == "number")
     assert number["schema"]["maximum"] == 2**31 - 1

@@ -242,3 +242,17 @@ def test_a_jobs_unsent_task_is_sent_again_at_once_for_that_job_and_by_the_sweep_
     assert queued_tasks(settings) == 2
     with Connection(settings["broker_url"]) as connection:
         connection.default_channel.queue_purge(queue)
+
+
+def test_a_training_is_requested_and_listed_by_the_models_name(app, client, ds, settings, dataset):
+    model = create_model(client, ds, "churn é", type="classification", target_variable="target")
+    accepted = post(client, ds, "churn%20%C3%A9", **valid(dataset))
+    assert accepted.status_code == 202, accepted.json
+    assert client.get(accepted.json["url"], headers=ds).json["model_id"] == model["id"]
+    listed = client.get("/api/v1/models/churn%20%C3%A9/trainings", headers=ds).json
+    assert [item["id"] for item in listed["items"]] == [accepted.json["id"]]
+    assert client.get(f"/api/v1/models/{model['id']}/trainings", headers=ds).json == listed
+    unknown = client.get("/api/v1/models/no-such-model/trainings", headers=ds)
+    assert unknown.status_code == 404 and "'no-such-model'" in unknown.json["detail"]
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
