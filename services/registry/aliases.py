@@ -35,53 +35,54 @@ def _record(session: Session, *, actor: Actor, request_id: str, model_id: uuid.U
                                               "previous_version": previous, "actor": actor.name}, producer=PRODUCER)
 
 
-def get_alias(*, session: Session, model_ref: ModelRef, alias: str) -> ModelAlias:
-    """The alias, or NotFound."""
+def resolve_alias(*, session: Session, model_ref: ModelRef, alias: str) -> ModelVersion:
+    """The version the alias points at (as `models:/name@alias` resolves in MLflow), or NotFound."""
     model = get_model(session=session, model_ref=model_ref)
-    row = session.get(ModelAlias, (model.id, alias))
-    if row is None:
+    version = session.scalar(
+        sa.select(ModelVersion)
+        .join(ModelAlias, sa.and_(ModelAlias.model_id == ModelVersion.model_id, ModelAlias.version == ModelVersion.number))
+        .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias))
+    if version is None:
         raise NotFound(f"Model {model.name!r} has no alias {alias!r}.")
-    return row
+    return version
 
 
 def set_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_ref: ModelRef, alias: str,
-              version: int) -> ModelAlias:
-    """Point `alias` at `version` (creating or moving it); pointing it where it already points changes nothing."""
+              version: int) -> ModelVersion:
+    """Point `alias` at `version` (creating or moving it) and return that version; pointing it where it
+    already points changes nothing."""
     _check_name(alias)
     model = get_model(session=session, model_ref=model_ref, for_update=True)
-    model_id = model.id
-    exists = session.scalar(sa.select(ModelVersion.id).where(ModelVersion.model_id == model_id,
-                                                            ModelVersion.number == version))
-    if exists is None:
+    target = session.scalar(sa.select(ModelVersion).where(ModelVersion.model_id == model.id,
+                                                          ModelVersion.number == version))
+    if target is None:
         raise ValidationFailed(f"Model {model.name!r} has no version {version}.",
                                errors={"version": ["No such version of this model."]})
-    row = session.get(ModelAlias, (model_id, alias))
+    row = session.get(ModelAlias, (model.id, alias))
     previous = row.version if row else None
     if previous == version:
-        return row
+        return target
     if row is None:
-        row = ModelAlias(model_id=model_id, alias=alias, version=version)
-        session.add(row)
+        session.add(ModelAlias(model_id=model.id, alias=alias, version=version))
     else:
         row.version = version
     session.flush()
-    _record(session, actor=actor, request_id=request_id, model_id=model_id, alias=alias, version=version,
+    _record(session, actor=actor, request_id=request_id, model_id=model.id, alias=alias, version=version,
             previous=previous, action="model_version.alias_set")
-    cache.invalidate_on_commit(session, model_cache_key(model_id))
-    return row
+    cache.invalidate_on_commit(session, model_cache_key(model.id))
+    return target
 
 
 def remove_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_ref: ModelRef,
                  alias: str) -> None:
     """Delete the alias (NotFound if it does not exist); the version it pointed at stays."""
     model = get_model(session=session, model_ref=model_ref, for_update=True)
-    model_id = model.id
-    row = session.get(ModelAlias, (model_id, alias))
+    row = session.get(ModelAlias, (model.id, alias))
     if row is None:
         raise NotFound(f"Model {model.name!r} has no alias {alias!r}.")
     previous = row.version
     session.delete(row)
     session.flush()
-    _record(session, actor=actor, request_id=request_id, model_id=model_id, alias=alias, version=None,
+    _record(session, actor=actor, request_id=request_id, model_id=model.id, alias=alias, version=None,
             previous=previous, action="model_version.alias_removed")
-    cache.invalidate_on_commit(session, model_cache_key(model_id))
+    cache.invalidate_on_commit(session, model_cache_key(model.id))

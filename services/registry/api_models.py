@@ -7,7 +7,7 @@ from marshmallow import RAISE
 
 from services.registry import aliases, models_service
 from services.registry.schemas import (
-    AliasBodySchema, AliasSchema, ModelCreateSchema, ModelListArgs, ModelPatchSchema, ModelSchema,
+    AliasBodySchema, ModelCreateSchema, ModelListArgs, ModelPatchSchema, ModelSchema, VersionSchema,
 )
 from shared.auth import current_actor, requires
 from shared.pagination import page_schema
@@ -74,16 +74,16 @@ class ModelArchive(MethodView):
 @blp.route("/<model:model_ref>/aliases/<string:alias>")
 class ModelAliasItem(MethodView):
     @requires("viewer")
-    @blp.response(200, AliasSchema)
+    @blp.response(200, VersionSchema)
     def get(self, model_ref: str, alias: str):
-        """The version an alias points at."""
-        return aliases.get_alias(session=db_session(), model_ref=model_ref, alias=alias)
+        """The version an alias points at, as `GET .../versions/<number>` answers it."""
+        return aliases.resolve_alias(session=db_session(), model_ref=model_ref, alias=alias)
 
     @requires("data_scientist")
     @blp.arguments(AliasBodySchema)
-    @blp.response(200, AliasSchema)
+    @blp.response(200, VersionSchema)
     def put(self, body, model_ref: str, alias: str):
-        """Point an alias (e.g. champion) at a version, creating or moving it."""
+        """Point an alias (e.g. champion) at a version, creating or moving it; answers with that version."""
         return aliases.set_alias(**_writer(), cache=runtime().cache, model_ref=model_ref, alias=alias,
                                  version=body["version"])
 

@@ -8,6 +8,7 @@ from werkzeug.utils import secure_filename
 
 from services.registry import models_service, versions
 from services.registry.models import MAX_VERSION_NUMBER
+from services.registry.models_service import LATEST
 from services.registry.multipart import Blueprint
 from services.registry.schemas import (
     LineageArgs, LineageSchema, VersionFromArtifactSchema, VersionSchema, VersionUploadSchema,
@@ -21,6 +22,7 @@ blp = Blueprint("registry_versions", __name__, url_prefix="/api/v1/models/<model
 parser = blp.ARGUMENTS_PARSER
 # A number out of the column's range matches no route, so it is a 404 like any unknown version.
 NUMBER = f"<int(min=1, max={MAX_VERSION_NUMBER}):number>"
+# Each read of a version also has a `latest` route, which leaves `number` at its default (LATEST).
 
 # Two bodies for one endpoint, which flask-smorest's @arguments cannot express; the schemas are
 # registered by name in register().
@@ -65,21 +67,23 @@ class Versions(MethodView):
         )
 
 
+@blp.route(f"/{LATEST}")
 @blp.route(f"/{NUMBER}")
 class VersionItem(MethodView):
     @requires("viewer")
     @blp.response(200, VersionSchema)
-    def get(self, model_ref: str, number: int):
-        """One version, with its lineage fields and aliases."""
+    def get(self, model_ref: str, number: int | str = LATEST):
+        """One version (`latest`: the highest number that exists), with its lineage fields and aliases."""
         return models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
 
 
+@blp.route(f"/{LATEST}/artifact")
 @blp.route(f"/{NUMBER}/artifact")
 class VersionArtifact(MethodView):
     @requires("viewer")
     @blp.response(200, content_type="application/octet-stream", description="The artifact's bytes.")
     @blp.alt_response(304, description="Not modified: the If-None-Match ETag is the artifact's sha256.")
-    def get(self, model_ref: str, number: int):
+    def get(self, model_ref: str, number: int | str = LATEST):
         """Download the artifact; ETag is its sha256, so If-None-Match answers 304 without reading it."""
         version = models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
         if version.artifact_sha256 in request.if_none_match:
@@ -96,11 +100,12 @@ class VersionArtifact(MethodView):
         return response
 
 
+@blp.route(f"/{LATEST}/lineage")
 @blp.route(f"/{NUMBER}/lineage")
 class VersionLineage(MethodView):
     @requires("viewer")
     @blp.arguments(LineageArgs, location="query", unknown=RAISE)
     @blp.response(200, LineageSchema)
-    def get(self, args, model_ref: str, number: int):
+    def get(self, args, model_ref: str, number: int | str = LATEST):
         """Where the version came from (up), what derives from it (down), or both, to `depth` hops."""
         return versions.version_lineage(session=db_session(), model_ref=model_ref, number=number, **args)

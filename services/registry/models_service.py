@@ -31,6 +31,8 @@ EDITABLE = ("description", "hyperparameters", "features", "target_variable", "ta
 
 
 ModelRef = uuid.UUID | str  # a model's id, or (a str only) its id or exact name
+# Where a read's path takes a version number, this names the highest number that exists.
+LATEST = "latest"
 
 
 def model_cache_key(model_id: uuid.UUID) -> str:
@@ -98,9 +100,13 @@ def cached_model(*, sessions: Callable[[], Session], cache: Cache, model_ref: st
                              lambda: render(get_model(session=sessions(), model_ref=named_id)))
 
 
-def get_version(*, session: Session, model_ref: ModelRef, number: int) -> ModelVersion:
-    """Version `number` of the model, or NotFound (also when the model does not exist)."""
+def get_version(*, session: Session, model_ref: ModelRef, number: int | str) -> ModelVersion:
+    """Version `number` of the model, or (LATEST) its highest-numbered one; NotFound if there is none."""
     model = get_model(session=session, model_ref=model_ref)
+    if number == LATEST:
+        if model.latest_version is None:
+            raise NotFound(f"Model {model.name!r} has no versions.")
+        number = model.latest_version
     version = session.scalar(sa.select(ModelVersion).where(
         ModelVersion.model_id == model.id, ModelVersion.number == number))
     if version is None:

@@ -138,11 +138,6 @@ class AliasBodySchema(StrictSchema):
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_VERSION_NUMBER))
 
 
-class AliasSchema(Schema):
-    alias = fields.String()
-    version = fields.Integer()
-
-
 # ---- datasets -----------------------------------------------------------------------------------
 
 class DatasetUploadSchema(StrictSchema):

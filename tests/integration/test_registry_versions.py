@@ -134,17 +134,40 @@ def test_aliases_point_at_versions_and_move(client, ds, model):
         upload_version(client, ds, model["id"], data)
     url = f"/api/v1/models/{model['id']}/aliases"
     set_one = client.put(f"{url}/champion", json={"version": 1}, headers=ds)
-    assert set_one.status_code == 200 and set_one.json == {"alias": "champion", "version": 1}
+    assert set_one.status_code == 200
+    assert (set_one.json["number"], set_one.json["aliases"]) == (1, ["champion"])
     client.put(f"{url}/challenger", json={"version": 2}, headers=ds)
     assert client.get(f"/api/v1/models/{model['id']}", headers=ds).json["aliases"] == {"challenger": 2, "champion": 1}
     assert client.get(f"/api/v1/models/{model['id']}/versions/2", headers=ds).json["aliases"] == ["challenger"]
     moved = client.put(f"{url}/champion", json={"version": 2}, headers=ds)
-    assert moved.json == {"alias": "champion", "version": 2}
-    assert client.get(f"{url}/champion", headers=ds).json == {"alias": "champion", "version": 2}
+    assert (moved.json["number"], moved.json["aliases"]) == (2, ["challenger", "champion"])
+    assert client.get(f"{url}/champion", headers=ds).json == moved.json
     assert client.get(f"/api/v1/models/{model['id']}/versions/2", headers=ds).json["aliases"] == ["challenger", "champion"]
     assert client.delete(f"{url}/challenger", headers=ds).status_code == 204
     assert client.get(f"{url}/challenger", headers=ds).status_code == 404
     assert client.delete(f"{url}/challenger", headers=ds).status_code == 404
+
+
+def test_an_alias_answers_with_the_whole_version_it_points_at(client, ds, model):
+    upload_version(client, ds, model["id"], b"weights", metadata={"metrics": {"auc": 0.9}})
+    put = client.put("/api/v1/models/churn/aliases/champion", json={"version": 1}, headers=ds)
+    version = client.get("/api/v1/models/churn/versions/1", headers=ds).json
+    assert put.json == version
+    assert client.get("/api/v1/models/churn/aliases/champion", headers=ds).json == version
+    assert version["metrics"] == {"auc": 0.9} and version["aliases"] == ["champion"]
+
+
+def test_latest_names_the_highest_existing_version_on_every_read(client, ds, model):
+    url = f"/api/v1/models/{model['id']}/versions"
+    empty = client.get(f"{url}/latest", headers=ds)
+    assert empty.status_code == 404 and empty.mimetype == "application/problem+json"
+    for data in (b"first", b"second"):
+        upload_version(client, ds, model["id"], data)
+    latest = client.get(f"{url}/latest", headers=ds)
+    assert latest.status_code == 200 and latest.json == client.get(f"{url}/2", headers=ds).json
+    assert client.get("/api/v1/models/churn/versions/latest", headers=ds).json["number"] == 2
+    assert client.get(f"{url}/latest/artifact", headers=ds).data == b"second"
+    assert client.get(f"{url}/latest/lineage", headers=ds).json["root"] == f"model_version:{latest.json['id']}"
 
 
 @pytest.mark.parametrize("alias, body, field", [
