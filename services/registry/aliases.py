@@ -26,13 +26,17 @@ def _check_name(alias: str) -> None:
 
 
 def _record(session: Session, *, actor: Actor, request_id: str, model_id: uuid.UUID, alias: str,
-            version: int | None, previous: int | None, action: str) -> None:
+            version: int | None, previous: int | None) -> None:
+    """The audit row and the event of a set (`version`) or removed (None) alias, in its transaction."""
+    action = "model_version.alias_set" if version is not None else "model_version.alias_removed"
     audit.record_change(session, actor=actor, action=action, resource_type="model_alias",
                         resource_id=f"{model_id}/{alias}", request_id=request_id,
                         before=None if previous is None else {"alias": alias, "version": previous},
                         after=None if version is None else {"alias": alias, "version": version})
-    emit(session, "model_version.alias_set", {"model_id": model_id, "alias": alias, "version": version,
-                                              "previous_version": previous, "actor": actor.name}, producer=PRODUCER)
+    payload = {"model_id": model_id, "alias": alias, "previous_version": previous, "actor": actor.name}
+    if version is not None:
+        payload["version"] = version
+    emit(session, action, payload, producer=PRODUCER)
 
 
 def resolve_alias(*, session: Session, model_ref: ModelRef, alias: str) -> ModelVersion:
@@ -68,7 +72,7 @@ def set_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, 
         row.version = version
     session.flush()
     _record(session, actor=actor, request_id=request_id, model_id=model.id, alias=alias, version=version,
-            previous=previous, action="model_version.alias_set")
+            previous=previous)
     cache.invalidate_on_commit(session, model_cache_key(model.id))
     return target
 
@@ -84,5 +88,5 @@ def remove_alias(*, session: Session, cache: Cache, actor: Actor, request_id: st
     session.delete(row)
     session.flush()
     _record(session, actor=actor, request_id=request_id, model_id=model.id, alias=alias, version=None,
-            previous=previous, action="model_version.alias_removed")
+            previous=previous)
     cache.invalidate_on_commit(session, model_cache_key(model.id))

@@ -50,8 +50,15 @@ class ModelVersionRegistered(_Payload):
 class AliasSet(_Payload):
     model_id = fields.UUID(required=True)
     alias = fields.String(required=True)
-    version = fields.Integer(allow_none=True)  # None: the alias was removed
-    previous_version = fields.Integer(allow_none=True)
+    version = fields.Integer(required=True)
+    previous_version = fields.Integer(allow_none=True)  # None: the alias is new
+    actor = fields.String(required=True)
+
+
+class AliasRemoved(_Payload):
+    model_id = fields.UUID(required=True)
+    alias = fields.String(required=True)
+    previous_version = fields.Integer(required=True)
     actor = fields.String(required=True)
 
 
@@ -118,6 +125,7 @@ CATALOGUE: dict[str, type[Schema]] = {
     "model.deleted": ModelPayload,  # changes: {"versions": how many went with it}
     "model_version.registered": ModelVersionRegistered,
     "model_version.alias_set": AliasSet,
+    "model_version.alias_removed": AliasRemoved,
     "model_version.rejected": ModelVersionRejected,
     "dataset.registered": DatasetRegistered,
     "training.started": TrainingStarted,

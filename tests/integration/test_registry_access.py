@@ -127,14 +127,14 @@ def test_each_write_leaves_one_audit_row_and_the_right_event(app, client, ds):
     assert updated.before["description"] == "" and updated.after["description"] == "better"
     assert [event.type for event in events] == [
         "model.created", "dataset.registered", "model_version.registered", "model.updated",
-        "model_version.alias_set", "model_version.alias_set", "model.archived", "model.deleted"]
+        "model_version.alias_set", "model_version.alias_removed", "model.archived", "model.deleted"]
     payloads = [event.envelope["payload"] for event in events]
     assert payloads[0] == {"model_id": model["id"], "name": "churn", "status": "registered", "actor": "dana",
                            "changes": {}}
     assert payloads[2]["version"] == 1 and payloads[2]["dataset_id"] == dataset["id"]
     assert payloads[3]["changes"] == {"description": "better", "status": "trained"}
     assert (payloads[4]["version"], payloads[4]["previous_version"]) == (1, None)
-    assert (payloads[5]["version"], payloads[5]["previous_version"]) == (None, 1)
+    assert payloads[5] == {"model_id": model["id"], "alias": "champion", "previous_version": 1, "actor": "dana"}
     assert all(event.envelope["producer"] == "registry" for event in events)
 
 

@@ -27,6 +27,17 @@ def test_issue_two_event_types_are_in_the_catalogue():
             "model_version.alias_set", "dataset.registered"} <= set(CATALOGUE)
 
 
+def test_a_removed_alias_has_its_own_event_and_a_set_one_always_names_its_version():
+    model_id = uuid.uuid4()
+    removed = validate_payload("model_version.alias_removed",
+                               {"model_id": model_id, "alias": "champion", "previous_version": 3, "actor": "dana"})
+    assert removed == {"model_id": str(model_id), "alias": "champion", "previous_version": 3, "actor": "dana"}
+    with pytest.raises(ValidationError) as error:
+        validate_payload("model_version.alias_set",
+                         {"model_id": model_id, "alias": "champion", "previous_version": 3, "actor": "dana"})
+    assert "version" in error.value.messages
+
+
 def test_an_envelope_carries_id_type_time_producer_version_and_a_json_ready_payload():
     payload = dataset_payload()
     envelope = build_envelope("dataset.registered", payload, producer="registry")
