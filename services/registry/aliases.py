@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 
 from services.registry.models import ModelAlias, ModelVersion
 from services.registry.models_service import PRODUCER, ModelRef, get_model, model_cache_key
+from services.registry.status import VERSION_ARCHIVED
 from shared import audit
 from shared.auth import Actor
 from shared.cache import Cache
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events.outbox import emit
 
 ALIAS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
@@ -62,6 +63,9 @@ def set_alias(*, session: Session, cache: Cache, actor: Actor, request_id: str, 
     if target is None:
         raise ValidationFailed(f"Model {model.name!r} has no version {version}.",
                                errors={"version": ["No such version of this model."]})
+    if target.status == VERSION_ARCHIVED:
+        raise Conflict(f"Version {version} of model {model.name!r} is archived; set its status to ready before "
+                       "pointing an alias at it.", errors={"version": ["This version is archived."]})
     row = session.get(ModelAlias, (model.id, alias))
     previous = row.version if row else None
     if previous == version:

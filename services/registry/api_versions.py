@@ -1,4 +1,4 @@
-"""HTTP views for model versions: upload, list, read, download the artifact, lineage."""
+"""HTTP views for model versions: upload, list, read, edit, delete, download the artifact, lineage."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from services.registry.models import MAX_VERSION_NUMBER
 from services.registry.models_service import LATEST
 from services.registry.multipart import Blueprint
 from services.registry.schemas import (
-    LineageArgs, LineageSchema, VersionFromArtifactSchema, VersionSchema, VersionUploadSchema,
+    LineageArgs, LineageSchema, VersionFromArtifactSchema, VersionPatchSchema, VersionSchema, VersionUploadSchema,
 )
 from shared.auth import current_actor, requires
 from shared.pagination import ListArgs, page_schema
@@ -23,6 +23,7 @@ parser = blp.ARGUMENTS_PARSER
 # A number out of the column's range matches no route, so it is a 404 like any unknown version.
 NUMBER = f"<int(min=1, max={MAX_VERSION_NUMBER}):number>"
 # Each read of a version also has a `latest` route, which leaves `number` at its default (LATEST).
+# Writes take the number only: a DELETE of `latest` sent twice would remove two versions.
 
 # Two bodies for one endpoint, which flask-smorest's @arguments cannot express; the schemas are
 # registered by name in register().
@@ -67,7 +68,7 @@ class Versions(MethodView):
         )
 
 
-@blp.route(f"/{LATEST}")
+@blp.route(f"/{LATEST}", methods=["GET"])
 @blp.route(f"/{NUMBER}")
 class VersionItem(MethodView):
     @requires("viewer")
@@ -75,6 +76,22 @@ class VersionItem(MethodView):
     def get(self, model_ref: str, number: int | str = LATEST):
         """One version (`latest`: the highest number that exists), with its lineage fields and aliases."""
         return models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
+
+    @requires("data_scientist")
+    @blp.arguments(VersionPatchSchema)
+    @blp.response(200, VersionSchema)
+    def patch(self, body, model_ref: str, number: int):
+        """Change a version's description, tags or status (ready | archived); its lineage fields are fixed."""
+        return versions.update_version(session=db_session(), actor=current_actor(), request_id=request_id(),
+                                       model_ref=model_ref, number=number, changes=body)
+
+    @requires("admin")
+    @blp.response(204)
+    def delete(self, model_ref: str, number: int):
+        """Delete a version (admins only) unless an alias points at it; its number is never reused."""
+        versions.delete_version(session=db_session(), cache=runtime().cache, actor=current_actor(),
+                                request_id=request_id(), model_ref=model_ref, number=number)
+        return Response(status=204)
 
 
 @blp.route(f"/{LATEST}/artifact")

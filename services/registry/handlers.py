@@ -31,7 +31,7 @@ from shared.artifacts import ArtifactStore
 from shared.auth import Actor
 from shared.cache import Cache
 from shared.config import Settings, load_settings
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events.consumer import EventConsumer
 from shared.events.outbox import emit
 
@@ -130,9 +130,10 @@ class TrainingOutcomes(EventConsumer):
             register_version(session=session, cache=self.cache, artifacts=self.artifacts, actor=_actor(payload),
                              request_id=request_id, model_ref=model_id, details=details,
                              artifact_sha256=payload["artifact_sha256"], provenance="trained")
-        except (NotFound, Conflict) as exc:
-            # The model was deleted or archived while it trained: there is nothing to register it on,
-            # and the training service must hear so, or its job would wait for a version forever.
+        except (NotFound, Conflict, ValidationFailed) as exc:
+            # The model was deleted or archived while it trained, or its parent version was deleted: the
+            # version cannot be registered, and the training service must hear so, or its job would wait
+            # for a version forever.
             log.warning("training job %s not registered: %s", job_id, exc.detail)
             emit(session, "model_version.rejected", {"model_id": model_id, "training_job_id": job_id,
                                                       "reason": exc.detail}, producer=models_service.PRODUCER)

@@ -41,7 +41,7 @@ def add_lineage_edge(*, session: Session, source_type: str, source_id: Any, targ
 
 
 def forget_model_versions(*, session: Session, version_ids: Iterable[uuid.UUID]) -> None:
-    """Drop every edge touching these versions (their model is being deleted)."""
+    """Drop every edge touching these versions (they, or their whole model, are being deleted)."""
     ids = [str(version_id) for version_id in version_ids]
     if not ids:
         return

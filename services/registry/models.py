@@ -86,6 +86,8 @@ class ModelVersion(UUIDPrimaryKey, Base):
     created_by_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
+    # Read from the session's identity map when the model was loaded first, as use cases do.
+    model: Mapped[RegisteredModel] = relationship(viewonly=True)
     alias_rows: Mapped[list[ModelAlias]] = relationship(
         primaryjoin="and_(ModelVersion.model_id == foreign(ModelAlias.model_id), "
                     "ModelVersion.number == foreign(ModelAlias.version))",

@@ -100,9 +100,10 @@ def cached_model(*, sessions: Callable[[], Session], cache: Cache, model_ref: st
                              lambda: render(get_model(session=sessions(), model_ref=named_id)))
 
 
-def get_version(*, session: Session, model_ref: ModelRef, number: int | str) -> ModelVersion:
-    """Version `number` of the model, or (LATEST) its highest-numbered one; NotFound if there is none."""
-    model = get_model(session=session, model_ref=model_ref)
+def get_version(*, session: Session, model_ref: ModelRef, number: int | str, for_update: bool = False) -> ModelVersion:
+    """Version `number` of the model, or (LATEST) its highest-numbered one; NotFound if there is none.
+    `for_update` locks the model's row, which every write to its versions and aliases takes first."""
+    model = get_model(session=session, model_ref=model_ref, for_update=for_update)
     if number == LATEST:
         if model.latest_version is None:
             raise NotFound(f"Model {model.name!r} has no versions.")

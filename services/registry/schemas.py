@@ -4,10 +4,10 @@ from __future__ import annotations
 
 
 from flask_smorest.fields import Upload
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from services.registry.models import MAX_VERSION_NUMBER
-from services.registry.status import STATUSES
+from services.registry.status import STATUSES, VERSION_STATUSES
 from shared import strict_json
 from shared.pagination import ListArgs
 from shared.schemas import StrictSchema, UtcDateTime
@@ -110,10 +110,33 @@ class VersionUploadSchema(StrictSchema):
     metadata = JSONText(VersionMetadataSchema, load_default=dict)
 
 
+# What a version's lineage rests on: fixed once it is registered (a change is a new version).
+LINEAGE_FIELDS = ("artifact", "artifact_id", "artifact_sha256", "size", "artifact_filename", "provenance", "flavor",
+                  "parameters", "metrics", "dataset_id", "dataset_sha256", "parent_version", "training_job_id",
+                  "code_version", "profile")
+
+
+class VersionPatchSchema(StrictSchema):
+    description = fields.String(validate=validate.Length(max=10_000))
+    tags = _tags()
+    status = fields.String(validate=validate.OneOf(VERSION_STATUSES),
+                           metadata={"description": "archived: kept for lineage, but no alias may point at it"})
+
+    @pre_load
+    def _lineage_is_fixed(self, data, **kwargs):
+        # Named apart from other unknown fields, so the 422 says why and what to do instead.
+        fixed = sorted(set(data).intersection(LINEAGE_FIELDS)) if isinstance(data, dict) else []
+        if fixed:
+            raise ValidationError({field: ["Part of the version's lineage, fixed once registered; "
+                                           "register a new version instead."] for field in fixed})
+        return data
+
+
 class VersionSchema(Schema):
     id = fields.UUID()
     model_id = fields.UUID()
     number = fields.Integer()
+    status = fields.String(metadata={"description": "ready, or archived (no alias may point at it)"})
     artifact_sha256 = fields.String()
     size = fields.Integer()
     artifact_filename = fields.String(allow_none=True)

@@ -1,10 +1,13 @@
-"""The model lifecycle: which status may follow which.
+"""The model lifecycle: which status may follow which; and the two statuses of a version.
 
 registered -> training -> trained | failed; a trained model can be deployed, retrained or archived;
 a deployed one can be withdrawn back to trained. A training that fails or is cancelled may also send
 the model back to registered, where it was before (and a user may end a stuck `training` that way).
 Anything may be archived, and an archived model is restored to registered, from where its lifecycle
 starts again.
+
+A version is `ready` or `archived` (kept for lineage and audit, but no alias may point at it), and
+may move between the two freely.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ REGISTERED, TRAINING, TRAINED, FAILED, DEPLOYED, ARCHIVED = (
     "registered", "training", "trained", "failed", "deployed", "archived",
 )
 STATUSES = (REGISTERED, TRAINING, TRAINED, FAILED, DEPLOYED, ARCHIVED)
+VERSION_READY, VERSION_ARCHIVED = "ready", "archived"
+VERSION_STATUSES = (VERSION_READY, VERSION_ARCHIVED)
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     REGISTERED: (TRAINING, TRAINED, ARCHIVED),

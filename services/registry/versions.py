@@ -1,4 +1,5 @@
-"""Use cases for model versions: register (numbered 1, 2, 3 per model), read, list, download."""
+"""Use cases for model versions: register (numbered 1, 2, 3 per model, never reusing a number), read,
+list, download, edit what lineage does not rest on, delete."""
 
 from __future__ import annotations
 
@@ -62,12 +63,17 @@ def _check_references(session: Session, model_ref: ModelRef,
             raise ValidationFailed(f"No dataset with id {details.dataset_id}.",
                                    errors={"dataset_id": ["No such dataset."]})
     if details.parent_version is not None:
-        parent = session.scalar(sa.select(ModelVersion.id).where(
-            ModelVersion.model_id == model.id, ModelVersion.number == details.parent_version))
-        if parent is None:
-            raise ValidationFailed(f"Model has no version {details.parent_version}.",
-                                   errors={"parent_version": ["No such version of this model."]})
+        _parent_id(session, model, details.parent_version)
     return model, dataset
+
+
+def _parent_id(session: Session, model: RegisteredModel, number: int) -> uuid.UUID:
+    parent_id = session.scalar(sa.select(ModelVersion.id).where(ModelVersion.model_id == model.id,
+                                                                ModelVersion.number == number))
+    if parent_id is None:
+        raise ValidationFailed(f"Model {model.name!r} has no version {number}.",
+                               errors={"parent_version": ["No such version of this model."]})
+    return parent_id
 
 
 def _stored_size(artifacts: ArtifactStore, sha256: str) -> int:
@@ -96,6 +102,8 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     # The row lock serialises concurrent registrations per model, so numbers never collide; it is
     # taken only after the (possibly long) upload so that uploads still run in parallel.
     model = get_model(session=session, model_ref=model.id, for_update=True)
+    # Looked up again under the lock, before any write: the parent may have been deleted during the upload.
+    parent_id = None if details.parent_version is None else _parent_id(session, model, details.parent_version)
     number = model.version_counter + 1  # never a number a deleted version had
     version = ModelVersion(
         model_id=model.id, number=number, artifact_sha256=sha256, size=size, artifact_filename=artifact_filename,
@@ -110,7 +118,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     model.latest_version = model.version_counter = number
     model.updated_at = utcnow()
     session.flush()
-    _link_lineage(session, version, model.id, details)
+    _link_lineage(session, version, details, parent_id)
     audit.record_change(session, actor=actor, action="model_version.registered", resource_type="model_version",
                         resource_id=version.id, request_id=request_id, before=None,
                         after={"model_id": str(model.id), "number": number, "artifact_sha256": sha256, "size": size,
@@ -124,16 +132,15 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     return version
 
 
-def _link_lineage(session: Session, version: ModelVersion, model_id: uuid.UUID, details: VersionDetails) -> None:
+def _link_lineage(session: Session, version: ModelVersion, details: VersionDetails,
+                  parent_id: uuid.UUID | None) -> None:
     if details.dataset_id is not None:
         lineage.add_lineage_edge(session=session, source_type="dataset", source_id=details.dataset_id,
                                  target_type="model_version", target_id=version.id, relation=lineage.TRAINING_DATA)
     if details.training_job_id is not None:
         lineage.add_lineage_edge(session=session, source_type="training_job", source_id=details.training_job_id,
                                  target_type="model_version", target_id=version.id, relation=lineage.TRAINING_JOB)
-    if details.parent_version is not None:
-        parent_id = session.scalar(sa.select(ModelVersion.id).where(
-            ModelVersion.model_id == model_id, ModelVersion.number == details.parent_version))
+    if parent_id is not None:
         lineage.add_lineage_edge(session=session, source_type="model_version", source_id=parent_id,
                                  target_type="model_version", target_id=version.id, relation=lineage.PARENT)
 
@@ -157,3 +164,74 @@ def version_lineage(*, session: Session, model_ref: ModelRef, number: int, direc
 def open_artifact(*, artifacts: ArtifactStore, version: ModelVersion) -> Iterator[bytes]:
     """The version's artifact bytes, verified whole before the first byte (IntegrityFailure if tampered)."""
     return artifacts.iter_bytes(version.artifact_sha256)
+
+
+# ---- edits and deletes -------------------------------------------------------------------------
+
+EDITABLE = ("description", "tags", "status")  # everything else is lineage, fixed once registered
+
+
+def _edited(version: ModelVersion) -> dict[str, Any]:
+    return {"number": version.number, "description": version.description, "tags": version.tags,
+            "status": version.status}
+
+
+def _refuse_while_aliased(version: ModelVersion, change: str, field: str) -> None:
+    """A Conflict naming the aliases that point at the version: they must be moved first."""
+    aliases = [row.alias for row in version.alias_rows]
+    if aliases:
+        named = ", ".join(repr(alias) for alias in aliases)
+        which = f"the alias {named} points" if len(aliases) == 1 else f"the aliases {named} point"
+        raise Conflict(f"Version {version.number} of model {version.model.name!r} cannot be {change}: {which} "
+                       f"at it; move {'it' if len(aliases) == 1 else 'them'} to another version first.",
+                       errors={field: [f"{which} at this version"]})
+
+
+def update_version(*, session: Session, actor: Actor, request_id: str, model_ref: ModelRef, number: int,
+                   changes: dict[str, Any]) -> ModelVersion:
+    """Change a version's description, tags or status (ready | archived); archiving one an alias points at
+    is a Conflict. The model's representation holds none of these, so it stays cached."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
+    version = get_version(session=session, model_ref=model_ref, number=number, for_update=True)
+    if changes.get("status") == lifecycle.VERSION_ARCHIVED:
+        _refuse_while_aliased(version, "archived", "status")
+    before = _edited(version)
+    for field, value in changes.items():
+        setattr(version, field, value)
+    after = _edited(version)
+    diff = {field: after[field] for field in changes if before[field] != after[field]}
+    if not diff:
+        return version
+    audit.record_change(session, actor=actor, action="model_version.updated", resource_type="model_version",
+                        resource_id=version.id, request_id=request_id, before=before, after=after)
+    emit(session, "model_version.updated", {"model_id": version.model_id, "version": version.number,
+                                            "status": version.status, "changes": diff, "actor": actor.name},
+         producer=PRODUCER)
+    return version
+
+
+def delete_version(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_ref: ModelRef,
+                   number: int) -> None:
+    """Delete a version (refused while an alias points at it) with its lineage edges. Its number is never
+    given again; the model's latest_version drops to the highest left. The artifact's blob stays: it is
+    content-addressed, and other versions or datasets may share it."""
+    version = get_version(session=session, model_ref=model_ref, number=number, for_update=True)
+    _refuse_while_aliased(version, "deleted", "aliases")
+    model = version.model
+    lineage.forget_model_versions(session=session, version_ids=[version.id])
+    audit.record_change(session, actor=actor, action="model_version.deleted", resource_type="model_version",
+                        resource_id=version.id, request_id=request_id,
+                        before={**_edited(version), "model_id": str(model.id), "artifact_sha256": version.artifact_sha256,
+                                "dataset_id": version.dataset_id, "parent_version": version.parent_version,
+                                "training_job_id": version.training_job_id})
+    emit(session, "model_version.deleted", {"model_id": model.id, "version": version.number,
+                                            "artifact_sha256": version.artifact_sha256, "actor": actor.name},
+         producer=PRODUCER)
+    session.delete(version)
+    session.flush()
+    model.latest_version = session.scalar(sa.select(sa.func.max(ModelVersion.number))
+                                          .where(ModelVersion.model_id == model.id))
+    model.updated_at = utcnow()
+    cache.invalidate_on_commit(session, model_cache_key(model.id))

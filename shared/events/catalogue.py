@@ -47,6 +47,21 @@ class ModelVersionRegistered(_Payload):
     actor = fields.String(required=True)
 
 
+class ModelVersionUpdated(_Payload):
+    model_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    status = fields.String(required=True)  # ready or archived, after the change
+    changes = fields.Dict(required=True)  # field -> new value, for description, tags and status
+    actor = fields.String(required=True)
+
+
+class ModelVersionDeleted(_Payload):
+    model_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)  # never given to another version of the model
+    artifact_sha256 = fields.String(required=True)
+    actor = fields.String(required=True)
+
+
 class AliasSet(_Payload):
     model_id = fields.UUID(required=True)
     alias = fields.String(required=True)
@@ -124,6 +139,8 @@ CATALOGUE: dict[str, type[Schema]] = {
     "model.archived": ModelPayload,
     "model.deleted": ModelPayload,  # changes: {"versions": how many went with it}
     "model_version.registered": ModelVersionRegistered,
+    "model_version.updated": ModelVersionUpdated,
+    "model_version.deleted": ModelVersionDeleted,
     "model_version.alias_set": AliasSet,
     "model_version.alias_removed": AliasRemoved,
     "model_version.rejected": ModelVersionRejected,

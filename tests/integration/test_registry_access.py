@@ -35,6 +35,7 @@ def _writes(client, ds):
     def model_with_version() -> str:
         model = create_model(client, ds)
         upload_version(client, ds, model["id"])
+        upload_version(client, ds, model["id"], b"second")
         client.put(f"/api/v1/models/{model['id']}/aliases/champion", json={"version": 1}, headers=ds)
         return f"/api/v1/models/{model['id']}"
 
@@ -50,6 +51,9 @@ def _writes(client, ds):
         ("delete model", "admin", model_with_version, lambda url, h: client.delete(url, headers=h)),
         ("upload version", "data_scientist", model_with_version,
          lambda url, h: upload_version(client, h, url.rsplit("/", 1)[1], b"new weights")),
+        ("edit version", "data_scientist", model_with_version,
+         lambda url, h: client.patch(f"{url}/versions/1", json={"description": "changed"}, headers=h)),
+        ("delete version", "admin", model_with_version, lambda url, h: client.delete(f"{url}/versions/2", headers=h)),
         ("set alias", "data_scientist", model_with_version,
          lambda url, h: client.put(f"{url}/aliases/challenger", json={"version": 1}, headers=h)),
         ("remove alias", "data_scientist", model_with_version,
