@@ -7,6 +7,7 @@ from marshmallow import RAISE
 from werkzeug.utils import secure_filename
 
 from services.registry import models_service, versions
+from services.registry.downloads import send_blob
 from services.registry.models import MAX_VERSION_NUMBER
 from services.registry.models_service import LATEST
 from services.registry.multipart import Blueprint
@@ -101,20 +102,11 @@ class VersionArtifact(MethodView):
     @blp.response(200, content_type="application/octet-stream", description="The artifact's bytes.")
     @blp.alt_response(304, description="Not modified: the If-None-Match ETag is the artifact's sha256.")
     def get(self, model_ref: str, number: int | str = LATEST):
-        """Download the artifact; ETag is its sha256, so If-None-Match answers 304 without reading it."""
+        """Download the artifact as `<model name>-v<number>.<format>`; ETag is its sha256, so If-None-Match
+        answers 304 without reading it."""
         version = models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
-        if version.artifact_sha256 in request.if_none_match:
-            response = Response(status=304)
-            response.set_etag(version.artifact_sha256)
-            return response
-        # Verified whole before this returns: a tampered blob raises here, before any byte is sent.
-        chunks = versions.open_artifact(artifacts=runtime().artifacts, version=version)
-        response = Response(chunks, mimetype="application/octet-stream", direct_passthrough=True)
-        response.set_etag(version.artifact_sha256)
-        response.content_length = version.size
-        filename = version.artifact_filename or f"model-{version.model_id}-v{number}.bin"
-        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return send_blob(artifacts=runtime().artifacts, sha256=version.artifact_sha256, size=version.size,
+                         filename=versions.download_name(version), mimetype="application/octet-stream")
 
 
 @blp.route(f"/{LATEST}/lineage")

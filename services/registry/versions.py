@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from pathlib import PurePath
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -161,9 +162,14 @@ def version_lineage(*, session: Session, model_ref: ModelRef, number: int, direc
     return lineage.lineage_graph(session=session, version=version, direction=direction, depth=depth)
 
 
-def open_artifact(*, artifacts: ArtifactStore, version: ModelVersion) -> Iterator[bytes]:
-    """The version's artifact bytes, verified whole before the first byte (IntegrityFailure if tampered)."""
-    return artifacts.iter_bytes(version.artifact_sha256)
+def download_name(version: ModelVersion) -> str:
+    """`<model name>-v<number>.<format>`: skops for a model the platform trained, else the uploaded file's
+    extension, else the version's flavor, and bin only when nothing says more."""
+    if version.provenance == "trained":
+        extension = "skops"
+    else:
+        extension = PurePath(version.artifact_filename or "").suffix.lstrip(".") or version.flavor or "bin"
+    return f"{version.model.name}-v{version.number}.{extension}"
 
 
 # ---- edits and deletes -------------------------------------------------------------------------

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import uuid
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
+from services.registry.versions import VersionDetails, register_version
+from shared.auth import Actor
 from tests.support.registry import create_model, upload_csv, upload_version
 
 pytestmark = pytest.mark.integration
@@ -190,3 +194,42 @@ def test_a_version_records_its_dataset_by_id_and_digest(client, ds, model):
     version = upload_version(client, ds, model["id"], metadata={"dataset_id": dataset["id"]}).json
     assert version["dataset_id"] == dataset["id"]
     assert version["dataset_sha256"] == dataset["sha256"]
+
+
+def _saved_as(response) -> tuple[str, str | None]:
+    """The (ASCII filename, filename* name) a client saving the download chooses between. (werkzeug's
+    parser would fold the two into one, so the header is taken apart here.)"""
+    disposition, *parameters = response.headers["Content-Disposition"].split("; ")
+    assert disposition == "attachment"
+    named = dict(parameter.split("=", 1) for parameter in parameters)
+    encoded = named.get("filename*")
+    return named["filename"].strip('"'), unquote(encoded.removeprefix("UTF-8''")) if encoded else None
+
+
+def test_a_download_is_named_for_the_model_and_version_with_the_artifacts_format(app, client, ds, model):
+    upload_version(client, ds, model["id"], b"onnx bytes", filename="exported.model.onnx")
+    upload_version(client, ds, model["id"], b"flavored", filename="weights", metadata={"flavor": "sklearn"})
+    upload_version(client, ds, model["id"], b"anonymous", filename="weights")
+    client.post(f"/api/v1/models/{model['id']}/versions", json={"artifact_id": hashlib.sha256(b"flavored").hexdigest(),
+                                                              "flavor": "onnx"}, headers=ds)
+    rt = app.extensions["modelyard"]
+    with rt.db.transaction() as session:
+        register_version(session=session, cache=rt.cache, artifacts=rt.artifacts, request_id="test",
+                         actor=Actor(id="", name="dana", role="data_scientist", via="event"),
+                         model_ref=uuid.UUID(model["id"]), details=VersionDetails(),
+                         artifact_sha256=hashlib.sha256(b"anonymous").hexdigest(), artifact_filename="model.pkl",
+                         provenance="trained")
+    names = [_saved_as(client.get(f"/api/v1/models/churn/versions/{n}/artifact", headers=ds)) for n in range(1, 6)]
+    assert names == [("churn-v1.onnx", None), ("churn-v2.sklearn", None), ("churn-v3.bin", None),
+                     ("churn-v4.onnx", None), ("churn-v5.skops", None)]
+    latest = client.get("/api/v1/models/churn/versions/latest/artifact", headers=ds)
+    assert _saved_as(latest) == ("churn-v5.skops", None)
+
+
+def test_a_non_ascii_model_name_gives_an_ascii_filename_and_the_utf8_name_beside_it(client, ds):
+    model = create_model(client, ds, 'modèle "模型"/prod')
+    upload_version(client, ds, model["id"], b"weights", filename="m.skops")
+    response = client.get(f"/api/v1/models/{model['id']}/versions/1/artifact", headers=ds)
+    assert response.status_code == 200 and response.data == b"weights"
+    response.headers["Content-Disposition"].encode("ascii")  # a header value is ASCII, or no client reads it
+    assert _saved_as(response) == ("modele _____prod-v1.skops", "modèle _模型__prod-v1.skops")
