@@ -1,12 +1,14 @@
-"""HTTP views for datasets: CSV upload with schema inference, list, read."""
+"""HTTP views for datasets: CSV upload with schema inference, list, read, download, delete."""
 
 from __future__ import annotations
 
 import uuid
 
+from flask import Response
 from marshmallow import RAISE
 
 from services.registry import datasets
+from services.registry.downloads import send_blob
 from services.registry.multipart import Blueprint
 from services.registry.schemas import DatasetListArgs, DatasetSchema, DatasetUploadSchema
 from shared.auth import current_actor, requires
@@ -48,3 +50,23 @@ class DatasetItem(MethodView):
     def get(self, dataset_id: uuid.UUID):
         """One dataset with its inferred schema."""
         return datasets.get_dataset(session=db_session(), dataset_id=dataset_id)
+
+    @requires("admin")
+    @blp.response(204)
+    def delete(self, dataset_id: uuid.UUID):
+        """Delete a dataset (admins only) unless a version's lineage names it; its stored bytes stay."""
+        datasets.delete_dataset(session=db_session(), actor=current_actor(), request_id=request_id(),
+                                dataset_id=dataset_id)
+        return Response(status=204)
+
+
+@blp.route("/<uuid:dataset_id>/content")
+class DatasetContent(MethodView):
+    @requires("viewer")
+    @blp.response(200, content_type="text/csv", description="The CSV's bytes, as uploaded.")
+    @blp.alt_response(304, description="Not modified: the If-None-Match ETag is the CSV's sha256.")
+    def get(self, dataset_id: uuid.UUID):
+        """Download the CSV as `<dataset name>.csv`; ETag is its sha256, so If-None-Match answers 304 unread."""
+        dataset = datasets.get_dataset(session=db_session(), dataset_id=dataset_id)
+        return send_blob(artifacts=runtime().artifacts, sha256=dataset.sha256, size=dataset.size,
+                         filename=f"{dataset.name}.csv", mimetype="text/csv")

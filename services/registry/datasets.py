@@ -4,6 +4,8 @@ A dataset is identified by its name and the sha256 of its bytes, as MLflow ident
 name and digest. Uploading the same bytes under the same name again returns the dataset already
 registered (nothing new is written); the same bytes under another name make a second dataset
 record. Either way the artifact store keeps one copy of the bytes, addressed by their sha256.
+
+Deleting a dataset deletes its record only; see `delete_dataset` for why the bytes stay.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.registry import lineage
 from services.registry.csv_profile import profile_csv
 from services.registry.models import Dataset
 from services.registry.models_service import PRODUCER
 from shared import audit
 from shared.artifacts import ArtifactStore
 from shared.auth import Actor
-from shared.errors import NotFound
+from shared.db import select_for_update
+from shared.errors import Conflict, NotFound
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
+
+NAMED_IN_CONFLICT = 10  # users of a dataset a refused delete names; a count stands for the rest
 
 DATASET_SORTING = Sorting(
     columns={"created_at": Dataset.created_at, "name": Dataset.name},
@@ -89,3 +95,31 @@ def list_datasets(*, session: Session, limit: int, cursor: str | None = None, so
     if sha256:
         statement = statement.where(Dataset.sha256 == sha256)
     return paginate(session, statement, sorting=DATASET_SORTING, limit=limit, cursor=cursor, sort=sort)
+
+
+def delete_dataset(*, session: Session, actor: Actor, request_id: str, dataset_id: uuid.UUID) -> None:
+    """Delete a dataset's record (admins), refused while any version's lineage names it.
+
+    The stored bytes stay. The store is content-addressed and shared: other datasets and version artifacts
+    may have the same sha256, and training jobs still queued on this dataset read its bytes by digest. A
+    check for other users before deleting them would race an upload of the same bytes, which reuses the
+    stored copy without writing it and whose row is not committed yet; the bytes would vanish under it.
+    Reclaiming unreferenced blobs is a sweep's job, with a grace period.
+    """
+    # Locked so that a version naming the dataset cannot be registered between the check and the delete
+    # (registration takes a key-share lock on the dataset row).
+    dataset = session.scalar(select_for_update(session, sa.select(Dataset).where(Dataset.id == dataset_id)))
+    if dataset is None:
+        raise NotFound(f"No dataset with id {dataset_id}.")
+    users = lineage.dataset_users(session=session, dataset_id=dataset.id)
+    if users:
+        named = ", ".join(users[:NAMED_IN_CONFLICT])
+        more = f" and {len(users) - NAMED_IN_CONFLICT} more" if len(users) > NAMED_IN_CONFLICT else ""
+        raise Conflict(f"Dataset {dataset.name!r} is in the lineage of {named}{more}; delete those first.")
+    audit.record_change(session, actor=actor, action="dataset.deleted", resource_type="dataset",
+                        resource_id=dataset.id, request_id=request_id,
+                        before={"name": dataset.name, "sha256": dataset.sha256, "rows": dataset.rows,
+                                "columns": dataset.columns, "size": dataset.size})
+    emit(session, "dataset.deleted", {"dataset_id": dataset.id, "name": dataset.name, "sha256": dataset.sha256,
+                                      "actor": actor.name}, producer=PRODUCER)
+    session.delete(dataset)

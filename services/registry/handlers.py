@@ -131,9 +131,9 @@ class TrainingOutcomes(EventConsumer):
                              request_id=request_id, model_ref=model_id, details=details,
                              artifact_sha256=payload["artifact_sha256"], provenance="trained")
         except (NotFound, Conflict, ValidationFailed) as exc:
-            # The model was deleted or archived while it trained, or its parent version was deleted: the
-            # version cannot be registered, and the training service must hear so, or its job would wait
-            # for a version forever.
+            # The model was deleted or archived while it trained, or its dataset or parent version was
+            # deleted: the version cannot be registered, and the training service must hear so, or its
+            # job would wait for a version forever.
             log.warning("training job %s not registered: %s", job_id, exc.detail)
             emit(session, "model_version.rejected", {"model_id": model_id, "training_job_id": job_id,
                                                       "reason": exc.detail}, producer=models_service.PRODUCER)

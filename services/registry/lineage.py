@@ -51,6 +51,17 @@ def forget_model_versions(*, session: Session, version_ids: Iterable[uuid.UUID])
     )))
 
 
+def dataset_users(*, session: Session, dataset_id: uuid.UUID) -> list[str]:
+    """Labels ("churn v3" ...) of what names the dataset in its lineage: the versions recording it as
+    their dataset, and whatever an edge leads to from it."""
+    keys: set[NodeKey] = {("model_version", str(version_id)) for version_id in session.scalars(
+        sa.select(ModelVersion.id).where(ModelVersion.dataset_id == dataset_id))}
+    keys |= {(target_type, target_id) for target_type, target_id in session.execute(
+        sa.select(LineageEdge.target_type, LineageEdge.target_id).where(
+            LineageEdge.source_type == "dataset", LineageEdge.source_id == str(dataset_id)))}
+    return [node["label"] for node in _describe(session, keys)]
+
+
 def _walk(session: Session, root: NodeKey, *, upstream: bool, depth: int) -> list[LineageEdge]:
     """Breadth-first from `root`, one query per level, never visiting a node twice (cycles end)."""
     near_type, near_id = (LineageEdge.target_type, LineageEdge.target_id) if upstream else (

@@ -59,7 +59,9 @@ def _check_references(session: Session, model_ref: ModelRef,
         raise Conflict(f"Model {model.name!r} is archived; restore it before registering versions.")
     dataset = None
     if details.dataset_id is not None:
-        dataset = session.get(Dataset, details.dataset_id)
+        # Key-share locked to the end of the registration: a delete of the dataset waits, then sees this version.
+        dataset = session.scalar(sa.select(Dataset).where(Dataset.id == details.dataset_id)
+                                 .with_for_update(read=True, key_share=True))
         if dataset is None:
             raise ValidationFailed(f"No dataset with id {details.dataset_id}.",
                                    errors={"dataset_id": ["No such dataset."]})

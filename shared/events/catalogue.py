@@ -85,6 +85,13 @@ class DatasetRegistered(_Payload):
     actor = fields.String(required=True)
 
 
+class DatasetDeleted(_Payload):
+    dataset_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    sha256 = fields.String(required=True)
+    actor = fields.String(required=True)
+
+
 class TrainingStarted(_Payload):
     job_id = fields.UUID(required=True)
     model_id = fields.UUID(required=True)
@@ -145,6 +152,7 @@ CATALOGUE: dict[str, type[Schema]] = {
     "model_version.alias_removed": AliasRemoved,
     "model_version.rejected": ModelVersionRejected,
     "dataset.registered": DatasetRegistered,
+    "dataset.deleted": DatasetDeleted,
     "training.started": TrainingStarted,
     "training.completed": TrainingCompleted,
     "training.failed": TrainingFailed,

@@ -42,6 +42,10 @@ def _writes(client, ds):
     def nothing() -> str:
         return ""
 
+    def dataset() -> str:
+        uploaded = upload_csv(client, ds, f"a,b\n1,{uuid.uuid4().hex}\n".encode()).json
+        return f"/api/v1/datasets/{uploaded['id']}"
+
     return [
         ("create model", "data_scientist", nothing,
          lambda url, h: client.post("/api/v1/models", json=model_body(), headers=h)),
@@ -60,6 +64,7 @@ def _writes(client, ds):
          lambda url, h: client.delete(f"{url}/aliases/champion", headers=h)),
         ("upload dataset", "data_scientist", nothing,
          lambda url, h: upload_csv(client, h, f"a,b\n1,{uuid.uuid4().hex}\n".encode())),
+        ("delete dataset", "admin", dataset, lambda url, h: client.delete(url, headers=h)),
     ]
 
 
@@ -99,11 +104,13 @@ def test_every_registry_write_obeys_the_role_matrix_with_api_keys(app, client, d
 def test_viewers_can_read_everything(app, client, ds):
     model = create_model(client, ds)
     upload_version(client, ds, model["id"])
+    client.put(f"/api/v1/models/{model['id']}/aliases/champion", json={"version": 1}, headers=ds)
     dataset = upload_csv(client, ds, b"a\n1\n").json
     viewer = api_key_headers(app, "viewer")
     base = f"/api/v1/models/{model['id']}"
     for path in ("/api/v1/models", base, f"{base}/versions", f"{base}/versions/1", f"{base}/versions/1/artifact",
-                 f"{base}/versions/1/lineage", "/api/v1/datasets", f"/api/v1/datasets/{dataset['id']}"):
+                 f"{base}/versions/1/lineage", f"{base}/versions/latest", f"{base}/aliases/champion",
+                 "/api/v1/datasets", f"/api/v1/datasets/{dataset['id']}", f"/api/v1/datasets/{dataset['id']}/content"):
         assert client.get(path, headers=viewer).status_code == 200, path
     assert client.get("/api/v1/models").status_code == 401
 

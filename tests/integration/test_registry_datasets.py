@@ -1,4 +1,5 @@
-"""Datasets over HTTP: CSV upload with an inferred schema, one stored copy per content, bad files refused."""
+"""Datasets over HTTP: CSV upload with an inferred schema, one stored copy per content, bad files refused,
+download, and a delete that lineage can refuse."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from tests.support.registry import upload_csv
+from services.registry.handlers import TrainingOutcomes
+from services.registry.lineage import add_lineage_edge
+from shared.audit import AuditEntry
+from shared.config import load_settings
+from shared.events.catalogue import build_envelope
+from shared.events.consumer import process
+from shared.events.outbox import OutboxEvent
+from tests.support.registry import bearer, create_model, upload_csv, upload_version
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +104,83 @@ def test_datasets_page_newest_first(client, ds):
     assert [item["name"] for item in page["items"]] == ["d2", "d1"]
     rest = client.get("/api/v1/datasets", query_string={"limit": 2, "cursor": page["next_cursor"]}, headers=ds).json
     assert [item["name"] for item in rest["items"]] == ["d0"]
+
+
+def test_a_datasets_csv_downloads_byte_for_byte_named_for_it_with_its_sha256_as_etag(app, client, ds):
+    dataset = upload_csv(client, ds, CSV, name="customers").json
+    url = f"/api/v1/datasets/{dataset['id']}/content"
+    response = client.get(url, headers=bearer(app, "viewer"))
+    assert response.status_code == 200
+    assert response.data == CSV
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == "attachment; filename=customers.csv"
+    assert response.headers["ETag"] == f'"{dataset["sha256"]}"'
+    assert response.headers["Content-Length"] == str(len(CSV))
+    not_modified = client.get(url, headers={**ds, "If-None-Match": f'"{dataset["sha256"]}"'})
+    assert not_modified.status_code == 304 and not_modified.data == b""
+    accented = upload_csv(client, ds, CSV, name="clientes é").json
+    disposition = client.get(f"/api/v1/datasets/{accented['id']}/content", headers=ds).headers["Content-Disposition"]
+    assert disposition == "attachment; filename=\"clientes e.csv\"; filename*=UTF-8''clientes%20%C3%A9.csv"
+    assert client.get(f"/api/v1/datasets/{uuid.uuid4()}/content", headers=ds).status_code == 404
+
+
+def test_a_dataset_a_version_names_cannot_be_deleted_until_that_version_is_gone(app, client, ds,
+                                                                                 settings_overrides):
+    admin = bearer(app, "admin", "root")
+    model = create_model(client, ds, "churn")
+    dataset = upload_csv(client, ds, CSV, name="customers").json
+    upload_version(client, ds, model["id"], metadata={"dataset_id": dataset["id"]})
+    url = f"/api/v1/datasets/{dataset['id']}"
+    refused = client.delete(url, headers=admin)
+    assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
+    assert "churn v1" in refused.json["detail"]
+    assert client.get(url, headers=ds).status_code == 200
+
+    assert client.delete("/api/v1/models/churn/versions/1", headers=admin).status_code == 204
+    assert client.delete(url, headers=admin).status_code == 204
+    assert client.get(url, headers=ds).status_code == 404
+    assert client.get(f"{url}/content", headers=ds).status_code == 404
+    assert client.delete(url, headers=admin).status_code == 404
+    with app.extensions["modelyard"].db.transaction() as session:
+        [event] = session.scalars(sa.select(OutboxEvent.envelope).where(OutboxEvent.type == "dataset.deleted")).all()
+        [entry] = session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "dataset.deleted")).all()
+    assert event["payload"] == {"dataset_id": dataset["id"], "name": "customers", "sha256": dataset["sha256"],
+                                "actor": "root"}
+    assert (entry.actor, entry.before["sha256"], entry.after) == ("root", dataset["sha256"], None)
+    # The bytes stay in the content-addressed store, where another dataset may share them.
+    assert dataset["sha256"] in {blob.name for blob in _stored_blobs(settings_overrides)}
+
+
+def test_a_dataset_another_service_linked_in_lineage_cannot_be_deleted(app, client, ds):
+    dataset = upload_csv(client, ds, CSV).json
+    with app.extensions["modelyard"].db.transaction() as session:
+        add_lineage_edge(session=session, source_type="dataset", source_id=dataset["id"], target_type="ab_test",
+                         target_id=uuid.uuid4(), relation="evaluation_data")
+    refused = client.delete(f"/api/v1/datasets/{dataset['id']}", headers=bearer(app, "admin"))
+    assert refused.status_code == 409 and "ab test" in refused.json["detail"]
+
+
+@pytest.mark.parametrize("role", ["viewer", "data_scientist", "ml_engineer"])
+def test_only_an_admin_deletes_a_dataset(app, client, ds, role):
+    dataset = upload_csv(client, ds, CSV).json
+    response = client.delete(f"/api/v1/datasets/{dataset['id']}", headers=bearer(app, role))
+    assert response.status_code == 403
+    assert client.get(f"/api/v1/datasets/{dataset['id']}", headers=ds).status_code == 200
+
+
+def test_a_trained_version_whose_dataset_was_deleted_meanwhile_is_rejected(app, client, ds, settings_overrides):
+    model = create_model(client, ds, "churn")
+    dataset = upload_csv(client, ds, CSV).json
+    assert client.delete(f"/api/v1/datasets/{dataset['id']}", headers=bearer(app, "admin")).status_code == 204
+    job_id = str(uuid.uuid4())
+    completed = build_envelope("training.completed", {
+        "job_id": job_id, "model_id": model["id"], "artifact_sha256": "0" * 64, "dataset_id": dataset["id"],
+        "dataset_sha256": dataset["sha256"], "parent_version": None, "estimator": "logistic_regression",
+        "best_params": {}, "cv_metrics": {}, "test_metrics": {}, "code_version": "test", "random_state": 0,
+        "library_versions": {}, "profile": {}, "actor": "dana"}, producer="training")
+    process(app.extensions["modelyard"].db, TrainingOutcomes(load_settings(settings_overrides)), completed)
+    with app.extensions["modelyard"].db.transaction() as session:
+        [rejected] = session.scalars(sa.select(OutboxEvent.envelope)
+                                     .where(OutboxEvent.type == "model_version.rejected")).all()
+    assert rejected["payload"]["training_job_id"] == job_id and dataset["id"] in rejected["payload"]["reason"]
+    assert client.get("/api/v1/models/churn", headers=ds).json["latest_version"] is None
