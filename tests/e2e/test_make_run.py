@@ -1,7 +1,8 @@
 """`make run` itself: start the embedded platform and walk a new user's first session over HTTP.
 
 login -> create model -> upload a version -> set an alias -> read its lineage, then download the
-artifact and see an event leave through the outbox. This is the suite's one SQLite test.
+artifact and see an event leave through the outbox. (The integration tier runs on SQLite too; this
+is the embedded platform as its processes really start.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,67 @@
+"""The README's tour, run as written: its shell blocks, in order, in one bash, against `make run`.
+
+So that the README cannot drift from the platform: a command that no longer works, a placeholder a
+reader cannot fill in, or an answer that is now an error fails this test. The one liberty taken is
+the address: the platform under test listens on a free port instead of 8000.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.support.walks import ROOT, Platform, free_port
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "change-me"  # the tour starts `MODELYARD_ADMIN_PASSWORD=change-me make run`
+README_ADDRESS = "http://127.0.0.1:8000"
+# Any error answer stops the tour, as it would stop a reader; curl's own options stay as written.
+PRELUDE = """set -euo pipefail
+curl() { command curl --fail-with-body --show-error "$@"; }
+"""
+
+
+def tour_script(readme: str, base: str) -> str:
+    """The shell blocks of the README's "A short tour" section, in order, pointed at `base`."""
+    section = readme.split("\n## A short tour\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```sh\n(.*?)^```", section, flags=re.S | re.M)
+    assert blocks, "the README's tour has no shell blocks"
+    return PRELUDE + "\n".join(blocks).replace(README_ADDRESS, base)
+
+
+def test_the_tour_starts_the_way_the_readme_says():
+    readme = (ROOT / "README.md").read_text()
+    assert f"MODELYARD_ADMIN_PASSWORD={PASSWORD} make run" in readme
+    assert README_ADDRESS + "/api/v1" in tour_script(readme, README_ADDRESS)
+
+
+def test_the_readme_tour_runs_top_to_bottom_against_make_run(tmp_path):
+    var_dir = tmp_path / "var"
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
+        "MODELYARD_VAR_DIR": str(var_dir),
+        "MODELYARD_BIND": f"127.0.0.1:{port}",
+        "MODELYARD_ADMIN_PASSWORD": PASSWORD,
+    }
+    var_dir.mkdir()
+    run = Platform("run", env, tmp_path / "run.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        run.wait_ready(base + "/readyz")
+        # A reader's shell stands in the checkout (the tour uses .venv/bin/python); the files it makes
+        # go to a directory of its own.
+        reader = tmp_path / "reader"
+        reader.mkdir()
+        (reader / ".venv").symlink_to(ROOT / ".venv")
+        script = tour_script((ROOT / "README.md").read_text(), base)
+        done = subprocess.run(["bash", "-c", script], cwd=reader, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, (f"the tour stopped (exit {done.returncode}):\n{done.stderr[-4000:]}\n"
+                                      f"--- its output:\n{done.stdout[-4000:]}")
+    finally:
+        run.stop()
