@@ -33,6 +33,12 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # A batch migration rebuilds a table (copy, drop, rename); with foreign keys on, dropping the old
+        # table would cascade-delete every row that refers to it. Checked again once the schema is whole.
+        # (The pragma is a no-op inside a transaction, so it is set before one begins.)
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # ends what SQLAlchemy began for the pragma, so that Alembic's transaction commits
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -41,6 +47,12 @@ def _run(connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+        if broken:
+            raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
 
 
 run_migrations_online()

@@ -1,5 +1,7 @@
 """Alembic is the only source of schema: the migrations build exactly what the models describe."""
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -23,14 +25,8 @@ def _differences(url: str) -> list:
     return diff
 
 
-def test_models_and_migrations_agree_on_postgres(database_url):
+def test_models_and_migrations_agree(database_url):  # on Postgres and on the embedded SQLite
     assert _differences(database_url) == []
-
-
-def test_models_and_migrations_agree_on_the_embedded_sqlite(tmp_path):
-    url = f"sqlite:///{tmp_path}/modelyard.db"
-    migrate(url)
-    assert _differences(url) == []
 
 
 def test_the_history_downgrades_to_nothing_and_back(tmp_path):
@@ -41,3 +37,39 @@ def test_the_history_downgrades_to_nothing_and_back(tmp_path):
     assert sa.inspect(engine).get_table_names() == ["alembic_version"]
     engine.dispose()
     migrate(url)
+
+
+def test_downgrading_and_upgrading_the_embedded_sqlite_keeps_every_row(tmp_path):
+    # SQLite alters a table by rebuilding it; with foreign keys on, dropping the old copy of `models`
+    # would cascade to every version and alias.
+    url = f"sqlite:///{tmp_path}/kept.db"
+    migrate(url)
+    engine = make_engine(url)
+    model_id, version_id = uuid.uuid4().hex, uuid.uuid4().hex
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO models (id, name, description, type, framework, status, hyperparameters, features, tags,"
+            " metadata, created_by, latest_version, version_counter, created_at, updated_at) VALUES (:id, 'm', '',"
+            " 'classification', 'custom', 'trained', '{}', '[]', '{}', '{}', 'me', 1, 1, '2026-01-01', '2026-01-01')"),
+            {"id": model_id})
+        conn.execute(sa.text(
+            "INSERT INTO model_versions (id, model_id, number, artifact_sha256, size, provenance, status, description,"
+            " parameters, metrics, tags, created_by, created_at) VALUES (:id, :model, 1, :sha, 1, 'uploaded', 'ready',"
+            " '', '{}', '{}', '{}', 'me', '2026-01-01')"), {"id": version_id, "model": model_id, "sha": "0" * 64})
+        conn.execute(sa.text("INSERT INTO model_aliases (model_id, alias, version, updated_at)"
+                             " VALUES (:model, 'champion', 1, '2026-01-01')"), {"model": model_id})
+    engine.dispose()
+
+    def counts() -> tuple[int, int, int]:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            found = tuple(conn.scalar(sa.text(f"SELECT count(*) FROM {table}"))
+                          for table in ("models", "model_versions", "model_aliases"))
+        engine.dispose()
+        return found
+
+    command.downgrade(alembic_config(url), "0005")
+    assert counts() == (1, 1, 1)
+    migrate(url)
+    assert counts() == (1, 1, 1)
+    assert _differences(url) == []
