@@ -50,24 +50,26 @@ class VersionDetails:
     profile: dict[str, Any] | None = None
 
 
-def _check_references(session: Session, model_ref: ModelRef,
-                      details: VersionDetails) -> tuple[RegisteredModel, Dataset | None]:
-    """The model and dataset; refuse an archived model or a dataset/parent that does not exist, before any
-    bytes are stored."""
+def _check_references(session: Session, model_ref: ModelRef, details: VersionDetails) -> RegisteredModel:
+    """The model; refuse an archived model or a dataset/parent that does not exist, before any bytes are stored."""
     model = get_model(session=session, model_ref=model_ref)
     if model.status == lifecycle.ARCHIVED:
         raise Conflict(f"Model {model.name!r} is archived; restore it before registering versions.")
-    dataset = None
     if details.dataset_id is not None:
-        # Key-share locked to the end of the registration: a delete of the dataset waits, then sees this version.
-        dataset = session.scalar(sa.select(Dataset).where(Dataset.id == details.dataset_id)
-                                 .with_for_update(read=True, key_share=True))
-        if dataset is None:
-            raise ValidationFailed(f"No dataset with id {details.dataset_id}.",
-                                   errors={"dataset_id": ["No such dataset."]})
+        _dataset(session, details.dataset_id)
     if details.parent_version is not None:
         _parent_id(session, model, details.parent_version)
-    return model, dataset
+    return model
+
+
+def _dataset(session: Session, dataset_id: uuid.UUID) -> Dataset:
+    # Key-share locked on Postgres to the end of the registration: a delete of the dataset waits, then sees
+    # this version. SQLite has no row locks, so the registration looks it up again under the model's lock.
+    dataset = session.scalar(sa.select(Dataset).where(Dataset.id == dataset_id)
+                             .with_for_update(read=True, key_share=True))
+    if dataset is None:
+        raise ValidationFailed(f"No dataset with id {dataset_id}.", errors={"dataset_id": ["No such dataset."]})
+    return dataset
 
 
 def _parent_id(session: Session, model: RegisteredModel, number: int) -> uuid.UUID:
@@ -96,7 +98,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         raise ValueError("pass exactly one of artifact_stream and artifact_sha256")
     if provenance not in PROVENANCES:
         raise ValueError(f"unknown provenance {provenance!r}")
-    model, dataset = _check_references(session, model_ref, details)
+    model = _check_references(session, model_ref, details)
     if artifact_stream is not None:
         blob = artifacts.put_stream(artifact_stream)
         sha256, size = blob.sha256, blob.size
@@ -105,8 +107,10 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     # The row lock serialises concurrent registrations per model, so numbers never collide; it is
     # taken only after the (possibly long) upload so that uploads still run in parallel.
     model = get_model(session=session, model_ref=model.id, for_update=True)
-    # Looked up again under the lock, before any write: the parent may have been deleted during the upload.
+    # Looked up again under the lock, before any write: the parent or the dataset may have been deleted
+    # during the upload.
     parent_id = None if details.parent_version is None else _parent_id(session, model, details.parent_version)
+    dataset = None if details.dataset_id is None else _dataset(session, details.dataset_id)
     number = model.version_counter + 1  # never a number a deleted version had
     version = ModelVersion(
         model_id=model.id, number=number, artifact_sha256=sha256, size=size, artifact_filename=artifact_filename,

@@ -4,6 +4,8 @@ download, and a delete that lineage can refuse."""
 from __future__ import annotations
 
 import hashlib
+import io
+import threading
 import uuid
 from pathlib import Path
 
@@ -12,8 +14,11 @@ import sqlalchemy as sa
 
 from services.registry.handlers import TrainingOutcomes
 from services.registry.lineage import add_lineage_edge
+from services.registry.versions import VersionDetails, register_version
 from shared.audit import AuditEntry
+from shared.auth import Actor
 from shared.config import load_settings
+from shared.errors import ValidationFailed
 from shared.events.catalogue import build_envelope
 from shared.events.consumer import process
 from shared.events.outbox import OutboxEvent
@@ -184,3 +189,48 @@ def test_a_trained_version_whose_dataset_was_deleted_meanwhile_is_rejected(app, 
                                      .where(OutboxEvent.type == "model_version.rejected")).all()
     assert rejected["payload"]["training_job_id"] == job_id and dataset["id"] in rejected["payload"]["reason"]
     assert client.get("/api/v1/models/churn", headers=ds).json["latest_version"] is None
+
+
+def test_a_dataset_deleted_while_a_version_naming_it_uploads_leaves_one_or_the_other(app, client, ds):
+    """Postgres makes the delete wait for the registration (then 409); SQLite has no row locks, so the
+    delete goes first and the registration, looking again under the model's lock, is refused (422)."""
+    dataset = upload_csv(client, ds, b"a,b\n1,2\n3,4\n", name="racing").json
+    model = create_model(client, ds, "racer")
+    rt = app.extensions["modelyard"]
+    deleted: dict[str, int] = {}
+
+    def delete_dataset() -> None:
+        response = app.test_client().delete(f"/api/v1/datasets/{dataset['id']}", headers=bearer(app, "admin"))
+        deleted["status"] = response.status_code
+
+    class DeleteMidUpload(io.BytesIO):
+        """An upload during which an admin deletes the dataset."""
+
+        thread: threading.Thread | None = None
+
+        def read(self, *args):
+            if self.thread is None:
+                self.thread = threading.Thread(target=delete_dataset)
+                self.thread.start()
+                self.thread.join(timeout=1)  # Postgres: still waiting for the registration's lock
+            return super().read(*args)
+
+    upload = DeleteMidUpload(b"model bytes")
+    actor = Actor(id=str(uuid.uuid4()), name="dana", role="data_scientist", via="token")
+    try:
+        with rt.db.transaction() as session:
+            register_version(session=session, cache=rt.cache, artifacts=rt.artifacts, actor=actor, request_id="race",
+                             model_ref=uuid.UUID(model["id"]),
+                             details=VersionDetails(dataset_id=uuid.UUID(dataset["id"])), artifact_stream=upload)
+        registered = True
+    except ValidationFailed as refused:
+        assert refused.errors == {"dataset_id": ["No such dataset."]}
+        registered = False
+    upload.thread.join(timeout=30)
+    versions = client.get(f"/api/v1/models/{model['id']}/versions", headers=ds).json["items"]
+    dataset_found = client.get(f"/api/v1/datasets/{dataset['id']}", headers=ds).status_code
+    if registered:
+        assert (deleted["status"], dataset_found) == (409, 200)
+        assert [v["dataset_id"] for v in versions] == [dataset["id"]]
+    else:
+        assert (deleted["status"], dataset_found, versions) == (204, 404, [])
