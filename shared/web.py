@@ -79,7 +79,12 @@ class ModelRefConverter(UnicodeConverter):
 
     A path segment cannot hold a "/" (werkzeug decodes %2F before routing), so a name containing one
     is addressed by the model's id. The segment stays a string; the registry decides what it names.
+    A NUL can be in no name (Postgres text refuses it), so a segment holding one matches no route: 404.
     """
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, *args, **kwargs)
+        self.regex = "[^/\x00]+"
 
 
 def _model_ref_schema(converter: ModelRefConverter) -> dict:

@@ -8,7 +8,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.registry.models import ModelAlias, ModelVersion
+from services.registry.models import ModelAlias, ModelVersion, RegisteredModel
 from services.registry.models_service import PRODUCER, ModelRef, get_model, model_cache_key
 from services.registry.status import VERSION_ARCHIVED
 from shared import audit
@@ -24,6 +24,11 @@ def _check_name(alias: str) -> None:
     if not ALIAS_NAME.fullmatch(alias):
         raise ValidationFailed(f"{alias!r} is not a valid alias name.",
                                errors={"alias": ["Lowercase letter first, then up to 63 of a-z, 0-9, _ and -."]})
+
+
+def _no_alias(model: RegisteredModel, alias: str) -> NotFound:
+    # Also for a name no alias can have (e.g. holding a NUL, which Postgres could not even compare).
+    return NotFound(f"Model {model.name!r} has no alias {alias!r}.")
 
 
 def _record(session: Session, *, actor: Actor, request_id: str, model_id: uuid.UUID, alias: str,
@@ -43,12 +48,14 @@ def _record(session: Session, *, actor: Actor, request_id: str, model_id: uuid.U
 def resolve_alias(*, session: Session, model_ref: ModelRef, alias: str) -> ModelVersion:
     """The version the alias points at (as `models:/name@alias` resolves in MLflow), or NotFound."""
     model = get_model(session=session, model_ref=model_ref)
+    if not ALIAS_NAME.fullmatch(alias):
+        raise _no_alias(model, alias)
     version = session.scalar(
         sa.select(ModelVersion)
         .join(ModelAlias, sa.and_(ModelAlias.model_id == ModelVersion.model_id, ModelAlias.version == ModelVersion.number))
         .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias))
     if version is None:
-        raise NotFound(f"Model {model.name!r} has no alias {alias!r}.")
+        raise _no_alias(model, alias)
     return version
 
 
@@ -85,9 +92,9 @@ def remove_alias(*, session: Session, cache: Cache, actor: Actor, request_id: st
                  alias: str) -> None:
     """Delete the alias (NotFound if it does not exist); the version it pointed at stays."""
     model = get_model(session=session, model_ref=model_ref, for_update=True)
-    row = session.get(ModelAlias, (model.id, alias))
+    row = session.get(ModelAlias, (model.id, alias)) if ALIAS_NAME.fullmatch(alias) else None
     if row is None:
-        raise NotFound(f"Model {model.name!r} has no alias {alias!r}.")
+        raise _no_alias(model, alias)
     previous = row.version
     session.delete(row)
     session.flush()

@@ -79,6 +79,15 @@ def test_a_nul_in_a_query_parameter_is_422_naming_it(client, ds):
         assert name in response.json["errors"]
 
 
+def test_a_nul_in_a_model_name_or_alias_of_a_path_is_a_404_problem(client, ds, model):
+    for method, path in (("get", f"{MODELS}/a%00b"), ("get", f"{MODELS}/a%00b/versions"),
+                         ("get", f"{MODELS}/a%00b/versions/latest"), ("patch", f"{MODELS}/a%00b"),
+                         ("get", f"{MODELS}/{model['id']}/aliases/a%00b"),
+                         ("delete", f"{MODELS}/{model['id']}/aliases/a%00b")):
+        response = getattr(client, method)(path, headers=ds, **({"json": {}} if method == "patch" else {}))
+        assert (response.status_code, response.mimetype) == (404, "application/problem+json"), (method, path)
+
+
 def test_a_nul_in_a_form_field_or_file_name_is_422_naming_the_part(app, client, ds, model, settings_overrides):
     before = _trail(app, settings_overrides)
     named = upload_csv(client, ds, b"a,b\n1,2\n", name="x\x00y")
