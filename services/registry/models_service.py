@@ -41,12 +41,15 @@ def model_cache_key(model_id: uuid.UUID) -> str:
 
 
 def _as_id(model_ref: ModelRef) -> uuid.UUID | None:
+    """The id a ref spells in the form ids are written (any case), else None: uuid.UUID also reads
+    "{...}", "urn:uuid:..." and bare hex, which are names here, not another spelling of an id."""
     if isinstance(model_ref, uuid.UUID):
         return model_ref
     try:
-        return uuid.UUID(model_ref)
+        model_id = uuid.UUID(model_ref)
     except ValueError:
         return None
+    return model_id if str(model_id) == model_ref.lower() else None
 
 
 def _not_found(model_ref: ModelRef) -> NotFound:

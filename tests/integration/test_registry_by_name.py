@@ -82,6 +82,12 @@ def test_a_name_that_looks_like_a_uuid_is_a_name_unless_a_model_has_that_id(clie
     assert client.get(f"/api/v1/models/{named['id']}", headers=ds).json["name"] == looks_like_an_id
     assert client.get(f"/api/v1/models/{shadowed['id']}", headers=ds).json["name"] == named["id"]
 
+    # Other spellings uuid.UUID reads are names, not that id: each reaches the model so named.
+    for spelling in ("{%s}" % named["id"], "urn:uuid:" + named["id"], named["id"].replace("-", "")):
+        other = create_model(client, ds, spelling)
+        assert client.get(f"/api/v1/models/{quote(spelling)}", headers=ds).json["id"] == other["id"], spelling
+    assert client.get(f"/api/v1/models/{named['id'].upper()}", headers=ds).json["id"] == named["id"]
+
 
 def test_a_name_containing_a_slash_is_addressed_by_the_models_id(client, ds):
     model = create_model(client, ds, "team/churn")
