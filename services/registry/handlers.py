@@ -2,16 +2,17 @@
 
 training.started moves the model to `training` (update_model remembers the status it left).
 training.completed registers the trained artifact as the model's next version (provenance "trained",
-with its full lineage and the data profile), then moves the model to `trained` and, when the model
-has no features yet, gives it those the training used, in one update. training.failed (also sent
-for a cancel) sends a model still `training` back to the status it had before, or to `failed` when
-it has no version to stand on; a model moved meanwhile, by a user or another training, is left alone.
+with its full lineage and the data profile), then moves the model to `trained` (a deployed model
+stays deployed) and, when the model has no features yet, gives it those the training used, in one
+update. training.failed (also sent for a cancel) sends a model still `training` back to the status it
+had before, or to `failed` when it never had a version; a model moved meanwhile, by a user or another
+training, is left alone.
 
 Two trainings of one model may overlap. The second training.started finds the model `training`
 already, so the remembered status stays the one from before the first, and whichever training ends
 first ends the model's `training`: the registry does not own training jobs, so it cannot count them.
 
-A status move the lifecycle does not allow (e.g. a deployed model being retrained) is skipped with a
+A status move the lifecycle does not allow (e.g. a failed model whose training completes) is skipped with a
 log line: an event about the past cannot be refused, and raising would only dead-letter it.
 """
 
@@ -63,7 +64,8 @@ def _after_start(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, A
 
 
 def _after_completion(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, Any]:
-    changes: dict[str, Any] = {"status": lifecycle.TRAINED}
+    # A deployed model stays deployed: its live version still serves, the new one waits for a deployment.
+    changes: dict[str, Any] = {} if model.status == lifecycle.DEPLOYED else {"status": lifecycle.TRAINED}
     # Features a user gave stay; events from before the field existed carry none to give.
     if not model.features and payload.get("features"):
         changes["features"] = payload["features"]
@@ -73,7 +75,7 @@ def _after_completion(model: RegisteredModel, payload: dict[str, Any]) -> dict[s
 def _after_failure(model: RegisteredModel, payload: dict[str, Any]) -> dict[str, Any]:
     if model.status != lifecycle.TRAINING:
         return {}  # moved meanwhile, by a user or by an overlapping training: that move stands
-    if model.latest_version is None:
+    if model.version_counter == 0:  # never had a version (one since deleted still counts)
         return {"status": lifecycle.FAILED}
     # No remembered status only for a model that was training when migration 0006 added the column.
     return {"status": model.status_before_training or lifecycle.FAILED}

@@ -148,3 +148,20 @@ def test_a_trained_version_gives_its_features_even_to_a_model_whose_status_may_n
     job.complete(features=["tenure", "plan"])  # failed -> trained is no move the lifecycle allows
     after = seen(client, ds, model)
     assert (after["status"], after["features"], after["latest_version"]) == ("failed", ["tenure", "plan"], 1)
+
+
+def test_a_deployed_model_stays_deployed_when_a_retraining_completes(client, ds, training):
+    model = trained_model(client, ds, training)
+    assert client.patch(f"/api/v1/models/{model['id']}", json={"status": "deployed"}, headers=ds).status_code == 200
+    training(model).start().complete()  # deployed -> training is no move; the version still registers
+    after = seen(client, ds, model)
+    assert (after["status"], after["latest_version"]) == ("deployed", 2)
+
+
+def test_a_model_whose_versions_were_all_deleted_goes_back_to_its_status_when_a_training_fails(
+        app, client, ds, training):
+    model = create_model(client, ds)
+    assert upload_version(client, ds, model["id"]).status_code == 201
+    assert client.delete(f"/api/v1/models/{model['id']}/versions/1", headers=bearer(app, "admin")).status_code == 204
+    training(model).start().fail()  # it had a version once: not `failed`, as a first training would leave it
+    assert seen(client, ds, model)["status"] == "registered"
