@@ -62,6 +62,15 @@ def dataset_users(*, session: Session, dataset_id: uuid.UUID) -> list[str]:
     return [node["label"] for node in _describe(session, keys)]
 
 
+def traffic_served(*, session: Session, version_id: uuid.UUID) -> list[str]:
+    """Labels of the deployments and A/B tests that recorded the version in their lineage: it served traffic."""
+    keys = {(target_type, target_id) for target_type, target_id in session.execute(
+        sa.select(LineageEdge.target_type, LineageEdge.target_id).where(
+            LineageEdge.source_type == "model_version", LineageEdge.source_id == str(version_id),
+            LineageEdge.target_type.in_(("deployment", "ab_test"))))}
+    return [node["label"] for node in _describe(session, keys)]
+
+
 def _walk(session: Session, root: NodeKey, *, upstream: bool, depth: int) -> list[LineageEdge]:
     """Breadth-first from `root`, one query per level, never visiting a node twice (cycles end)."""
     near_type, near_id = (LineageEdge.target_type, LineageEdge.target_id) if upstream else (

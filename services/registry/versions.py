@@ -226,12 +226,17 @@ def update_version(*, session: Session, actor: Actor, request_id: str, model_ref
 
 def delete_version(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_ref: ModelRef,
                    number: int) -> None:
-    """Delete a version (refused while an alias points at it) with its lineage edges. Its number is never
-    given again; the model's latest_version drops to the highest left. The artifact's blob stays: it is
-    content-addressed, and other versions or datasets may share it."""
+    """Delete a version (refused while an alias points at it, or once it served traffic) with its lineage
+    edges. Its number is never given again; the model's latest_version drops to the highest left. The
+    artifact's blob stays: it is content-addressed, and other versions or datasets may share it."""
     version = get_version(session=session, model_ref=model_ref, number=number, for_update=True)
     _refuse_while_aliased(version, "deleted", "aliases")
     model = version.model
+    served = lineage.traffic_served(session=session, version_id=version.id)
+    if served:
+        # What served predictions stays on record (monitoring and audits refer to it): archive it instead.
+        raise Conflict(f"Version {version.number} of model {model.name!r} served traffic ({', '.join(served)}); "
+                       "archive it instead of deleting it.", errors={"lineage": served})
     lineage.forget_model_versions(session=session, version_ids=[version.id])
     audit.record_change(session, actor=actor, action="model_version.deleted", resource_type="model_version",
                         resource_id=version.id, request_id=request_id,

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.registry.handlers import TrainingOutcomes
+from services.registry.lineage import add_lineage_edge
 from services.registry.models import LineageEdge, ModelVersion
 from shared.audit import AuditEntry
 from shared.config import load_settings
@@ -129,6 +130,18 @@ def test_deleting_a_version_drops_the_lineage_edges_that_touch_it(app, client, d
     assert _rows(app, LineageEdge, *touching) == []
     graph = client.get(f"{VERSIONS}/2/lineage?direction=up", headers=ds).json
     assert graph["edges"] == [] and [node["id"] for node in graph["nodes"]] == [graph["root"]]
+
+
+@pytest.mark.parametrize("served_by", ["deployment", "ab_test"])
+def test_a_version_that_served_traffic_is_archived_not_deleted(app, client, ds, admin, model, served_by):
+    version = client.get(f"{VERSIONS}/2", headers=ds).json
+    with app.extensions["modelyard"].db.transaction() as session:  # as the deployment service records a rollout
+        add_lineage_edge(session=session, source_type="model_version", source_id=version["id"],
+                         target_type=served_by, target_id=uuid.uuid4(), relation="served_by")
+    refused = client.delete(f"{VERSIONS}/2", headers=admin)
+    assert refused.status_code == 409 and "archive it" in refused.json["detail"]
+    assert client.get(f"{VERSIONS}/2", headers=ds).status_code == 200
+    assert client.patch(f"{VERSIONS}/2", json={"status": "archived"}, headers=ds).json["status"] == "archived"
 
 
 @pytest.mark.parametrize("role", ["viewer", "data_scientist", "ml_engineer"])
