@@ -168,13 +168,19 @@ def version_lineage(*, session: Session, model_ref: ModelRef, number: int, direc
     return lineage.lineage_graph(session=session, version=version, direction=direction, depth=depth)
 
 
+# Flavors that are also a file format. Others (MLflow's "sklearn", "pytorch" ...) name a library, not
+# how its bytes are laid out, so they make no extension.
+FORMAT_FLAVORS = ("skops", "onnx", "joblib", "pkl", "pt", "h5", "keras")
+
+
 def download_name(version: ModelVersion) -> str:
     """`<model name>-v<number>.<format>`: skops for a model the platform trained, else the uploaded file's
-    extension, else the version's flavor, and bin only when nothing says more."""
+    extension, else the version's flavor when it is a file format, and bin only when nothing says more."""
     if version.provenance == "trained":
         extension = "skops"
     else:
-        extension = PurePath(version.artifact_filename or "").suffix.lstrip(".") or version.flavor or "bin"
+        flavor = version.flavor if version.flavor in FORMAT_FLAVORS else None
+        extension = PurePath(version.artifact_filename or "").suffix.lstrip(".") or flavor or "bin"
     return f"{version.model.name}-v{version.number}.{extension}"
 
 
