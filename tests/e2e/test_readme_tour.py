@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.support.walks import ROOT, Platform, free_port
+from tests.support.polling import wait_for
+from tests.support.walks import ROOT, Platform, free_port, login
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +34,12 @@ def tour_script(readme: str, base: str) -> str:
     blocks = re.findall(r"^```sh\n(.*?)^```", section, flags=re.S | re.M)
     assert blocks, "the README's tour has no shell blocks"
     return PRELUDE + "\n".join(blocks).replace(README_ADDRESS, base)
+
+
+def _all_events_sent(database: Path) -> bool:
+    # make run's relay hands each event to its consumers before it marks the row sent.
+    with sqlite3.connect(database) as conn:
+        return conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0] == 0
 
 
 def test_the_tour_starts_the_way_the_readme_says():
@@ -53,15 +62,25 @@ def test_the_readme_tour_runs_top_to_bottom_against_make_run(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         run.wait_ready(base + "/readyz")
-        # A reader's shell stands in the checkout (the tour uses .venv/bin/python); the files it makes
-        # go to a directory of its own.
-        reader = tmp_path / "reader"
-        reader.mkdir()
-        (reader / ".venv").symlink_to(ROOT / ".venv")
+        # A reader's shell stands in the checkout; the tour moves to a `mktemp -d` directory of its own.
+        scratch = tmp_path / "scratch"
+        scratch.mkdir()
         script = tour_script((ROOT / "README.md").read_text(), base)
-        done = subprocess.run(["bash", "-c", script], cwd=reader, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(["bash", "-c", script], cwd=ROOT, env={**env, "TMPDIR": str(scratch)},
+                              capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (f"the tour stopped (exit {done.returncode}):\n{done.stderr[-4000:]}\n"
                                       f"--- its output:\n{done.stdout[-4000:]}")
+        # What the tour says a reader ends up with.
+        [workdir] = scratch.iterdir()
+        made = {path.name for path in workdir.iterdir()}
+        assert {"churn-v1.skops", "customers.csv"} <= made, made  # downloads, beside the uploaded files
+        assert (workdir / "customers.csv").read_bytes() == (workdir / "march-export.csv").read_bytes()
+        assert "succeeded" in done.stdout.splitlines()  # the poll loop's last word
+        # The cancelled second training leaves the model trained, once every event has been handled.
+        wait_for(lambda: _all_events_sent(var_dir / "modelyard.db"), timeout=10, what="every event to be handled")
+        http = login(base, PASSWORD)
+        assert http.get(f"{base}/api/v1/models/cancer").json()["status"] == "trained"
+        jobs = http.get(f"{base}/api/v1/models/cancer/trainings").json()["items"]
+        assert [(job["status"], job["phase"]) for job in jobs] == [("cancelled", None), ("succeeded", None)]
     finally:
         run.stop()
