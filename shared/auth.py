@@ -74,6 +74,12 @@ def init_auth(app: Flask, settings: Settings) -> None:
         JWT_DECODE_ALGORITHMS=["HS256"],
         JWT_ACCESS_TOKEN_EXPIRES=settings.jwt_expires_seconds,
         JWT_TOKEN_LOCATION=["headers"],
+        # A token signed with our secret for another service (or by another issuer sharing it) is not ours:
+        # each is stamped on issue and demanded on decode; a token without them is refused too.
+        JWT_ENCODE_ISSUER=settings.jwt_issuer,
+        JWT_DECODE_ISSUER=settings.jwt_issuer,
+        JWT_ENCODE_AUDIENCE=settings.jwt_audience,
+        JWT_DECODE_AUDIENCE=settings.jwt_audience,
     )
     JWTManager(app)
     app.after_request(_stamp_key_use)
@@ -172,15 +178,19 @@ def actor_from_api_key(session: Session, key: str) -> Actor:
 
 
 @functools.lru_cache(maxsize=4096)
-def _verified_claims(secret: str, token: str) -> dict:
+def _verified_claims(secret: str, issuer: str, audience: str, token: str) -> dict:
     # Checking a token's signature costs more than serving a cached read, and a token never changes:
-    # verify each one once per secret. Only successes are cached; expiry is checked on every use.
+    # verify each one once per secret, issuer and audience (decode_token checks them from the app's
+    # config; they are arguments so that an app with other ones never reuses this answer).
+    # Only successes are cached; expiry is checked on every use.
     return decode_token(token)
 
 
 def actor_from_token(token: str, generations: TokenGenerations) -> Actor:
     try:
-        claims = _verified_claims(current_app.config["JWT_SECRET_KEY"], token)
+        config = current_app.config
+        claims = _verified_claims(config["JWT_SECRET_KEY"], config["JWT_DECODE_ISSUER"],
+                                  config["JWT_DECODE_AUDIENCE"], token)
     except Exception as exc:  # PyJWT and flask-jwt-extended raise many types; all mean "not valid"
         raise Unauthorized(f"The bearer token is not valid: {exc}.") from exc
     if claims.get("exp", 0) <= time.time():

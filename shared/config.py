@@ -43,6 +43,9 @@ class Settings:
     data_root: str = ""
     jwt_secret: str = ""
     jwt_expires_seconds: int = 3600
+    # Every token names who issued it and for whom; a token naming anyone else is refused.
+    jwt_issuer: str = "modelyard"
+    jwt_audience: str = "modelyard-api"
     max_json_bytes: int = 1 << 20
     max_upload_bytes: int = 2 << 30
     admin_username: str = "admin"

@@ -28,9 +28,11 @@ def _b64(data: dict) -> str:
 
 
 def _claims(user, **extra) -> dict:
+    """A token's claims as the platform issues them (its issuer and audience), changed by `extra`."""
     now = datetime.now(timezone.utc)
     return {"sub": str(user.id), "name": user.username, "role": user.role, "type": "access", "fresh": False,
-            "jti": "j1", "iat": now, "nbf": now, "exp": now + timedelta(minutes=5), **extra}
+            "jti": "j1", "iat": now, "nbf": now, "exp": now + timedelta(minutes=5), "iss": "modelyard",
+            "aud": "modelyard-api", **extra}
 
 
 def test_login_with_right_password_gives_a_bearer_token_that_works(app, client):
@@ -96,6 +98,42 @@ def test_token_signed_with_another_secret_is_401(app, client):
     user, _ = make_user(app, "admin")
     token = jwt.encode(_claims(user), "some-other-secret-of-enough-length-000", algorithm="HS256")
     assert client.get(ME, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_a_token_signed_with_the_platforms_secret_and_claims_works(app, client, settings_overrides):
+    user, _ = make_user(app, "viewer")
+    token = jwt.encode(_claims(user), settings_overrides["jwt_secret"], algorithm="HS256")
+    assert client.get(ME, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+@pytest.mark.parametrize("claims", [{"aud": "evil-service"}, {"iss": "evil-issuer"}, {"aud": None}, {"iss": None}],
+                         ids=["other audience", "other issuer", "no audience", "no issuer"])
+def test_a_token_for_another_audience_or_from_another_issuer_is_401_even_with_the_right_signature(
+        app, client, settings_overrides, claims):
+    user, _ = make_user(app, "admin")
+    payload = {key: value for key, value in {**_claims(user), **claims}.items() if value is not None}
+    token = jwt.encode(payload, settings_overrides["jwt_secret"], algorithm="HS256")
+    response = client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+
+
+def test_issued_tokens_name_the_configured_issuer_and_audience(app, client, settings_overrides):
+    make_user(app, "viewer", username="ida")
+    token = client.post("/api/v1/auth/token", json={"username": "ida", "password": PASSWORD}).json["access_token"]
+    claims = jwt.decode(token, settings_overrides["jwt_secret"], algorithms=["HS256"], audience="modelyard-api",
+                        issuer="modelyard")
+    assert (claims["iss"], claims["aud"]) == ("modelyard", "modelyard-api")
+
+
+def test_a_token_valid_for_one_audience_is_refused_by_an_app_expecting_another(settings_overrides, clean_db,
+                                                                              make_app):
+    issuing = make_app(settings_overrides)
+    user, headers = make_user(issuing, "viewer")
+    assert issuing.test_client().get(ME, headers=headers).status_code == 200
+    other = make_app({**settings_overrides, "jwt_audience": "another-api"})
+    # Same secret, same process: the cache of verified tokens must not answer for the other audience.
+    assert other.test_client().get(ME, headers=headers).status_code == 401
 
 
 def test_alg_none_token_is_401(app, client):
