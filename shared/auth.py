@@ -216,6 +216,18 @@ def authenticate(session_factory, generations: TokenGenerations) -> Actor:
     return actor_from_token(token.strip(), generations)
 
 
+def authorize(role: str) -> Actor:
+    """The caller, authenticated, with at least `role`: 401 or 403 otherwise."""
+    from shared.web import runtime  # the edge wires auth; imported late to keep modules acyclic
+
+    rt = runtime()
+    actor = authenticate(rt.db.sessions, rt.token_generations)
+    if not actor.has_role(role):
+        raise Forbidden(f"This needs the {role} role; you have {actor.role}.")
+    g.actor = actor
+    return actor
+
+
 def requires(role: str):
     """Decorate a view: authenticate the caller and demand at least `role`."""
     if role not in ROLE_RANK:
@@ -224,18 +236,23 @@ def requires(role: str):
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            from shared.web import runtime  # the edge wires auth; imported late to keep modules acyclic
-
-            rt = runtime()
-            actor = authenticate(rt.db.sessions, rt.token_generations)
-            if not actor.has_role(role):
-                raise Forbidden(f"This needs the {role} role; you have {actor.role}.")
-            g.actor = actor
+            authorize(role)
             return view(*args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def authorize_scrape(settings: Settings) -> None:
+    """Let a Prometheus scrape through: public by setting, the scrape token, or an admin's credential."""
+    if settings.metrics_public:
+        return
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if settings.metrics_token and scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), settings.metrics_token.encode()):
+        return
+    authorize("admin")
 
 
 def current_actor() -> Actor:

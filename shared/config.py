@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 PROFILES = ("development", "testing", "production")
-SECRET_FIELDS = {"jwt_secret", "artifact_keys", "admin_password"}
+SECRET_FIELDS = {"jwt_secret", "artifact_keys", "admin_password", "metrics_token"}
 # Where `make run` and `make stack` keep the secrets they generate for a development machine.
 SECRETS_FILE = "secrets.json"
 
@@ -61,6 +61,10 @@ class Settings:
     registry_url: str = ""
     code_version: str = ""
     log_level: str = "INFO"
+    # /metrics answers an admin, or a scraper sending `Authorization: Bearer <metrics_token>`; anyone only
+    # when metrics_public is set (a private network where whoever reaches the port may read it).
+    metrics_token: str = ""
+    metrics_public: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def task_queue(self, pool: str) -> str:

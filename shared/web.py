@@ -25,7 +25,7 @@ from werkzeug.routing import UnicodeConverter
 
 from shared import strict_json
 from shared.artifacts import ArtifactStore
-from shared.auth import TokenGenerations, init_auth
+from shared.auth import TokenGenerations, authorize_scrape, init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
@@ -227,10 +227,11 @@ def _install_probes(api: Api, rt: Runtime) -> None:
         return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
 
     @blp.route("/metrics")
-    @blp.doc(security=[])
+    @blp.doc(security=[{"bearer": []}, {"api_key": []}])
     @blp.response(200, content_type=CONTENT_TYPE_LATEST, description="Prometheus text exposition format.")
     def metrics():
-        """Request counts and latencies for Prometheus."""
+        """Request counts and latencies for Prometheus: for an admin or the scrape token (see MODELYARD_METRICS_*)."""
+        authorize_scrape(rt.settings)
         registry = rt.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Under gunicorn each worker counts for itself; the scrape must see all of them.

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import requests
 import sqlalchemy as sa
 from kombu import Connection, Queue
 
@@ -143,8 +142,8 @@ def test_a_training_reaches_the_registry_over_http_and_its_outcome_reaches_the_c
 
 def test_each_service_counts_its_requests_for_prometheus(stack):
     base, _ = stack
-    login(base, PASSWORD)
-    metrics = requests.get(f"http://127.0.0.1:{SERVICES['identity']}/metrics", timeout=10)
+    http = login(base, PASSWORD)  # an admin: /metrics needs a credential
+    metrics = http.get(f"http://127.0.0.1:{SERVICES['identity']}/metrics", timeout=10)
     assert metrics.status_code == 200
     assert 'modelyard_http_requests_total{endpoint="auth.Token",method="POST",service="identity",status="200"}' \
         in metrics.text

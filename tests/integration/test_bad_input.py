@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from services import identity, registry
 from shared.audit import AuditEntry
 from shared.events.outbox import OutboxEvent
+from tests.support.auth import headers_for
 from tests.support.registry import bearer, create_model, upload_csv, upload_version
 
 pytestmark = pytest.mark.integration
@@ -188,10 +189,12 @@ def test_each_service_answers_its_probes_and_lists_them_in_its_openapi_document(
     client = make_app(settings_overrides, factory).test_client()
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").json["status"] == "ready"
-    assert "modelyard_http_requests_total" in client.get("/metrics").get_data(as_text=True)
+    admin = headers_for(client.application, "admin")
+    assert "modelyard_http_requests_total" in client.get("/metrics", headers=admin).get_data(as_text=True)
     paths = client.get("/api/v1/openapi.json").json["paths"]
     assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
-    assert all(paths[probe]["get"]["security"] == [] for probe in ("/healthz", "/readyz", "/metrics"))
+    assert all(paths[probe]["get"]["security"] == [] for probe in ("/healthz", "/readyz"))
+    assert paths["/metrics"]["get"]["security"]  # an admin or the scrape token
 
 
 def test_the_openapi_document_describes_errors_as_the_problem_json_they_are(client):

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.support.auth import api_key_headers, headers_for
+
 
 pytestmark = pytest.mark.integration
 
@@ -18,10 +20,40 @@ def test_health_and_readiness_report_ok(client):
     assert ready.json["checks"]["database"] == "ok"
 
 
-def test_metrics_are_prometheus_text(client):
+@pytest.fixture
+def admin(client):
+    return headers_for(client.application, "admin")
+
+
+def test_metrics_are_prometheus_text(client, admin):
     client.get("/healthz")
-    body = client.get("/metrics").get_data(as_text=True)
+    body = client.get("/metrics", headers=admin).get_data(as_text=True)
     assert "modelyard_http_requests_total" in body
+
+
+def test_metrics_refuse_a_caller_without_credentials_or_below_admin(client):
+    anonymous = client.get("/metrics")
+    assert anonymous.status_code == 401
+    assert anonymous.mimetype == "application/problem+json"
+    viewer = client.get("/metrics", headers=api_key_headers(client.application, "viewer"))
+    assert viewer.status_code == 403
+    assert viewer.mimetype == "application/problem+json"
+    assert "modelyard_http_requests_total" not in viewer.get_data(as_text=True)
+
+
+def test_metrics_answer_a_scraper_with_the_scrape_token_and_no_one_with_another(settings_overrides, clean_db,
+                                                                              make_app):
+    client = make_app({**settings_overrides, "metrics_token": "scrape-token-0123456789"}).test_client()
+    scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
+    assert scraped.status_code == 200
+    assert "modelyard_http_requests_total" in scraped.get_data(as_text=True)
+    assert client.get("/metrics", headers={"Authorization": "Bearer scrape-token-wrong"}).status_code == 401
+
+
+def test_metrics_are_public_only_when_a_setting_says_the_network_is_private(settings_overrides, clean_db,
+                                                                           make_app):
+    client = make_app({**settings_overrides, "metrics_public": True}).test_client()
+    assert client.get("/metrics").status_code == 200
 
 
 def test_unknown_route_is_problem_json(client):
