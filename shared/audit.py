@@ -35,6 +35,9 @@ REQUEST_ID_LENGTH = 128
 # Any constant works; it names the one lock that serialises sealers on Postgres.
 _CHAIN_LOCK_KEY = 0x6D79_6175
 SEAL_BATCH = 1000
+# A row records a change that was made (allowed), or a request refused for its credentials or role (denied).
+ALLOWED, DENIED = "allowed", "denied"
+OUTCOMES = (ALLOWED, DENIED)
 
 
 class AuditEntry(Base):
@@ -51,6 +54,7 @@ class AuditEntry(Base):
     request_id: Mapped[str] = mapped_column(sa.String(REQUEST_ID_LENGTH))
     before: Mapped[dict | None] = mapped_column(JSONType)
     after: Mapped[dict | None] = mapped_column(JSONType)
+    outcome: Mapped[str] = mapped_column(sa.String(16), default=ALLOWED, server_default=ALLOWED)
     # Set by `seal`: the row's place in the chain, the hash before it, and its own.
     chain_position: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
                                                        unique=True)
@@ -63,13 +67,16 @@ class AuditEntry(Base):
         # The sealer's only query: unsealed rows in order.
         sa.Index("ix_audit_log_unsealed", "seq", postgresql_where=sa.text("chain_position IS NULL"),
                  sqlite_where=sa.text("chain_position IS NULL")),
+        # Refusals are few among many writes: `?outcome=denied` finds them without walking the log.
+        sa.Index("ix_audit_log_denied", "seq", postgresql_where=sa.text("outcome = 'denied'"),
+                 sqlite_where=sa.text("outcome = 'denied'")),
     )
 
 
 _LOG = AuditEntry.__table__
 # What the chain hashes of a row, besides the hash before it (`_digest` reads them by name).
 _CONTENT = (_LOG.c.at, _LOG.c.actor_id, _LOG.c.actor, _LOG.c.action, _LOG.c.resource_type, _LOG.c.resource_id,
-            _LOG.c.request_id, _LOG.c.before, _LOG.c.after)
+            _LOG.c.request_id, _LOG.c.before, _LOG.c.after, _LOG.c.outcome)
 
 
 def _digest(prev_hash: str, entry: sa.Row) -> str:
@@ -86,6 +93,9 @@ def _digest(prev_hash: str, entry: sa.Row) -> str:
         "before": entry.before,
         "after": entry.after,
     }
+    if entry.outcome != ALLOWED:
+        # Only when it is not the default: rows sealed before outcomes existed keep their hashes.
+        content["outcome"] = entry.outcome
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
@@ -101,6 +111,7 @@ def record(
     request_id: str,
     before: dict | None = None,
     after: dict | None = None,
+    outcome: str = ALLOWED,
 ) -> None:
     """Write one audit row in the caller's transaction; `seal` adds it to the chain once committed."""
     # Not an ORM object: every write pays for this row, and the unit of work's bookkeeping cost more
@@ -116,6 +127,7 @@ def record(
         request_id=request_id[:REQUEST_ID_LENGTH],
         before=_jsonable(before),
         after=_jsonable(after),
+        outcome=outcome,
     ))
 
 

@@ -65,6 +65,16 @@ class ApiKey(UUIDPrimaryKey, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
+class KnownCallerRefused(Unauthorized):
+    """A 401 whose credential names a known user or key (a wrong password or key secret, a revoked or
+    expired key, a withdrawn token): it is audited as a denied request under that user."""
+
+    def __init__(self, detail: str, *, actor_id: str, actor: str):
+        super().__init__(detail)
+        self.actor_id = actor_id
+        self.actor = actor
+
+
 def init_auth(app: Flask, settings: Settings) -> None:
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
     app.config.update(
@@ -166,12 +176,15 @@ def actor_from_api_key(session: Session, key: str) -> Actor:
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not _KEY_PREFIX.fullmatch(parts[1]):
         raise Unauthorized("The API key is malformed.")
     row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == parts[1]))
-    if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):
+    if row is None:
         raise Unauthorized("The API key is not valid.")
+    owner = {"actor_id": str(row.owner_id), "actor": row.owner_name}
+    if not hmac.compare_digest(row.key_hash, hash_key(key)):
+        raise KnownCallerRefused("The API key is not valid.", **owner)
     if row.revoked_at is not None:
-        raise Unauthorized("The API key has been revoked.")
+        raise KnownCallerRefused("The API key has been revoked.", **owner)
     if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
-        raise Unauthorized("The API key has expired.")
+        raise KnownCallerRefused("The API key has expired.", **owner)
     if row.last_used_at is None or _aware(row.last_used_at) <= utcnow() - LAST_USED_EVERY:
         g.api_key_used = row.id
     return Actor(id=str(row.owner_id), name=row.owner_name, role=row.role, via="api_key")
@@ -198,8 +211,10 @@ def actor_from_token(token: str, generations: TokenGenerations) -> Actor:
     if claims.get("type") != "access" or claims.get("role") not in ROLE_RANK or not claims.get("sub"):
         raise Unauthorized("The bearer token is not an access token.")
     if claims.get("gen", 0) < generations.of(claims["sub"]):
-        raise Unauthorized("The bearer token was withdrawn: its user was deactivated or their role or password "
-                           "changed. Log in again.")
+        # An expired token is not audited (every client meets one hourly); a withdrawn one was cut on purpose.
+        raise KnownCallerRefused("The bearer token was withdrawn: its user was deactivated or their role or "
+                                 "password changed. Log in again.",
+                                 actor_id=claims["sub"], actor=claims.get("name", claims["sub"]))
     return Actor(id=claims["sub"], name=claims.get("name", claims["sub"]), role=claims["role"], via="token")
 
 
@@ -222,9 +237,9 @@ def authorize(role: str) -> Actor:
 
     rt = runtime()
     actor = authenticate(rt.db.sessions, rt.token_generations)
+    g.actor = actor  # before the role check, so that a refusal is audited under the caller
     if not actor.has_role(role):
         raise Forbidden(f"This needs the {role} role; you have {actor.role}.")
-    g.actor = actor
     return actor
 
 

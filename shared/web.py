@@ -29,6 +29,7 @@ from shared.auth import TokenGenerations, authorize_scrape, init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
+from shared.refusals import install_refusal_audit
 from shared.errors import (
     PROBLEM_JSON, DomainError, ProblemSchema, UnsupportedMediaType, ValidationFailed, install_error_handlers, problem,
 )
@@ -302,6 +303,7 @@ def create_service_app(
     api.register_converter(ModelRefConverter, _model_ref_schema)
     # After Api(): flask-smorest installs its own HTTPException handler, which ours replaces.
     install_error_handlers(app)
+    install_refusal_audit(app, db)
     _install_probes(api, rt)
     for register in blueprints:
         register(api, rt)

@@ -105,7 +105,7 @@ class AuditLog(MethodView):
     @audit_blp.arguments(schemas.AuditListArgs, location="query", unknown=RAISE)
     @audit_blp.response(200, schemas.AuditPageSchema)
     def get(self, args):
-        """Audit rows, newest first, filtered by resource, actor or action."""
+        """Audit rows, newest first, filtered by resource, actor, action or outcome (denied: refused requests)."""
         return audit_log.list_audit_entries(session=db_session(), **args)
 
 

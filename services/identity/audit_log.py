@@ -13,7 +13,7 @@ AUDIT_SORTING = Sorting(columns={"seq": AuditEntry.seq}, tiebreaker=AuditEntry.s
 
 def list_audit_entries(*, session: Session, limit: int, cursor: str | None = None, sort: str | None = None,
                        resource_type: str | None = None, resource_id: str | None = None,
-                       actor: str | None = None, action: str | None = None) -> Page:
+                       actor: str | None = None, action: str | None = None, outcome: str | None = None) -> Page:
     """A page of audit rows matching every given filter; `actor` matches a name or a user id."""
     statement = sa.select(AuditEntry)
     if resource_type is not None:
@@ -24,6 +24,8 @@ def list_audit_entries(*, session: Session, limit: int, cursor: str | None = Non
         statement = statement.where(sa.or_(AuditEntry.actor == actor, AuditEntry.actor_id == actor))
     if action is not None:
         statement = statement.where(AuditEntry.action == action)
+    if outcome is not None:
+        statement = statement.where(AuditEntry.outcome == outcome)
     return paginate(session, statement, sorting=AUDIT_SORTING, limit=limit, cursor=cursor, sort=sort)
 
 

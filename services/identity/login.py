@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from services.identity.models import User
 from services.identity.passwords import decoy_hash, verify_password
+from shared.auth import KnownCallerRefused
 from shared.db import utcnow
 from shared.errors import Unauthorized
 
@@ -17,11 +18,14 @@ def check_credentials(*, session: Session, username: str, password: str) -> User
     """The active user with these credentials; one 401 for every way of failing.
 
     An unknown name still costs one scrypt, so timing does not tell which names exist. Logging in
-    is not a change to audit; it only stamps `last_login_at`.
+    is not a change to audit; it only stamps `last_login_at`. A refusal of a user who exists is
+    audited as denied (the answer is the same 401 either way).
     """
     user = session.scalar(sa.select(User).where(User.username == username))
     matches = verify_password(password, user.password_hash if user else decoy_hash())
-    if user is None or not matches or not user.is_active:
+    if user is None:
         raise Unauthorized(BAD_CREDENTIALS)
+    if not matches or not user.is_active:
+        raise KnownCallerRefused(BAD_CREDENTIALS, actor_id=str(user.id), actor=user.username)
     user.last_login_at = utcnow()
     return user

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.identity.users import MIN_PASSWORD_LENGTH
+from shared.audit import OUTCOMES
 from shared.auth import ROLES
 from shared.pagination import ListArgs, page_schema
 from shared.schemas import StrictSchema, UtcDateTime
@@ -92,6 +93,7 @@ class AuditEntrySchema(Schema):
     request_id = fields.String()
     before = fields.Dict(allow_none=True)
     after = fields.Dict(allow_none=True)
+    outcome = fields.String(metadata={"description": "allowed: a change that was made; denied: a refused request"})
     prev_hash = fields.String()
     hash = fields.String()
 
@@ -101,6 +103,7 @@ class AuditListArgs(ListArgs):
     resource_id = fields.String(validate=validate.Length(max=255))
     actor = fields.String(validate=validate.Length(max=255))
     action = fields.String(validate=validate.Length(max=64))
+    outcome = fields.String(validate=validate.OneOf(OUTCOMES))
 
 
 class ChainReportSchema(Schema):
