@@ -237,6 +237,7 @@ def authorize(role: str) -> Actor:
 
     rt = runtime()
     actor = authenticate(rt.db.sessions, rt.token_generations)
+    rt.throttle.admit_request(principal=actor.id)
     g.actor = actor  # before the role check, so that a refusal is audited under the caller
     if not actor.has_role(role):
         raise Forbidden(f"This needs the {role} role; you have {actor.role}.")

@@ -65,6 +65,16 @@ class Settings:
     # when metrics_public is set (a private network where whoever reaches the port may read it).
     metrics_token: str = ""
     metrics_public: bool = False
+    # Throttling (limits as "N per <period>"; empty turns one off). Failed logins per user name and per
+    # client address: past either, every login for that name or address is 429 until the window ends.
+    # Requests per principal (a user with all their keys): off by default, as a benchmark's 8 clients
+    # of one user make ~1,500 writes/s, and an operator knows their clients' rates, e.g. "50 per second".
+    login_failures_per_user: str = "10 per 15 minutes"
+    login_failures_per_address: str = "100 per 15 minutes"
+    requests_per_principal: str = ""
+    # Reverse proxies in front of the services that append the client's address to X-Forwarded-For
+    # (the gateway's nginx: 1); 0 trusts no such header, so a direct client cannot pick its own address.
+    proxy_hops: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def task_queue(self, pool: str) -> str:

@@ -64,6 +64,16 @@ class UnsupportedMediaType(DomainError):
     status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
 
 
+class TooManyRequests(DomainError):
+    """Throttled: `retry_after` is how many seconds to wait, sent as `Retry-After`."""
+
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class IntegrityFailure(DomainError):
     """Stored bytes do not match their recorded digest or fail authentication: never served."""
 
@@ -106,7 +116,10 @@ def install_error_handlers(app: Flask) -> None:
     def _domain(exc: DomainError):
         if exc.status >= 500:
             log.error("%s: %s", exc.title, exc.detail)
-        return problem(exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors)
+        response = problem(exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -21,6 +21,7 @@ from kombu import Connection
 from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from sqlalchemy.orm import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import UnicodeConverter
 
 from shared import strict_json
@@ -30,6 +31,7 @@ from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
 from shared.refusals import install_refusal_audit
+from shared.throttling import Throttle
 from shared.errors import (
     PROBLEM_JSON, DomainError, ProblemSchema, UnsupportedMediaType, ValidationFailed, install_error_handlers, problem,
 )
@@ -47,6 +49,7 @@ class Runtime:
     cache: Cache
     artifacts: ArtifactStore
     token_generations: TokenGenerations
+    throttle: Throttle
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
 
@@ -267,6 +270,9 @@ def create_service_app(
     if not isinstance(settings, Settings):
         settings = load_settings(settings)
     app = ModelyardFlask(service)
+    if settings.proxy_hops:
+        # The client's address (login throttling counts by it) is the one the trusted proxies saw.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
     app.config.update(
         API_TITLE="Modelyard",
         API_VERSION="v1",
@@ -278,7 +284,8 @@ def create_service_app(
     )
     db = Database(settings.database_url)
     rt = Runtime(settings=settings, db=db, cache=Cache.from_settings(settings),
-                 artifacts=ArtifactStore.from_settings(settings), token_generations=TokenGenerations(db.sessions))
+                 artifacts=ArtifactStore.from_settings(settings), token_generations=TokenGenerations(db.sessions),
+                 throttle=Throttle(settings))
     rt.readiness_checks["broker"] = lambda: _ping_broker(settings.broker_url)
     if settings.redis_url:
         rt.readiness_checks["cache"] = rt.cache.ping

@@ -23,6 +23,8 @@ STACK_DEFAULTS = {
     "MODELYARD_REDIS_URL": "redis://127.0.0.1:6379/0",
     # The training service asks the registry over HTTP when they run as separate processes.
     "MODELYARD_REGISTRY_URL": "http://127.0.0.1:8102",
+    # Clients come through nginx, which appends the address it saw to X-Forwarded-For (login throttling).
+    "MODELYARD_PROXY_HOPS": "1",
 }
 SERVICES = {"identity": 8101, "registry": 8102, "training": 8103}
 # The event consumers each service runs on its RabbitMQ queue.

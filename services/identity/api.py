@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from flask import request
 from flask_smorest import Api
 from marshmallow import RAISE
 
@@ -24,7 +25,8 @@ class Token(MethodView):
     @auth_blp.response(200, schemas.TokenSchema)
     def post(self, body):
         """Exchange a user name and password for a bearer token."""
-        user = login.check_credentials(session=db_session(), **body)
+        user = login.check_credentials(session=db_session(), throttle=runtime().throttle,
+                                       address=request.remote_addr, **body)
         token = issue_token(user_id=str(user.id), username=user.username, role=user.role,
                             generation=user.token_generation)
         return {"access_token": token, "token_type": "bearer", "expires_in": runtime().settings.jwt_expires_seconds}

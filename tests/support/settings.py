@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ def platform_settings(database_url: str, servers: dict[str, str], root: Path, ru
         "events_url": servers["BROKER"],
         "events_exchange": f"modelyard.events.test.{run_id}",
         "redis_url": servers["REDIS"],
-        "cache_prefix": f"modelyard-test-{run_id}:",
+        # Each platform its own: its cached entries and throttle counts (failed logins) never meet another's.
+        "cache_prefix": f"modelyard-test-{run_id}-{uuid.uuid4().hex[:8]}:",
         "artifact_root": str(root / "artifacts"),
         "artifact_keys": "k1:" + "A" * 43 + "=",
         "data_root": str(root / "data"),
