@@ -11,6 +11,7 @@ from marshmallow import RAISE
 
 from services.identity import api_keys, audit_log, login, schemas, users
 from shared.auth import current_actor, issue_token, requires
+from shared.errors import PROBLEM_JSON, ProblemSchema
 from shared.web import Blueprint, MethodView, Runtime, db_session, request_id, runtime
 
 auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Tokens and API keys")
@@ -23,6 +24,10 @@ class Token(MethodView):
     @auth_blp.doc(security=[])  # the one operation that needs no credentials: it hands them out
     @auth_blp.arguments(schemas.TokenRequestSchema)
     @auth_blp.response(200, schemas.TokenSchema)
+    @auth_blp.alt_response(429, schema=ProblemSchema, content_type=PROBLEM_JSON,
+                           description="Too many failed logins for this user name or client address.",
+                           headers={"Retry-After": {"description": "Seconds until a login is admitted again.",
+                                                    "schema": {"type": "integer"}}})
     def post(self, body):
         """Exchange a user name and password for a bearer token."""
         user = login.check_credentials(session=db_session(), throttle=runtime().throttle,

@@ -47,6 +47,12 @@ def test_too_many_failed_logins_from_one_address_are_429_for_every_name(settings
     assert _login(client, "eve", PASSWORD, address="203.0.113.9").status_code == 200
 
 
+def test_the_openapi_document_lists_the_logins_429_as_problem_json(client):
+    responses = client.get("/api/v1/openapi.json").json["paths"][TOKEN]["post"]["responses"]
+    assert "application/problem+json" in responses["429"]["content"]
+    assert "Retry-After" in responses["429"]["headers"]
+
+
 def test_a_throttled_login_hashes_no_password(settings_overrides, clean_db, make_app, monkeypatch):
     app = make_app({**settings_overrides, "login_failures_per_user": "2 per minute"})
     client = app.test_client()
