@@ -30,11 +30,11 @@ from shared.auth import TokenGenerations, authorize_scrape, init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
-from shared.refusals import install_refusal_audit
-from shared.throttling import Throttle
 from shared.errors import (
     PROBLEM_JSON, DomainError, ProblemSchema, UnsupportedMediaType, ValidationFailed, install_error_handlers, problem,
 )
+from shared.refusals import install_refusal_audit
+from shared.throttling import Throttle
 
 JSON_TYPES = frozenset({"application/json"})
 MULTIPART = "multipart/form-data"

@@ -29,11 +29,10 @@ def check_credentials(*, session: Session, throttle: Throttle, username: str, pa
     throttle.admit_login(username=username, address=address)
     user = session.scalar(sa.select(User).where(User.username == username))
     matches = verify_password(password, user.password_hash if user else decoy_hash())
-    if user is None or not matches or not user.is_active:
-        throttle.count_failed_login(username=username, address=address)
+    if user is not None and matches and user.is_active:
+        user.last_login_at = utcnow()
+        return user
+    throttle.count_failed_login(username=username, address=address)
     if user is None:
         raise Unauthorized(BAD_CREDENTIALS)
-    if not matches or not user.is_active:
-        raise KnownCallerRefused(BAD_CREDENTIALS, actor_id=str(user.id), actor=user.username)
-    user.last_login_at = utcnow()
-    return user
+    raise KnownCallerRefused(BAD_CREDENTIALS, actor_id=str(user.id), actor=user.username)
