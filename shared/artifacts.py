@@ -164,6 +164,16 @@ class _Decryptor:
                 return
             current, index = following, index + 1
 
+    def record(self, index: int, count: int) -> bytes:
+        """The plaintext of chunk `index` of `count`, authenticated on its own (index and final flag included)."""
+        record = self.chunk_size + TAG_SIZE
+        self.file.seek(self.body_offset + index * record)
+        try:
+            return self.cipher.decrypt(_nonce(self.prefix, index), self.file.read(record),
+                                       _aad(self.header, index, index == count - 1))
+        except InvalidTag as exc:
+            raise self._broken() from exc
+
     def verify(self) -> int:
         """Decrypt everything, check the plaintext's sha256 against the address; return its size."""
         digest, size = hashlib.sha256(), 0
@@ -200,6 +210,48 @@ class _PlaintextStream:
     def close(self) -> None:
         self._chunks.close()
         self._decryptor.file.close()
+
+
+class _SeekablePlaintext(io.RawIOBase):
+    """A blob's plaintext as a read-only, seekable file, decrypting only the chunks that are read: what
+    a zip reader needs to look at an archive's directory and one member without the rest of it."""
+
+    def __init__(self, decryptor: _Decryptor):
+        self._decryptor = decryptor
+        record = decryptor.chunk_size + TAG_SIZE
+        body = os.fstat(decryptor.file.fileno()).st_size - decryptor.body_offset
+        self._count = max(1, -(-body // record))  # an empty blob is one record holding only its tag
+        self._size = body - self._count * TAG_SIZE
+        self._position, self._cached = 0, (-1, b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        if self._position >= self._size:
+            return 0
+        index, offset = divmod(self._position, self._decryptor.chunk_size)
+        if self._cached[0] != index:
+            self._cached = (index, self._decryptor.record(index, self._count))
+        piece = self._cached[1][offset:offset + len(buffer)]
+        buffer[:len(piece)] = piece
+        self._position += len(piece)
+        return len(piece)
+
+    def close(self) -> None:
+        self._decryptor.file.close()
+        super().close()
 
 
 def _rechunk(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
@@ -362,6 +414,15 @@ class ArtifactStore:
         # The same open file is read again: a rename over the path in between cannot swap blobs,
         # and every chunk is re-authenticated, so in-place tampering still stops the stream.
         return _PlaintextStream(decryptor, chunk_size)
+
+    def open_plaintext(self, sha256: str) -> BinaryIO:
+        """The plaintext as a seekable file that decrypts and authenticates each chunk as it is read (so a
+        tampered chunk raises IntegrityFailure when reached); close it after use."""
+        return io.BufferedReader(_SeekablePlaintext(self._open(sha256)), buffer_size=CHUNK_SIZE)
+
+    def discard(self, sha256: str) -> None:
+        """Delete a blob this caller just stored and then refused, so refused bytes are not kept."""
+        self._path(sha256).unlink(missing_ok=True)
 
     def read_bytes(self, sha256: str) -> bytes:
         """The whole plaintext in memory; for small blobs only."""

@@ -48,6 +48,8 @@ class Settings:
     jwt_audience: str = "modelyard-api"
     max_json_bytes: int = 1 << 20
     max_upload_bytes: int = 2 << 30
+    # Accept pickle and joblib artifacts (which run code when loaded): for a trusted environment only.
+    allow_pickle: bool = False
     admin_username: str = "admin"
     admin_password: str = ""
     relay_batch_size: int = 200

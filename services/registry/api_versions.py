@@ -65,7 +65,8 @@ class Versions(MethodView):
         """Register the next version: multipart `artifact` + `metadata`, or JSON with an `artifact_id`."""
         return versions.register_version(
             session=db_session(), cache=runtime().cache, artifacts=runtime().artifacts, actor=current_actor(),
-            request_id=request_id(), model_ref=model_ref, **_parse_upload(),
+            request_id=request_id(), model_ref=model_ref, allow_pickle=runtime().settings.allow_pickle,
+            **_parse_upload(),
         )
 
 

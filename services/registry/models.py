@@ -70,6 +70,10 @@ class ModelVersion(UUIDPrimaryKey, Base):
     provenance: Mapped[str] = mapped_column(sa.String(16), default="uploaded")
     # "ready" or "archived" (kept for lineage and audit, no longer offered for aliases).
     status: Mapped[str] = mapped_column(sa.String(16), default="ready", server_default="ready")
+    # What the registry found the artifact to be (artifact_checks.FORMATS) and whether the platform loads
+    # it (a skops file of trusted types). NULL for versions registered before uploads were checked: unknown.
+    format: Mapped[str | None] = mapped_column(sa.String(16))
+    loadable: Mapped[bool | None] = mapped_column(sa.Boolean)
     flavor: Mapped[str | None] = mapped_column(sa.String(64))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     parameters: Mapped[dict] = mapped_column(JSONType, default=dict)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from services.registry.artifact_checks import FORMATS
 from services.registry.models import MAX_VERSION_NUMBER
 from services.registry.status import STATUSES, VERSION_STATUSES
 from shared import strict_json
@@ -95,6 +96,8 @@ class VersionMetadataSchema(StrictSchema):
     training_job_id = fields.UUID(allow_none=True)
     code_version = fields.String(allow_none=True, validate=validate.Length(max=255))
     flavor = fields.String(allow_none=True, validate=validate.Length(min=1, max=64))
+    format = fields.String(allow_none=True, validate=validate.OneOf(FORMATS), metadata={
+        "description": "what the artifact is; skops has it checked (its types must all be trusted)"})
 
 
 class VersionFromArtifactSchema(VersionMetadataSchema):
@@ -112,6 +115,7 @@ class VersionUploadSchema(StrictSchema):
 
 # What a version's lineage rests on: fixed once it is registered (a change is a new version).
 LINEAGE_FIELDS = ("artifact", "artifact_id", "artifact_sha256", "size", "artifact_filename", "provenance", "flavor",
+                  "format", "loadable",
                   "parameters", "metrics", "dataset_id", "dataset_sha256", "parent_version", "training_job_id",
                   "code_version", "profile")
 
@@ -142,6 +146,11 @@ class VersionSchema(Schema):
     artifact_filename = fields.String(allow_none=True)
     provenance = fields.String()
     flavor = fields.String(allow_none=True)
+    format = fields.String(allow_none=True, metadata={
+        "description": "skops, onnx, pickle, joblib or opaque, as found at upload; null: registered before "
+                       "uploads were checked"})
+    loadable = fields.Boolean(allow_none=True, metadata={
+        "description": "whether the platform loads it: a skops file whose types are all trusted"})
     description = fields.String()
     parameters = fields.Dict()
     metrics = fields.Dict(keys=fields.String(), values=fields.Float())

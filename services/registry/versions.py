@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from services.registry import lineage, status as lifecycle
+from services.registry.artifact_checks import CheckedArtifact, check_and_store
 from services.registry.models import Dataset, ModelVersion, RegisteredModel
 from services.registry.models_service import PRODUCER, ModelRef, get_model, get_version, model_cache_key
 from shared import audit
@@ -48,6 +49,9 @@ class VersionDetails:
     dataset_sha256: str | None = None
     # The training data's profile, stored with the version as the drift reference.
     profile: dict[str, Any] | None = None
+    # The format the uploader says the artifact has; "skops" has it checked (the version records the
+    # format the registry found).
+    format: str | None = None
 
 
 def _check_references(session: Session, model_ref: ModelRef, details: VersionDetails) -> RegisteredModel:
@@ -81,29 +85,26 @@ def _parent_id(session: Session, model: RegisteredModel, number: int) -> uuid.UU
     return parent_id
 
 
-def _stored_size(artifacts: ArtifactStore, sha256: str) -> int:
-    if not artifacts.exists(sha256):
-        raise ValidationFailed(f"No stored artifact has sha256 {sha256}.",
-                               errors={"artifact_id": ["No such artifact."]})
-    # Reading it through also proves it intact: a version is never registered on a tampered blob.
-    return sum(len(chunk) for chunk in artifacts.iter_bytes(sha256))
-
-
 def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore, actor: Actor, request_id: str,
                      model_ref: ModelRef, details: VersionDetails, artifact_stream: BinaryIO | None = None,
                      artifact_sha256: str | None = None, artifact_filename: str | None = None,
-                     provenance: str = "uploaded") -> ModelVersion:
-    """Store the artifact (a stream, or a blob already stored) and register it as the model's next version."""
+                     provenance: str = "uploaded", allow_pickle: bool = False) -> ModelVersion:
+    """Check and store the artifact (a stream, or a blob already stored) and register it as the model's next
+    version; see artifact_checks for what is refused."""
     if (artifact_stream is None) == (artifact_sha256 is None):
         raise ValueError("pass exactly one of artifact_stream and artifact_sha256")
     if provenance not in PROVENANCES:
         raise ValueError(f"unknown provenance {provenance!r}")
     model = _check_references(session, model_ref, details)
-    if artifact_stream is not None:
-        blob = artifacts.put_stream(artifact_stream)
-        sha256, size = blob.sha256, blob.size
+    if provenance == "trained":
+        # The training service saved it with skops, holding trusted types only, and loading checks them
+        # again; reading it through still proves it intact.
+        size = sum(len(chunk) for chunk in artifacts.iter_bytes(artifact_sha256))
+        artifact = CheckedArtifact(artifact_sha256, size, "skops", loadable=True)
     else:
-        sha256, size = artifact_sha256, _stored_size(artifacts, artifact_sha256)
+        artifact = check_and_store(artifacts=artifacts, allow_pickle=allow_pickle, filename=artifact_filename,
+                                   declared_format=details.format, stream=artifact_stream, sha256=artifact_sha256)
+    sha256, size = artifact.sha256, artifact.size
     # The row lock serialises concurrent registrations per model, so numbers never collide; it is
     # taken only after the (possibly long) upload so that uploads still run in parallel.
     model = get_model(session=session, model_ref=model.id, for_update=True)
@@ -114,7 +115,8 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     number = model.version_counter + 1  # never a number a deleted version had
     version = ModelVersion(
         model_id=model.id, number=number, artifact_sha256=sha256, size=size, artifact_filename=artifact_filename,
-        provenance=provenance, flavor=details.flavor, description=details.description,
+        provenance=provenance, format=artifact.format, loadable=artifact.loadable, flavor=details.flavor,
+        description=details.description,
         parameters=details.parameters or {}, metrics=details.metrics or {}, tags=details.tags or {},
         dataset_id=details.dataset_id, dataset_sha256=dataset.sha256 if dataset else details.dataset_sha256,
         profile=details.profile,
@@ -129,6 +131,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     audit.record_change(session, actor=actor, action="model_version.registered", resource_type="model_version",
                         resource_id=version.id, request_id=request_id, before=None,
                         after={"model_id": str(model.id), "number": number, "artifact_sha256": sha256, "size": size,
+                               "format": artifact.format,
                                "dataset_id": details.dataset_id, "parent_version": details.parent_version,
                                "training_job_id": details.training_job_id})
     emit(session, "model_version.registered", {

@@ -73,3 +73,32 @@ def test_downgrading_and_upgrading_the_embedded_sqlite_keeps_every_row(tmp_path)
     migrate(url)
     assert counts() == (1, 1, 1)
     assert _differences(url) == []
+
+
+def test_versions_from_before_artifact_checks_are_unknown_unless_the_platform_trained_them(tmp_path):
+    url = f"sqlite:///{tmp_path}/formats.db"
+    migrate(url)
+    command.downgrade(alembic_config(url), "0006")
+    engine = make_engine(url)
+    model_id = uuid.uuid4().hex
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO models (id, name, description, type, framework, status, hyperparameters, features, tags,"
+            " metadata, created_by, latest_version, version_counter, created_at, updated_at) VALUES (:id, 'm', '',"
+            " 'classification', 'custom', 'trained', '{}', '[]', '{}', '{}', 'me', 2, 2, '2026-01-01', '2026-01-01')"),
+            {"id": model_id})
+        for number, provenance in ((1, "uploaded"), (2, "trained")):
+            conn.execute(sa.text(
+                "INSERT INTO model_versions (id, model_id, number, artifact_sha256, size, artifact_filename, provenance,"
+                " status, description, parameters, metrics, tags, created_by, created_at) VALUES (:id, :model,"
+                " :number, :sha, 1, 'model.skops', :provenance, 'ready', '', '{}', '{}', '{}', 'me', '2026-01-01')"),
+                {"id": uuid.uuid4().hex, "model": model_id, "number": number, "sha": "0" * 64,
+                 "provenance": provenance})
+    engine.dispose()
+    migrate(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT number, format, loadable FROM model_versions ORDER BY number")).all()
+    engine.dispose()
+    # A name proves nothing (a pickle renamed .skops): an uploaded version stays unknown.
+    assert [tuple(row) for row in found] == [(1, None, None), (2, "skops", 1)]

@@ -229,8 +229,8 @@ def test_a_download_is_named_for_the_model_and_version_with_the_artifacts_format
 
 def test_a_non_ascii_model_name_gives_an_ascii_filename_and_the_utf8_name_beside_it(client, ds):
     model = create_model(client, ds, 'modèle "模型"/prod')
-    upload_version(client, ds, model["id"], b"weights", filename="m.skops")
+    upload_version(client, ds, model["id"], b"weights", filename="m.onnx")
     response = client.get(f"/api/v1/models/{model['id']}/versions/1/artifact", headers=ds)
     assert response.status_code == 200 and response.data == b"weights"
     response.headers["Content-Disposition"].encode("ascii")  # a header value is ASCII, or no client reads it
-    assert _saved_as(response) == ("modele _____prod-v1.skops", "modèle _模型__prod-v1.skops")
+    assert _saved_as(response) == ("modele _____prod-v1.onnx", "modèle _模型__prod-v1.onnx")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from services.registry.handlers import TrainingOutcomes
 from services.training.handlers import VersionRegistrations
-from services.training.model_io import loads_trusted
+from shared.model_files import loads_trusted
 from services.training.models import Trial
 from shared.config import load_settings
 from tests.conftest import RUN_ID

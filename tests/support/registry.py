@@ -31,7 +31,7 @@ def create_model(client: FlaskClient, headers: dict, name: str | None = None, **
 
 
 def upload_version(client: FlaskClient, headers: dict, model_id: str, data: bytes = b"model bytes",
-                   metadata: dict | None = None, filename: str = "model.skops"):
+                   metadata: dict | None = None, filename: str = "model.bin"):
     form = {"artifact": (io.BytesIO(data), filename)}
     if metadata is not None:
         form["metadata"] = json.dumps(metadata)

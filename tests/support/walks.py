@@ -74,7 +74,7 @@ def walk_to_lineage(http: requests.Session, base: str, name: str = "churn") -> s
     artifact = b"not a real model, just bytes" * 100
     version = http.post(
         f"{base}/api/v1/models/{model_id}/versions",
-        files={"artifact": ("model.skops", io.BytesIO(artifact))},
+        files={"artifact": ("model.bin", io.BytesIO(artifact))},
         data={"metadata": json.dumps({"metrics": {"accuracy": 0.9}})},
     )
     assert version.status_code == 201, version.text

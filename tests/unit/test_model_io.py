@@ -15,8 +15,8 @@ from sklearn.preprocessing import StandardScaler
 
 from services.training.data import split
 from services.training.evaluation import fit_final
-from services.training.model_io import TRUSTED_TYPES, UntrustedArtifact, dumps, file_types, library_versions
-from services.training.model_io import loads_trusted
+from services.training.model_io import dumps, library_versions
+from shared.model_files import TRUSTED_TYPES, UntrustedArtifact, loads_trusted, pickle_format, untrusted_types
 from services.training.spec import Augmentation, FeatureSelection, Preprocessing, TrainingSpec
 
 
@@ -68,7 +68,7 @@ def test_a_trained_pipeline_round_trips_and_predicts_identically(case):
     assert np.array_equal(loaded.predict(data.X_test), model.predict(data.X_test))
     if hasattr(model, "predict_proba"):
         assert np.array_equal(loaded.predict_proba(data.X_test), model.predict_proba(data.X_test))
-    assert file_types(blob) <= TRUSTED_TYPES
+    assert untrusted_types(io.BytesIO(blob)) == []
 
 
 def test_saved_models_are_compressed_skops_files():
@@ -111,3 +111,11 @@ def test_library_versions_name_every_library_a_model_depends_on():
     versions = library_versions()
     assert set(versions) == {"sklearn", "numpy", "scipy", "pandas", "imblearn", "skops", "optuna", "skopt", "python"}
     assert versions["pandas"] == pd.__version__ and all(versions.values())
+
+
+@pytest.mark.parametrize("data", [
+    b"a,b,c\n1,2,3\n", b"cat,dog\nfoo\nbar\n", b"hello.", b'{"weights": [1, 2]}', b"\x08\x07onnx-ish protobuf",
+    b"PK\x03\x04 a zip", bytes(range(256)), b"\x80\x02\x00\x00\x00\x00\x00\x00{\"a\": 1}",  # a safetensors header
+])
+def test_text_and_other_binary_formats_are_not_taken_for_pickle(data):
+    assert pickle_format(data) is None
