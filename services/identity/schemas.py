@@ -8,14 +8,14 @@ from services.identity.users import MIN_PASSWORD_LENGTH
 from shared.audit import OUTCOMES
 from shared.auth import ROLES
 from shared.pagination import ListArgs, page_schema
-from shared.schemas import StrictSchema, UtcDateTime
+from shared.schemas import Name, StrictSchema, UtcDateTime
 
 MAX_PASSWORD_LENGTH = 1024
 role_field = {"validate": validate.OneOf(ROLES)}
 
 
 class TokenRequestSchema(StrictSchema):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    username = Name(required=True, validate=validate.Length(min=1, max=255))
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=MAX_PASSWORD_LENGTH))
 
 
@@ -36,7 +36,7 @@ class UserSchema(Schema):
 
 
 class UserCreateSchema(StrictSchema):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    username = Name(required=True, validate=validate.Length(min=1, max=255))
     password = fields.String(required=True, load_only=True,
                              validate=validate.Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH))
     role = fields.String(required=True, **role_field)
@@ -77,7 +77,7 @@ class ApiKeyCreatedSchema(ApiKeySchema):
 
 
 class ApiKeyCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    name = Name(required=True, validate=validate.Length(min=1, max=255))
     role = fields.String(required=True, **role_field)
     expires_in_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=3650))
 

@@ -29,6 +29,7 @@ from shared.db import select_for_update
 from shared.errors import Conflict, NotFound
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
+from shared.schemas import name_problem, normalise_name
 
 NAMED_IN_CONFLICT = 10  # users of a dataset a refused delete names; a count stands for the rest
 
@@ -40,9 +41,10 @@ DATASET_SORTING = Sorting(
 
 
 def default_name(filename: str | None) -> str:
-    """The uploaded file's name without its extension, as a dataset name when none is given."""
-    stem = PurePath(filename or "").stem.strip()
-    return stem[:255] or "dataset"
+    """The uploaded file's name without its extension, as a dataset name when none is given (normalised,
+    without the characters a name given as `name` is refused for: nobody chose them as a name)."""
+    stem = "".join(char for char in PurePath(filename or "").stem if name_problem(char) is None).strip()
+    return normalise_name(stem)[:255] or "dataset"
 
 
 def register_dataset(*, session: Session, artifacts: ArtifactStore, actor: Actor, request_id: str,

@@ -19,6 +19,7 @@ from shared.errors import Conflict, NotFound
 from shared.db import insert_queued, loaded, queue_insert, select_for_update, utcnow
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
+from shared.schemas import normalise_name
 
 PRODUCER = "registry"
 MODEL_SORTING = Sorting(
@@ -67,7 +68,7 @@ def _find(session: Session, model_ref: ModelRef, for_update: bool) -> Registered
     model = first(RegisteredModel.id == model_id) if model_id is not None else None
     # A name may look like a UUID: it still names its model when no model has that id.
     if model is None and isinstance(model_ref, str):
-        model = first(RegisteredModel.name == model_ref)
+        model = first(RegisteredModel.name == normalise_name(model_ref))  # names are stored NFC
     return model
 
 
@@ -96,7 +97,8 @@ def cached_model(*, sessions: Callable[[], Session], cache: Cache, model_ref: st
         body = cache.get_or_load(model_cache_key(model_id), by_id)
         if body is not None:
             return body
-    named_id = sessions().scalar(sa.select(RegisteredModel.id).where(RegisteredModel.name == model_ref))
+    named_id = sessions().scalar(sa.select(RegisteredModel.id)
+                                 .where(RegisteredModel.name == normalise_name(model_ref)))
     if named_id is None:
         raise _not_found(model_ref)
     return cache.get_or_load(model_cache_key(named_id),

@@ -11,7 +11,7 @@ from services.registry.models import MAX_VERSION_NUMBER
 from services.registry.status import STATUSES, VERSION_STATUSES
 from shared import strict_json
 from shared.pagination import ListArgs
-from shared.schemas import StrictSchema, UtcDateTime
+from shared.schemas import Name, StrictSchema, UtcDateTime
 
 MODEL_TYPES = ("classification", "regression", "clustering", "anomaly_detection", "forecasting", "ranking")
 FRAMEWORKS = ("scikit_learn", "xgboost", "lightgbm", "pytorch", "tensorflow", "onnx", "custom")
@@ -47,7 +47,7 @@ class _ModelFields(StrictSchema):
 
 
 class ModelCreateSchema(_ModelFields):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    name = Name(required=True, validate=validate.Length(min=1, max=255))
     type = fields.String(required=True, validate=validate.OneOf(MODEL_TYPES))
     framework = fields.String(required=True, validate=validate.OneOf(FRAMEWORKS))
 
@@ -176,7 +176,7 @@ class DatasetUploadSchema(StrictSchema):
     """Multipart body: the CSV `file`, and optionally a `name` (default: the file's) and `description`."""
 
     file = Upload(required=True)
-    name = fields.String(validate=validate.Length(min=1, max=255))
+    name = Name(validate=validate.Length(min=1, max=255))
     description = fields.String(validate=validate.Length(max=10_000))
 
 
@@ -205,7 +205,7 @@ class DatasetSchema(Schema):
 
 
 class DatasetListArgs(ListArgs):
-    name = fields.String(validate=validate.Length(min=1, max=255))
+    name = Name(validate=validate.Length(min=1, max=255))
     sha256 = fields.String(validate=SHA256)
 
 
