@@ -122,6 +122,13 @@ def loaded(cls: type[Base], **values: Any) -> Base:
 
 
 _QUEUED = "modelyard_queued_rows"
+_NOT_ALONE = "modelyard_not_alone"
+
+
+def keep_in_transaction(session: Session) -> None:
+    """Say that `session`'s transaction holds rows of its own (written outside the queue) that must commit
+    with the queued ones: `insert_queued` then never lets its statement commit by itself."""
+    session.info[_NOT_ALONE] = True
 
 
 def queue_insert(session: Session, table: sa.Table, row: dict) -> None:
@@ -152,6 +159,7 @@ def insert_queued(session: Session, *, alone: bool = False) -> None:
     if not queued:
         return
     session.info[_QUEUED] = {}
+    alone = alone and not session.info.get(_NOT_ALONE)
     if (len(queued) > 1 and all(len(rows) == 1 for rows in queued.values())
             and session.get_bind().dialect.name == "postgresql"):
         # The usual write: one row per table. (A multi-row VALUES statement is never cached by
@@ -227,9 +235,12 @@ def _compiled(statement: sa.Insert, dialect: Dialect) -> tuple[str, dict[str, Ca
 @event.listens_for(Session, "after_transaction_end")
 def _drop_queued(session: Session, transaction: SessionTransaction) -> None:
     # A committed transaction took its rows in before_commit; one that rolled back or was closed drops
-    # them. A savepoint ending is not the end of the rows' transaction.
-    if transaction.parent is None and session.info.get(_QUEUED):
-        session.info[_QUEUED] = {}
+    # them, and keep_in_transaction's word lasts one transaction. A savepoint ending is not the end of
+    # the rows' transaction.
+    if transaction.parent is None:
+        if session.info.get(_QUEUED):
+            session.info[_QUEUED] = {}
+        session.info.pop(_NOT_ALONE, None)
 
 
 class Database:

@@ -12,6 +12,7 @@ TABLE_MODULES = (
     "shared.audit",
     "shared.events.outbox",
     "shared.events.consumer",
+    "shared.idempotency",
     "services.identity.models",
     "services.registry.models",
     "services.training.models",

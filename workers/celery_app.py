@@ -65,6 +65,7 @@ def make_celery(settings: Settings, *, with_tasks: bool = True) -> ModelyardCele
         beat_schedule={
             "purge-sent-outbox": {"task": "workers.maintenance.purge_sent_outbox", "schedule": HOUR},
             "purge-stale-uploads": {"task": "workers.maintenance.purge_stale_uploads", "schedule": HOUR},
+            "purge-idempotency-keys": {"task": "workers.maintenance.purge_idempotency_keys", "schedule": HOUR},
             # Heals trainings whose next task was committed but never reached the broker.
             "redispatch-stalled-trainings": {"task": "hpo.redispatch_stalled", "schedule": MINUTE,
                                              "options": {"queue": settings.task_queue("default")}},

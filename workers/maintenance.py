@@ -9,6 +9,7 @@ from celery import shared_task
 
 from shared.artifacts import ArtifactStore
 from shared.events.outbox import purge_sent
+from shared.idempotency import purge_expired
 from workers.database_task import DatabaseTask
 
 log = logging.getLogger(__name__)
@@ -32,3 +33,12 @@ def purge_stale_uploads(self: DatabaseTask) -> int:
     purged = ArtifactStore.from_settings(self.settings).purge_staging(older_than=STALE_UPLOAD.total_seconds())
     log.info("purged %d partial uploads older than %s", purged, STALE_UPLOAD)
     return purged
+
+
+@shared_task(bind=True, base=DatabaseTask, name="workers.maintenance.purge_idempotency_keys")
+def purge_idempotency_keys(self: DatabaseTask) -> int:
+    """Delete Idempotency-Key answers older than a day (expired keys already count as unseen)."""
+    with self.transaction() as session:
+        deleted = purge_expired(session=session)
+    log.info("purged %d expired idempotency keys", deleted)
+    return deleted

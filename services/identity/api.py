@@ -12,6 +12,8 @@ from marshmallow import RAISE
 from services.identity import api_keys, audit_log, login, schemas, users
 from shared.auth import current_actor, issue_token, requires
 from shared.errors import PROBLEM_JSON, ProblemSchema
+
+from shared.idempotency import idempotent
 from shared.web import Blueprint, MethodView, Runtime, db_session, request_id, runtime
 
 auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Tokens and API keys")
@@ -47,6 +49,7 @@ class ApiKeys(MethodView):
         return api_keys.list_api_keys(session=db_session(), actor=current_actor(), **args)
 
     @requires("viewer")
+    @idempotent
     @auth_blp.arguments(schemas.ApiKeyCreateSchema)
     @auth_blp.response(201, schemas.ApiKeyCreatedSchema)
     def post(self, body):
@@ -73,6 +76,7 @@ class Users(MethodView):
         return users.list_users(session=db_session(), **args)
 
     @requires("admin")
+    @idempotent
     @users_blp.arguments(schemas.UserCreateSchema)
     @users_blp.response(201, schemas.UserSchema)
     def post(self, body):

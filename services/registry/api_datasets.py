@@ -12,6 +12,7 @@ from services.registry.downloads import send_blob
 from services.registry.multipart import Blueprint
 from services.registry.schemas import DatasetListArgs, DatasetSchema, DatasetUploadSchema
 from shared.auth import current_actor, requires
+from shared.idempotency import idempotent
 from shared.pagination import page_schema
 from shared.web import MULTIPART, MethodView, accepts, db_session, request_id, runtime
 
@@ -29,6 +30,7 @@ class Datasets(MethodView):
 
     @accepts(MULTIPART)
     @requires("data_scientist")
+    @idempotent
     @blp.arguments(DatasetUploadSchema, location="multipart")
     @blp.response(201, DatasetSchema)
     @blp.alt_response(200, schema=DatasetSchema, description="These bytes were already registered under this name.")

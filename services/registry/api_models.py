@@ -10,6 +10,7 @@ from services.registry.schemas import (
     AliasBodySchema, ModelCreateSchema, ModelListArgs, ModelPatchSchema, ModelSchema, VersionSchema,
 )
 from shared.auth import current_actor, requires
+from shared.idempotency import idempotent
 from shared.pagination import page_schema
 from shared.web import Blueprint, MethodView, db_session, request_id, runtime
 
@@ -31,6 +32,7 @@ class Models(MethodView):
         return models_service.list_models(session=db_session(), **args)
 
     @requires("data_scientist")
+    @idempotent
     @blp.arguments(ModelCreateSchema)
     @blp.response(201, ModelSchema)
     def post(self, body):

@@ -15,6 +15,7 @@ from services.registry.schemas import (
     LineageArgs, LineageSchema, VersionFromArtifactSchema, VersionPatchSchema, VersionSchema, VersionUploadSchema,
 )
 from shared.auth import current_actor, requires
+from shared.idempotency import idempotent
 from shared.pagination import ListArgs, page_schema
 from shared.web import MULTIPART, MethodView, accepts, db_session, request_id, runtime
 
@@ -59,6 +60,7 @@ class Versions(MethodView):
 
     @accepts(MULTIPART, "application/json")
     @requires("data_scientist")
+    @idempotent
     @blp.doc(requestBody=UPLOAD_BODY)
     @blp.response(201, VersionSchema)
     def post(self, model_ref: str):

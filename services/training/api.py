@@ -12,6 +12,7 @@ from services.training.schemas import (
     TrainingAcceptedSchema, TrainingJobSchema, TrainingListArgs, TrainingRequestSchema, TrialListArgs, TrialSchema,
 )
 from shared.auth import current_actor, requires
+from shared.idempotency import idempotent
 from shared.pagination import page_schema
 from shared.web import Blueprint, MethodView, db_session, request_id, runtime
 
@@ -34,6 +35,7 @@ class ModelTrainings(MethodView):
         return jobs.list_jobs(session=db_session(), registry=_registry(), model_ref=model_ref, **args)
 
     @requires("data_scientist")
+    @idempotent
     @model_trainings.arguments(TrainingRequestSchema)
     @model_trainings.response(202, TrainingAcceptedSchema)
     def post(self, body, model_ref: str):
