@@ -3,7 +3,9 @@
 Looked at, never loaded: the first bytes tell a pickle (or joblib's compressed pickle) whatever the
 file is called; a file that says it is skops (its name, or the `format` the uploader gives) must be a
 skops archive whose every type is on the platform's trusted list, read from the stored blob's zip
-directory and schema, never extracted. Anything else is kept as opaque bytes the platform never loads.
+directory and schema, never extracted. A zip that says nothing but passes the same check is skops too
+(the same bytes registered again by `artifact_id` have no name); anything else is kept as opaque bytes
+the platform never loads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import BinaryIO
 from shared.artifacts import ArtifactStore, StoredBlob
 from shared.errors import UnsupportedMediaType, ValidationFailed
 from shared.model_files import HEAD_BYTES, UntrustedArtifact, pickle_format, untrusted_types
+
+ZIP_MAGIC = b"PK\x03\x04"
 
 # What a version's `format` can say. Only skops (checked against the trusted list) is `loadable`:
 # ONNX is recognised by name and kept for tools that run it, pickle and joblib only under
@@ -118,5 +122,11 @@ def check_and_store(*, artifacts: ArtifactStore, allow_pickle: bool, filename: s
         return CheckedArtifact(sha256, size, "skops", loadable=True)
     if pickled:
         return CheckedArtifact(sha256, size, pickled, loadable=False)
+    if head.startswith(ZIP_MAGIC):
+        try:
+            _check_skops(artifacts, sha256, field)
+            return CheckedArtifact(sha256, size, "skops", loadable=True)
+        except ValidationFailed:
+            pass  # it never said it was skops: kept, as any other zip, opaque
     is_onnx = declared_format == "onnx" or suffix == ".onnx"
     return CheckedArtifact(sha256, size, "onnx" if is_onnx else "opaque", loadable=False)

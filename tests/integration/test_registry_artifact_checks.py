@@ -120,8 +120,10 @@ def test_a_version_records_its_format_and_whether_the_platform_loads_it(client, 
     opaque = upload_version(client, ds, model["id"], b"a,b\n1,2\n", filename="model.pkl").json  # named, not pickled
     assert (opaque["format"], opaque["loadable"]) == ("opaque", False)
     again = client.post(f"/api/v1/models/{model['id']}/versions", headers=ds,
-                        json={"artifact_id": skops_version.json["artifact_sha256"], "format": "skops"})
+                        json={"artifact_id": skops_version.json["artifact_sha256"]})  # no name says skops
     assert again.status_code == 201 and (again.json["format"], again.json["loadable"]) == ("skops", True)
+    unclaimed = upload_version(client, ds, model["id"], skops_naming("posix", "system"), filename="bundle.zip").json
+    assert (unclaimed["format"], unclaimed["loadable"]) == ("opaque", False)
 
 
 def test_a_version_from_a_stored_artifact_gets_the_same_checks(app, client, ds, model):
