@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from services.training.data import split
 from services.training.evaluation import fit_final
 from services.training.model_io import dumps, library_versions
-from shared.model_files import TRUSTED_TYPES, UntrustedArtifact, loads_trusted, pickle_format, untrusted_types
+from shared.model_files import UntrustedArtifact, loads_trusted, pickle_format, untrusted_types
 from services.training.spec import Augmentation, FeatureSelection, Preprocessing, TrainingSpec
 
 
