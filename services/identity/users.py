@@ -15,6 +15,7 @@ from shared.auth import ROLE_RANK, ROLES, Actor, ApiKey
 from shared.db import select_for_update, utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pagination import Page, Sorting, paginate
+from shared.schemas import normalise_name
 
 MIN_PASSWORD_LENGTH = 8
 USER_SORTING = Sorting(
@@ -157,6 +158,7 @@ def ensure_admin(*, session: Session, username: str, password: str) -> tuple[Use
 
     Returns the user and whether it was created now, so the launcher prints a password only once.
     """
+    username = normalise_name(username)  # as logging in will spell it (MODELYARD_ADMIN_USERNAME may be NFD)
     existing = session.scalar(sa.select(User).where(User.username == username))
     if existing is not None:
         return existing, False

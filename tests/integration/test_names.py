@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
+from services.identity.users import ensure_admin
 from tests.support.auth import PASSWORD, headers_for, make_user
 from tests.support.registry import model_body
 
@@ -85,3 +86,11 @@ def test_a_dataset_named_in_nfd_is_found_by_its_nfc_name(client, ds):
     assert created.status_code == 201 and created.json["name"] == NFC
     listed = client.get("/api/v1/datasets", query_string={"name": NFD}, headers=ds).json["items"]
     assert [d["id"] for d in listed] == [created.json["id"]]
+
+
+def test_a_first_admin_configured_in_nfd_logs_in_by_either_spelling(app, client):
+    with app.extensions["modelyard"].db.transaction() as session:
+        user, created = ensure_admin(session=session, username=NFD, password=PASSWORD)
+    assert created and user.username == NFC
+    for spelling in (NFC, NFD):
+        assert client.post("/api/v1/auth/token", json={"username": spelling, "password": PASSWORD}).status_code == 200
