@@ -81,6 +81,7 @@ HEAD_BYTES = 64 << 10
 _DECOMPRESSED_HEAD = 4 << 10
 # A skops schema is a few MiB for a large forest; a bigger declared size is a zip bomb, not a model.
 MAX_SCHEMA_BYTES = 64 << 20
+MAX_MEMBERS = 100_000
 # Opcodes that import a callable by name: what makes loading a pickle run code.
 _IMPORTING_OPCODES = frozenset({"GLOBAL", "INST"})
 
@@ -165,26 +166,42 @@ def _named_types(node: Any, found: set[str]) -> set[str]:
     return found
 
 
+def _skeleton(archive: BinaryIO) -> bytes:
+    """The archive's schema and the names of its members, each member empty: all that skops's check looks
+    at. skops's own reader would otherwise read every array into memory, and a small upload can hold a
+    highly compressed array (a zip bomb) or name one array a thousand times."""
+    with zipfile.ZipFile(archive) as zipped:
+        members = zipped.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise UntrustedArtifact(f"not a skops file: more than {MAX_MEMBERS} members")
+        schema_info = zipped.getinfo("schema.json")
+        if schema_info.file_size > MAX_SCHEMA_BYTES:
+            raise UntrustedArtifact(f"not a skops file: its schema is larger than {MAX_SCHEMA_BYTES} bytes")
+        schema = zipped.read(schema_info)
+    skeleton = io.BytesIO()
+    with zipfile.ZipFile(skeleton, "w") as copy:
+        for member in members:
+            copy.writestr(member.filename, schema if member.filename == "schema.json" else b"")
+    return skeleton.getvalue()
+
+
 def untrusted_types(archive: BinaryIO) -> list[str]:
     """Every type the skops archive names (in its schema, or as skops reports what it would not load by
-    default) that is not in TRUSTED_TYPES; UntrustedArtifact when it is no skops archive. Reads the zip's directory and schema (and skops, the
-    arrays' headers), never extracts it and builds no object."""
+    default) that is not in TRUSTED_TYPES; UntrustedArtifact when it is no skops archive. Reads the zip's
+    directory and schema only: never extracts it, builds no object."""
     import skops.io as sio  # here, not at import: skops brings scikit-learn, which the web processes do without
 
     try:
-        with zipfile.ZipFile(archive) as zipped:
-            schema_info = zipped.getinfo("schema.json")
-            if schema_info.file_size > MAX_SCHEMA_BYTES:
-                raise UntrustedArtifact(f"not a skops file: its schema is larger than {MAX_SCHEMA_BYTES} bytes")
-            schema = json.loads(zipped.read(schema_info))
-        archive.seek(0)
+        skeleton = _skeleton(archive)
+        with zipfile.ZipFile(io.BytesIO(skeleton)) as zipped:
+            named = _named_types(json.loads(zipped.read("schema.json")), set())
         # skops's own check covers what the schema walk cannot see (functions, methods, its node types).
-        flagged = set(sio.get_untrusted_types(file=archive))  # type: ignore[arg-type]  # ZipFile takes a file
+        flagged = set(sio.get_untrusted_types(data=skeleton))
     except UntrustedArtifact:
         raise
     except Exception as exc:  # a zip or schema skops cannot read is not a skops file, whatever broke
         raise UntrustedArtifact(f"not a skops file: {exc}") from exc
-    return sorted((flagged | _named_types(schema, set())) - TRUSTED_TYPES)
+    return sorted((flagged | named) - TRUSTED_TYPES)
 
 
 def loads_trusted(data: bytes) -> Any:

@@ -2,6 +2,7 @@
 
 import io
 import json
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -119,3 +120,23 @@ def test_library_versions_name_every_library_a_model_depends_on():
 ])
 def test_text_and_other_binary_formats_are_not_taken_for_pickle(data):
     assert pickle_format(data) is None
+
+
+def test_a_skops_file_whose_array_is_a_zip_bomb_is_checked_without_inflating_it():
+    blob = dumps(Pipeline([("scale", StandardScaler())]).fit(np.eye(3)))
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in archive.namelist():
+            if name.endswith(".npy"):
+                with out.open(name, "w") as member:  # 256 MiB of zeros, a few hundred KiB compressed
+                    for _ in range(256):
+                        member.write(bytes(1 << 20))
+            else:
+                out.writestr(name, archive.read(name))
+    tracemalloc.start()
+    try:
+        assert untrusted_types(io.BytesIO(bomb.getvalue())) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
