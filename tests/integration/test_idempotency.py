@@ -10,7 +10,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from shared.db import utcnow
+from services.registry.models_service import create_model as create_model_use_case
+from shared.auth import Actor
+from shared.db import keep_in_transaction, utcnow
 from shared.idempotency import IdempotentRequest, purge_expired
 from tests.support.auth import PASSWORD, headers_for
 from tests.support.registry import create_model, model_body
@@ -121,3 +123,18 @@ def test_an_invalid_key_is_422(client, ds):
     response = client.post("/api/v1/models", json=model_body("churn"), headers={**ds, **key("x" * 256)})
     assert response.status_code == 422 and "Idempotency-Key" in response.json["errors"]
     assert client.get("/api/v1/models", headers=ds).json["items"] == []
+
+
+def test_a_model_created_beside_a_key_rolls_back_with_it(app, client, ds):
+    # Alone, a model create's one statement commits by itself on Postgres (the fast path); beside a key's
+    # row it must not, or a crash before the commit would leave the model without its key.
+    rt = app.extensions["modelyard"]
+    session = rt.db.sessions()
+    try:
+        keep_in_transaction(session)
+        create_model_use_case(session=session, actor=Actor(id="u1", name="dana", role="data_scientist", via="token"),
+                              request_id="test", name="ghost", type="classification", framework="custom")
+        session.rollback()
+    finally:
+        session.close()
+    assert client.get("/api/v1/models/ghost", headers=ds).status_code == 404
