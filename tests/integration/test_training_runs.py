@@ -119,6 +119,7 @@ def test_each_strategy_trains_and_registers_a_version_that_loads_and_predicts(
 
     version = client.get(f"/api/v1/models/{model['id']}/versions/1", headers=ds).json
     assert version["provenance"] == "trained" and version["flavor"] == "skops"
+    assert (version["format"], version["loadable"]) == ("skops", True)
     assert version["dataset_id"] == dataset["id"] and version["dataset_sha256"] == dataset["sha256"]
     assert version["training_job_id"] == accepted["id"]
     assert version["parameters"] == job["best_params"]
