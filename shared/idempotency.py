@@ -13,6 +13,9 @@ row, so the create and its key commit together or not at all.
   runs itself if the first rolled back. The loser waits; it never creates a second time.
 - Keys live a day (RETENTION): an older key counts as unseen and is claimed afresh, and beat deletes
   expired rows hourly (workers.maintenance.purge_idempotency_keys).
+- Answers are stored encrypted (AES-GCM under a key derived from the JWT secret, bound to principal and
+  key): the answer to an API key's creation holds the key itself, which is otherwise stored only hashed.
+  An answer that no longer decrypts (the secret changed) counts as unseen.
 
 Multipart bodies (uploads, up to gigabytes) are digested while werkzeug parses them, with the multipart
 boundary left out: clients choose a new random boundary for every send, retries included.
@@ -22,9 +25,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -32,7 +40,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from shared.auth import current_actor
 from shared.db import Base, keep_in_transaction, select_for_update, utcnow
 from shared.errors import ValidationFailed
-from shared.web import db_session
+from shared.web import db_session, runtime
 
 HEADER = "Idempotency-Key"
 RETENTION = timedelta(days=1)
@@ -105,11 +113,32 @@ def _key() -> str | None:
     return key
 
 
-def _replay(stored: IdempotentRequest, fingerprint: str) -> Response:
+_NONCE_SIZE = 12
+
+
+def _cipher() -> AESGCM:
+    secret = runtime().settings.jwt_secret.encode()
+    return AESGCM(HKDF(algorithm=SHA256(), length=32, salt=None, info=b"modelyard idempotency answers").derive(secret))
+
+
+def _seal(row: IdempotentRequest, body: bytes) -> bytes:
+    nonce = os.urandom(_NONCE_SIZE)
+    return nonce + _cipher().encrypt(nonce, body, f"{row.principal}\n{row.key}".encode())
+
+
+def _unsealed(row: IdempotentRequest) -> bytes | None:
+    sealed = row.body or b""
+    try:
+        return _cipher().decrypt(sealed[:_NONCE_SIZE], sealed[_NONCE_SIZE:], f"{row.principal}\n{row.key}".encode())
+    except (InvalidTag, ValueError):
+        return None
+
+
+def _replay(stored: IdempotentRequest, fingerprint: str, body: bytes) -> Response:
     if stored.fingerprint != fingerprint:
         raise ValidationFailed(f"This {HEADER} was used for another request; use a new key for a new request.",
                                errors={HEADER: ["Already used for a different request."]})
-    response = Response(stored.body, status=stored.status, mimetype=stored.mimetype)
+    response = Response(body, status=stored.status, mimetype=stored.mimetype)
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
@@ -150,9 +179,11 @@ def _claim(session: Session, principal: str, key: str, fingerprint: str) -> Idem
     if stored is None:
         return claim
     created = stored.created_at if stored.created_at.tzinfo else stored.created_at.replace(tzinfo=timezone.utc)
-    if created > now - RETENTION:  # SQLite hands times back naive
-        return _replay(stored, fingerprint)
-    stored.fingerprint, stored.created_at, stored.status = fingerprint, now, None  # expired: claimed afresh
+    body = _unsealed(stored)
+    if created > now - RETENTION and body is not None:  # SQLite hands times back naive
+        return _replay(stored, fingerprint, body)
+    # Expired, or sealed under another secret: claimed afresh.
+    stored.fingerprint, stored.created_at, stored.status, stored.body = fingerprint, now, None, None
     return stored
 
 
@@ -169,7 +200,8 @@ def idempotent(view):
         if isinstance(claimed, Response):
             return claimed
         response = current_app.make_response(view(*args, **kwargs))
-        claimed.status, claimed.mimetype, claimed.body = response.status_code, response.mimetype, response.get_data()
+        claimed.status, claimed.mimetype = response.status_code, response.mimetype
+        claimed.body = _seal(claimed, response.get_data())
         return response
 
     return wrapper

@@ -138,3 +138,11 @@ def test_a_model_created_beside_a_key_rolls_back_with_it(app, client, ds):
     finally:
         session.close()
     assert client.get("/api/v1/models/ghost", headers=ds).status_code == 404
+
+
+def test_a_stored_answer_never_holds_an_api_key_in_clear(app, client):
+    admin = headers_for(app, "admin")
+    made = client.post("/api/v1/auth/api-keys", json={"name": "ci", "role": "viewer"}, headers={**admin, **key("k")})
+    with app.extensions["modelyard"].db.transaction() as session:
+        stored = session.scalars(sa.select(IdempotentRequest.body)).all()
+    assert len(stored) == 1 and made.json["key"].encode() not in stored[0]
