@@ -37,10 +37,8 @@ from flask import Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shared.auth import current_actor
 from shared.db import Base, keep_in_transaction, select_for_update, utcnow
 from shared.errors import ValidationFailed
-from shared.web import db_session, runtime
 
 HEADER = "Idempotency-Key"
 RETENTION = timedelta(days=1)
@@ -117,6 +115,8 @@ _NONCE_SIZE = 12
 
 
 def _cipher() -> AESGCM:
+    from shared.web import runtime
+
     secret = runtime().settings.jwt_secret.encode()
     return AESGCM(HKDF(algorithm=SHA256(), length=32, salt=None, info=b"modelyard idempotency answers").derive(secret))
 
@@ -189,6 +189,10 @@ def _claim(session: Session, principal: str, key: str, fingerprint: str) -> Idem
 
 def idempotent(view):
     """Decorate a create view: with an Idempotency-Key, a repeat of the same request replays the first answer."""
+
+    # Imported here: the maintenance worker imports this module for purge_expired, without the web stack.
+    from shared.auth import current_actor
+    from shared.web import db_session
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):

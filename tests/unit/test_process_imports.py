@@ -30,3 +30,7 @@ def test_the_supervisor_imports_neither_the_database_nor_the_web_stack():
 
 def test_beat_imports_no_sqlalchemy():
     assert "sqlalchemy" not in imported_packages("workers.beat")
+
+
+def test_the_maintenance_worker_imports_no_web_stack():
+    assert not imported_packages("workers.maintenance") & {"flask_smorest", "apispec", "flask_jwt_extended", "webargs"}
