@@ -1,7 +1,7 @@
 """What each version's artifact is, whether the platform loads it, and the answers to Idempotency-Keys
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-04
 
 - model_versions.format: skops, onnx, pickle, joblib or opaque, as the registry found it at upload.
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -12,7 +12,6 @@ from marshmallow import RAISE
 from services.identity import api_keys, audit_log, login, schemas, users
 from shared.auth import current_actor, issue_token, requires
 from shared.errors import PROBLEM_JSON, ProblemSchema
-
 from shared.idempotency import idempotent
 from shared.web import Blueprint, MethodView, Runtime, db_session, request_id, runtime
 
