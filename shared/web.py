@@ -31,7 +31,8 @@ from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
 from shared.errors import (
-    PROBLEM_JSON, DomainError, ProblemSchema, UnsupportedMediaType, ValidationFailed, install_error_handlers, problem,
+    PROBLEM_JSON, DomainError, PayloadTooLarge, ProblemSchema, UnsupportedMediaType, ValidationFailed,
+    install_error_handlers, problem,
 )
 from shared.refusals import install_refusal_audit
 from shared.throttling import Throttle
@@ -144,15 +145,30 @@ def _check_body() -> Response | None:
         raise UnsupportedMediaType(
             f"Content-Type {mimetype or '(none)'} is not accepted here; send {' or '.join(sorted(accepted))}"
         )
-    request.max_content_length = settings.max_upload_bytes if mimetype == MULTIPART else settings.max_json_bytes
-    if mimetype in JSON_TYPES and not isinstance(request.get_json(silent=True), dict):
-        # Parsed (strictly, by the app's JSON provider) and cached above; parsed again only to say why not.
-        try:
-            strict_json.loads(request.get_data())
-        except ValueError as exc:
-            return problem(400, "Bad request", f"The body is not valid JSON: {exc}.", slug="malformed-json")
-        return problem(400, "Bad request", "The body must be a JSON object.", slug="malformed-json")
+    limit = settings.max_upload_bytes if mimetype == MULTIPART else settings.max_json_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(_too_large(limit))
+    # A body sent without a length (chunked) is read through werkzeug's limited stream, whose
+    # `read()` stops quietly at the limit: 2 MiB of JSON would be parsed as its first 1 MiB (a
+    # misleading 400, or a 201 when the cut falls in trailing whitespace). One byte of headroom
+    # tells a body of exactly the limit from a longer one; the multipart parser reads on past the
+    # headroom, which the stream refuses with a 413 of its own.
+    request.max_content_length = limit + 1
+    if mimetype in JSON_TYPES:
+        if len(request.get_data()) > limit:
+            raise PayloadTooLarge(_too_large(limit))
+        if not isinstance(request.get_json(silent=True), dict):
+            # Parsed (strictly, by the app's JSON provider) and cached above; parsed again only to say why not.
+            try:
+                strict_json.loads(request.get_data())
+            except ValueError as exc:
+                return problem(400, "Bad request", f"The body is not valid JSON: {exc}.", slug="malformed-json")
+            return problem(400, "Bad request", "The body must be a JSON object.", slug="malformed-json")
     return None
+
+
+def _too_large(limit: int) -> str:
+    return f"The body is larger than this endpoint's limit of {limit} bytes."
 
 
 def _check_query() -> None:

@@ -1,0 +1,85 @@
+"""Input past a limit: refused whole, with a problem naming the limit, and nothing is written."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services import registry
+from shared.audit import AuditEntry
+from shared.events.outbox import OutboxEvent
+from tests.support.registry import bearer, create_model, model_body
+
+pytestmark = pytest.mark.integration
+
+MODELS = "/api/v1/models"
+MiB = 1 << 20
+
+
+def _trail(app, settings_overrides) -> tuple:
+    """Everything a write leaves: audit rows, outbox rows, stored blobs."""
+    with app.extensions["modelyard"].db.transaction() as session:
+        audit = session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
+        outbox = session.scalar(sa.select(sa.func.count()).select_from(OutboxEvent))
+    blobs = sorted(Path(settings_overrides["artifact_root"]).glob("??/??/*"))
+    return audit, outbox, blobs
+
+
+def _chunked(client, url: str, body: bytes, headers: dict, content_type: str):
+    """POST `body` with no Content-Length, as a client streaming it chunked; gunicorn (like any server
+    that decodes chunked bodies) marks such a stream terminated, which the test client does not."""
+    return client.post(url, input_stream=io.BytesIO(body), content_type=content_type,
+                       headers={**headers, "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def _json_bodies() -> dict[str, bytes]:
+    return {
+        "two MiB of JSON": json.dumps(model_body(description="x" * (2 * MiB))).encode(),
+        "valid JSON, then two MiB of whitespace": json.dumps(model_body()).encode() + b" " * (2 * MiB),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_json_bodies()))
+def test_a_json_body_over_the_limit_is_413_whether_chunked_or_sent_with_a_length(app, client, ds, settings_overrides,
+                                                                                 kind):
+    body = _json_bodies()[kind]
+    before = _trail(app, settings_overrides)
+    for response in (_chunked(client, MODELS, body, ds, "application/json"),
+                     client.post(MODELS, data=body, content_type="application/json", headers=ds)):
+        assert response.status_code == 413, response.json
+        assert response.mimetype == "application/problem+json"
+        assert str(1 * MiB) in response.json["detail"]
+    assert client.get(MODELS, headers=ds).json["items"] == []
+    assert _trail(app, settings_overrides) == before
+
+
+def test_a_chunked_json_body_of_exactly_the_limit_is_read_whole(settings_overrides, clean_db, make_app):
+    small = make_app({**settings_overrides, "max_json_bytes": 4096})
+    client = small.test_client()
+    ds = bearer(small, "data_scientist")
+    body = json.dumps(model_body("exact")).encode()
+    body += b" " * (4096 - len(body))
+    assert _chunked(client, MODELS, body, ds, "application/json").status_code == 201
+    assert _chunked(client, MODELS, body + b" ", ds, "application/json").status_code == 413
+
+
+def test_a_chunked_upload_over_the_upload_limit_is_413_and_stores_nothing(settings_overrides, clean_db, make_app):
+    small = make_app({**settings_overrides, "max_upload_bytes": 4096}, registry.create_app)
+    client = small.test_client()
+    ds = bearer(small, "data_scientist")
+    model = create_model(client, ds, "limited")
+    boundary = "modelyard-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"m.onnx\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"x" * 8192 + f"\r\n--{boundary}--\r\n".encode()
+    before = _trail(small, settings_overrides)
+    response = _chunked(client, f"{MODELS}/{model['id']}/versions", body, ds,
+                        f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert _trail(small, settings_overrides) == before
+    assert client.get(f"{MODELS}/{model['id']}/versions", headers=ds).json["items"] == []
