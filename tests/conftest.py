@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
 from shared.db import make_engine, normalise_url
 from tests.support.databases import drop_database, empty_tables
 from tests.support.settings import platform_settings
+from tests.support.strict_answers import check_strict_json
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -125,3 +127,16 @@ def make_app():
     yield make
     for app in apps:
         app.extensions["modelyard"].db.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _json_answers_are_strict(monkeypatch):
+    """Fail the test whose request gets an answer that is not strict JSON, at the request."""
+    open_request = FlaskClient.open
+
+    def open_checked(self, *args, **kwargs):
+        response = open_request(self, *args, **kwargs)
+        check_strict_json(response)
+        return response
+
+    monkeypatch.setattr(FlaskClient, "open", open_checked)

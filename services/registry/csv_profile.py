@@ -1,7 +1,8 @@
 """Schema inference for an uploaded CSV, in one streaming pass with the csv module (no pandas).
 
 Per column: the narrowest dtype every non-null value fits (boolean, integer, float, datetime, else
-string), the null count, for numbers min and max, and for columns with at most MAX_COUNTED_VALUES
+string), the null count, for numbers min and max of the finite values and the count of infinite ones
+(JSON has no infinity, and a profile is answered as JSON), and for columns with at most MAX_COUNTED_VALUES
 distinct values the count of each (training checks class counts against its folds before queuing).
 Memory stays constant in the number of rows.
 """
@@ -11,15 +12,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
 
+from shared.csv_format import NULL_TOKENS
 from shared.errors import ValidationFailed
 
-# The tokens pandas' read_csv treats as missing, compared case-insensitively.
-NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a", "<na>"})
 BOOLEANS = frozenset({"true", "false"})
 INTEGER = re.compile(r"[+-]?\d+")
 FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?inf(inity)?", re.IGNORECASE)
@@ -52,6 +53,7 @@ class _Column:
     name: str
     nulls: int = 0
     non_null: int = 0
+    infinite: int = 0
     candidates: list[str] = field(default_factory=lambda: list(DTYPES[:-1]))
     low: float | None = None
     high: float | None = None
@@ -72,6 +74,9 @@ class _Column:
             self.candidates = [dtype for dtype in self.candidates if _CHECKS[dtype](value)]
             if "float" in self.candidates:  # integers match the float pattern too
                 number = float(value)
+                if not math.isfinite(number):  # "inf", "-Infinity", or past float's range: "1e999"
+                    self.infinite += 1
+                    return
                 self.low = number if self.low is None else min(self.low, number)
                 self.high = number if self.high is None else max(self.high, number)
 
@@ -81,6 +86,7 @@ class _Column:
         as_type = int if dtype == "integer" else float
         return {
             "name": self.name, "dtype": dtype, "nulls": self.nulls, "non_null": self.non_null,
+            "infinite": self.infinite,
             "min": as_type(self.low) if numeric and self.low is not None else None,
             "max": as_type(self.high) if numeric and self.high is not None else None,
             "value_counts": self.counts,

@@ -185,6 +185,7 @@ class ColumnSchema(Schema):
     dtype = fields.String()
     nulls = fields.Integer()
     non_null = fields.Integer()
+    infinite = fields.Integer(metadata={"description": "values that are +/-infinity, left out of min and max"})
     min = fields.Raw(allow_none=True)
     max = fields.Raw(allow_none=True)
     value_counts = fields.Dict(keys=fields.String(), values=fields.Integer(), allow_none=True,

@@ -31,14 +31,13 @@ from services.training.spec import (
 from shared import audit
 from shared.auth import Actor
 from shared.config import Settings
+from shared.csv_format import NULL_TOKENS
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pagination import Page, Sorting, paginate
 from shared.tasks import enqueue_after_commit
 
 TRAINABLE_TYPES = ("classification", "regression")
-# The tokens pandas' read_csv treats as missing (the workers read the data with pandas).
-NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a", "<na>"})
 MAX_COUNTED_VALUES = 100
 JOB_SORTING = Sorting(columns={"created_at": TrainingJob.created_at}, tiebreaker=TrainingJob.id,
                       default="-created_at")

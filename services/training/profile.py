@@ -1,10 +1,11 @@
 """The training data's profile, stored with the version as the reference for drift detection.
 
-Numeric features: decile bin edges (numpy.nanquantile, linear interpolation) and the row counts in
+Numeric features: decile bin edges (numpy.quantile, linear interpolation) and the row counts in
 those bins, so later data can be binned the same way for PSI / chi-square, plus mean, std (population),
-min, max and the share of missing values. Categorical features: the frequencies of the 50 most common
-categories and "__other__" for the rest (Evidently's reference-frequency approach). The target:
-class frequencies for classification, deciles and moments for regression. Plain JSON only.
+min and max, all of the finite values, the count of infinite values and the share of missing values.
+Categorical features: the frequencies of the 50 most common categories and "__other__" for the rest
+(Evidently's reference-frequency approach). The target: class frequencies for classification, deciles
+and moments for regression. Plain JSON only.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ def _number(value: Any) -> float | None:
 def numeric_profile(values: pd.Series) -> dict[str, Any]:
     """Decile edges, counts per bin, moments and missing share of one numeric column."""
     array = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
-    present = array[~np.isnan(array)]
+    missing = np.isnan(array)
+    # Infinities are counted, never binned or averaged: an edge or a mean of inf is no JSON number.
+    present = array[np.isfinite(array)]
     summary: dict[str, Any] = {"kind": "numeric", "count": int(present.size),
-                               "null_share": float(1 - present.size / array.size) if array.size else 0.0}
+                               "infinite": int(np.isinf(array).sum()),
+                               "null_share": float(missing.mean()) if array.size else 0.0}
     if not present.size:
         return {**summary, "bin_edges": [], "histogram": [], "mean": None, "std": None, "min": None, "max": None}
     # Repeated quantiles (a column with few values) collapse to distinct edges so every bin is non-empty-width.

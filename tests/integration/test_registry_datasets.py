@@ -57,6 +57,23 @@ def test_an_uploaded_csv_gets_its_schema_inferred(client, ds):
     assert client.get(f"/api/v1/datasets/{dataset['id']}", headers=ds).json == dataset
 
 
+def test_infinities_in_a_csv_are_counted_in_its_schema_and_never_answered_as_numbers(client, ds):
+    # Every spelling pandas reads as infinity or as a missing value; 1e999 is past a float's range.
+    csv = (b"x,y,z\n"
+           b"1.5,inf,-nan\n"
+           b"-Infinity,1e999,1.#QNAN\n"
+           b"2.5,-INF,NaN\n"
+           b"+inf,4,3\n")
+    response = upload_csv(client, ds, csv)
+    assert response.status_code == 201, response.json
+    schema = {column["name"]: column for column in response.json["schema"]}
+    assert {name: (c["dtype"], c["min"], c["max"], c["infinite"], c["nulls"]) for name, c in schema.items()} == {
+        "x": ("float", 1.5, 2.5, 2, 0), "y": ("float", 4.0, 4.0, 3, 0), "z": ("integer", 3, 3, 0, 3)}
+    # The autouse strict-JSON check fails this test if the schema, or a list holding it, has Infinity.
+    assert client.get(f"/api/v1/datasets/{response.json['id']}", headers=ds).json == response.json
+    assert client.get("/api/v1/datasets", headers=ds).json["items"] == [response.json]
+
+
 def test_the_same_bytes_twice_give_one_stored_copy_and_the_same_sha256(client, ds, settings_overrides):
     first = upload_csv(client, ds, CSV, name="customers")
     again = upload_csv(client, ds, CSV, name="customers")

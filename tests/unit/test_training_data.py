@@ -1,5 +1,7 @@
 """From CSV bytes to train/validation/test parts: what is kept, how it is split, and the data it refuses."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -158,6 +160,16 @@ def test_the_profile_groups_rare_categories_and_describes_a_numeric_target():
     profile = profile_training_data(X, np.arange(120.0), {"city": "categorical", "empty": "numeric"})
     city = profile["features"]["city"]
     assert len(city["frequencies"]) == 51 and city["frequencies"][OTHER] == 20 and city["distinct"] == 60
-    assert profile["features"]["empty"] == {"kind": "numeric", "count": 0, "null_share": 1.0, "bin_edges": [],
+    assert profile["features"]["empty"] == {"kind": "numeric", "count": 0, "infinite": 0, "null_share": 1.0, "bin_edges": [],
                                             "histogram": [], "mean": None, "std": None, "min": None, "max": None}
     assert profile["target"]["min"] == 0 and profile["target"]["max"] == 119
+
+
+def test_infinities_in_the_training_data_are_counted_and_never_put_in_the_profile():
+    X = pd.DataFrame({"x": [1.0, np.inf, 2.0, -np.inf, np.nan, 3.0]})
+    profile = profile_training_data(X, np.array([1.0, 2.0, np.inf, 4.0, 5.0, 6.0]), {"x": "numeric"})
+    x = profile["features"]["x"]
+    assert (x["count"], x["infinite"], x["min"], x["max"], x["mean"]) == (3, 2, 1.0, 3.0, 2.0)
+    assert x["null_share"] == pytest.approx(1 / 6)
+    assert profile["target"]["infinite"] == 1
+    json.loads(json.dumps(profile), parse_constant=pytest.fail)  # no NaN or Infinity anywhere
