@@ -7,6 +7,8 @@ validates (unknown parts are refused like unknown JSON fields) and documents the
 
 from __future__ import annotations
 
+import re
+
 import flask_smorest
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
@@ -14,6 +16,8 @@ from werkzeug.datastructures import CombinedMultiDict
 from shared.errors import ValidationFailed
 from shared import web
 from shared.web import MULTIPART
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class MultipartParser(FlaskParser):
@@ -27,6 +31,14 @@ class MultipartParser(FlaskParser):
             if "\x00" in name or "\x00" in text:
                 raise ValidationFailed(f"The form part {name!r} contains a NUL character.",
                                        errors={name: ["Must not contain NUL characters."]})
+        # A file name becomes a dataset's name and a download's Content-Disposition header, where a
+        # line break would start a new header. (Sent raw, CR/LF break the part's own header instead,
+        # and the part arrives as a plain field, which the schema's FilePart refuses.)
+        for name, upload in req.files.items(multi=True):
+            if CONTROL_CHARACTERS.search(upload.filename or ""):
+                raise ValidationFailed(f"The file name of form part {name!r} contains a control character.",
+                                       errors={name: ["The file name must not contain control characters "
+                                                      "(line breaks, tabs)."]})
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from werkzeug.datastructures import FileStorage
 
 from services.registry.artifact_checks import FORMATS
 from services.registry.models import MAX_VERSION_NUMBER
@@ -33,6 +34,16 @@ class JSONText(fields.Nested):
             except ValueError as exc:
                 raise ValidationError(f"Not valid JSON: {exc}.") from None
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class FilePart(Upload):
+    """A multipart part sent as a file. The same name sent as a plain form field is a string (the
+    multipart location merges fields and files), which a view would otherwise read as a file."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, FileStorage):
+            raise ValidationError("Must be a file part (a form part with a filename), not a plain form field.")
+        return value
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -109,7 +120,7 @@ class VersionFromArtifactSchema(VersionMetadataSchema):
 class VersionUploadSchema(StrictSchema):
     """Multipart body: the `artifact` file part plus a `metadata` part holding a JSON object."""
 
-    artifact = Upload(required=True)
+    artifact = FilePart(required=True)
     metadata = JSONText(VersionMetadataSchema, load_default=dict)
 
 
@@ -175,7 +186,7 @@ class AliasBodySchema(StrictSchema):
 class DatasetUploadSchema(StrictSchema):
     """Multipart body: the CSV `file`, and optionally a `name` (default: the file's) and `description`."""
 
-    file = Upload(required=True)
+    file = FilePart(required=True)
     name = Name(validate=validate.Length(min=1, max=255))
     description = fields.String(validate=validate.Length(max=10_000))
 

@@ -1,4 +1,5 @@
-"""Input past a limit: refused whole, with a problem naming the limit, and nothing is written."""
+"""Input an attacker or a careless client sends: past a limit, or in the wrong shape. Each is refused
+whole with a 4xx problem naming what is wrong, never a 500, and nothing is written."""
 
 from __future__ import annotations
 
@@ -83,3 +84,46 @@ def test_a_chunked_upload_over_the_upload_limit_is_413_and_stores_nothing(settin
     assert response.mimetype == "application/problem+json"
     assert _trail(small, settings_overrides) == before
     assert client.get(f"{MODELS}/{model['id']}/versions", headers=ds).json["items"] == []
+
+
+def _multipart(disposition: str, content: bytes) -> tuple[bytes, str]:
+    """A one-part multipart body written by hand, as the test client would not write it; and its content type."""
+    boundary = "modelyard-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n".encode() + content
+            + f"\r\n--{boundary}--\r\n".encode())
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture
+def model(client, ds):
+    return create_model(client, ds, "churn")
+
+
+def _uploads(model_id: str) -> dict[str, tuple[str, str]]:
+    """Each upload endpoint, with the name of its file part."""
+    return {"version": (f"{MODELS}/{model_id}/versions", "artifact"), "dataset": ("/api/v1/datasets", "file")}
+
+
+@pytest.mark.parametrize("upload", ["version", "dataset"])
+def test_a_file_part_sent_as_a_plain_form_field_is_422_naming_it(app, client, ds, model, settings_overrides, upload):
+    url, part = _uploads(model["id"])[upload]
+    before = _trail(app, settings_overrides)
+    response = client.post(url, data={part: "a,b\n1,2\n"}, headers=ds, content_type="multipart/form-data")
+    assert response.status_code == 422, response.json
+    assert response.mimetype == "application/problem+json"
+    assert "file part" in response.json["errors"][part][0]
+    assert _trail(app, settings_overrides) == before
+
+
+@pytest.mark.parametrize("upload", ["version", "dataset"])
+@pytest.mark.parametrize("filename", ['filename="a\r\nX-Injected: 1.csv"', "filename*=UTF-8''a%0D%0AX-Injected%3A%201.csv",
+                                      "filename*=UTF-8''a%0Ab.csv"])
+def test_a_file_name_holding_a_line_break_is_422_naming_the_part(app, client, ds, model, settings_overrides, upload,
+                                                                  filename):
+    url, part = _uploads(model["id"])[upload]
+    body, content_type = _multipart(f'name="{part}"; {filename}', b"a,b\n1,2\n")
+    before = _trail(app, settings_overrides)
+    response = client.post(url, data=body, headers=ds, content_type=content_type)
+    assert response.status_code == 422, response.json
+    assert list(response.json["errors"]) == [part]
+    assert _trail(app, settings_overrides) == before
