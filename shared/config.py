@@ -50,6 +50,8 @@ class Settings:
     max_upload_bytes: int = 2 << 30
     # Accept pickle and joblib artifacts (which run code when loaded): for a trusted environment only.
     allow_pickle: bool = False
+    # Columns a CSV may have (uploaded datasets, training data files): its header is read before any row.
+    max_csv_columns: int = 10_000
     admin_username: str = "admin"
     admin_password: str = ""
     relay_batch_size: int = 200

@@ -40,7 +40,7 @@ class Datasets(MethodView):
         dataset, created = datasets.register_dataset(
             session=db_session(), artifacts=runtime().artifacts, actor=current_actor(), request_id=request_id(),
             stream=upload.stream, name=body.get("name") or datasets.default_name(upload.filename),
-            description=body.get("description", ""),
+            description=body.get("description", ""), max_columns=runtime().settings.max_csv_columns,
         )
         return dataset, 201 if created else 200
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from shared.csv_format import NULL_TOKENS
+from shared.csv_format import NULL_TOKENS, header_problem
 from shared.errors import ValidationFailed
 
 BOOLEANS = frozenset({"true", "false"})
@@ -124,8 +124,9 @@ def _invalid(detail: str) -> ValidationFailed:
     return ValidationFailed(detail, errors={"file": [detail]})
 
 
-def profile_csv(stream: BinaryIO) -> CsvProfile:
-    """Read the whole CSV once; ValidationFailed naming `file` if it is empty, not UTF-8 or ragged."""
+def profile_csv(stream: BinaryIO, *, max_columns: int) -> CsvProfile:
+    """Read the whole CSV once; ValidationFailed naming `file` if it is empty, not UTF-8, ragged, or its
+    header names a column twice or more than `max_columns` columns."""
     raw = _HashingReader(stream)
     text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding="utf-8-sig", newline="")
     reader = csv.reader(text, strict=True)
@@ -134,9 +135,9 @@ def profile_csv(stream: BinaryIO) -> CsvProfile:
         if not header or all(not name.strip() for name in header):
             raise _invalid("The file is empty or has no header row.")
         names = [name.strip() for name in header]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise _invalid(f"Column names repeat: {', '.join(duplicates)}.")
+        refused = header_problem(names, max_columns=max_columns)
+        if refused:
+            raise _invalid(refused)
         columns = [_Column(name) for name in names]
         rows = 0
         for record in reader:

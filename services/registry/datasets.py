@@ -48,9 +48,9 @@ def default_name(filename: str | None) -> str:
 
 
 def register_dataset(*, session: Session, artifacts: ArtifactStore, actor: Actor, request_id: str,
-                     stream: BinaryIO, name: str, description: str = "") -> tuple[Dataset, bool]:
-    """Profile the CSV, store its bytes once, and return (dataset, created)."""
-    profile = profile_csv(stream)  # rejects bad files before a single byte is stored
+                     stream: BinaryIO, name: str, description: str = "", max_columns: int) -> tuple[Dataset, bool]:
+    """Profile the CSV (at most `max_columns` columns), store its bytes once, and return (dataset, created)."""
+    profile = profile_csv(stream, max_columns=max_columns)  # rejects bad files before a single byte is stored
     existing = _find(session, name, profile.sha256)
     stream.seek(0)
     # Stored even when a record exists: the store deduplicates, and replaces a damaged copy.

@@ -31,7 +31,7 @@ from services.training.spec import (
 from shared import audit
 from shared.auth import Actor
 from shared.config import Settings
-from shared.csv_format import NULL_TOKENS
+from shared.csv_format import NULL_TOKENS, header_problem
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pagination import Page, Sorting, paginate
@@ -118,7 +118,7 @@ class _HashingReader(io.RawIOBase):
         return len(data)
 
 
-def _from_path(data_root: str, raw: str) -> TrainingData:
+def _from_path(data_root: str, raw: str, *, max_columns: int) -> TrainingData:
     """Read the file once: its sha256, header, row count and each column's value counts."""
     path = resolve_data_path(data_root, raw)
     with open(path, "rb") as handle:
@@ -127,6 +127,10 @@ def _from_path(data_root: str, raw: str) -> TrainingData:
         try:
             reader = csv.reader(text)
             header = [name.strip() for name in next(reader, [])]
+            # Before any row: a header of a million columns would cost a million counters per row.
+            refused = header_problem(header, max_columns=max_columns)
+            if refused:
+                raise _invalid("training_data_path", refused)
             counts: list[dict[str, int] | None] = [{} for _ in header]
             rows = 0
             for record in reader:
@@ -241,7 +245,7 @@ def create_training(*, session: Session, actor: Actor, request_id: str, settings
     if body["dataset_id"] is not None:
         data = _from_dataset(registry, body["dataset_id"])
     else:
-        data = _from_path(settings.data_root, body["training_data_path"])
+        data = _from_path(settings.data_root, body["training_data_path"], max_columns=settings.max_csv_columns)
     spec = _spec(body, model, data, settings)
     job = TrainingJob(
         model_id=model_id, status=QUEUED, description=body["description"], spec=spec.to_dict(),
