@@ -123,11 +123,33 @@ class ModelyardFlask(Flask):
         return rv
 
 
-def _accepted_types() -> frozenset[str]:
+def carries_credentials(fn):
+    """Mark a view method whose answer holds a credential (a token, a new key): no cache may keep it."""
+    fn.carries_credentials = True
+    return fn
+
+
+def _view_method() -> Callable | None:
+    """The function that serves this request: a MethodView's method for its HTTP method, or the view."""
     view = current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)
-    method = getattr(view_class, request.method.lower(), None) if view_class else view
-    return getattr(method, "accepted_content_types", JSON_TYPES)
+    return getattr(view_class, request.method.lower(), None) if view_class else view
+
+
+def _accepted_types() -> frozenset[str]:
+    return getattr(_view_method(), "accepted_content_types", JSON_TYPES)
+
+
+def _security_headers(response: Response) -> Response:
+    """Headers that keep a browser from misusing an answer, on every answer, errors included."""
+    # A browser must not guess that an uploaded artifact or a JSON answer is HTML or script.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "application/json" or (response.mimetype or "").endswith("+json"):
+        # Opened directly in a browser, JSON may load nothing and run nothing.
+        response.headers["Content-Security-Policy"] = "default-src 'none'"
+    if getattr(_view_method(), "carries_credentials", False):
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _has_body() -> bool:
@@ -311,6 +333,7 @@ def create_service_app(
     _install_metrics(app, rt, service)
     app.before_request(_check_query)
     app.before_request(_check_body)
+    app.after_request(_security_headers)
 
     @app.teardown_request
     def _close_session(_exc):
@@ -334,5 +357,6 @@ def create_service_app(
 
 
 __all__ = [
-    "DomainError", "MethodView", "Runtime", "accepts", "create_service_app", "db_session", "request_id", "runtime",
+    "DomainError", "MethodView", "Runtime", "accepts", "carries_credentials", "create_service_app", "db_session",
+    "request_id", "runtime",
 ]

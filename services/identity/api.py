@@ -13,7 +13,7 @@ from services.identity import api_keys, audit_log, login, schemas, users
 from shared.auth import current_actor, issue_token, requires
 from shared.errors import PROBLEM_JSON, ProblemSchema
 from shared.idempotency import idempotent
-from shared.web import Blueprint, MethodView, Runtime, db_session, request_id, runtime
+from shared.web import Blueprint, MethodView, Runtime, carries_credentials, db_session, request_id, runtime
 
 auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Tokens and API keys")
 users_blp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Users and roles")
@@ -22,6 +22,7 @@ audit_blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description
 
 @auth_blp.route("/token")
 class Token(MethodView):
+    @carries_credentials
     @auth_blp.doc(security=[])  # the one operation that needs no credentials: it hands them out
     @auth_blp.arguments(schemas.TokenRequestSchema)
     @auth_blp.response(200, schemas.TokenSchema)
@@ -47,6 +48,7 @@ class ApiKeys(MethodView):
         """List the caller's API keys (an admin sees all); never the keys themselves."""
         return api_keys.list_api_keys(session=db_session(), actor=current_actor(), **args)
 
+    @carries_credentials
     @requires("viewer")
     @idempotent
     @auth_blp.arguments(schemas.ApiKeyCreateSchema)
