@@ -94,8 +94,9 @@ class AuditEntrySchema(Schema):
     before = fields.Dict(allow_none=True)
     after = fields.Dict(allow_none=True)
     outcome = fields.String(metadata={"description": "allowed: a change that was made; denied: a refused request"})
-    prev_hash = fields.String()
-    hash = fields.String()
+    # Null until the sealer links the row into the chain (about a second after it is written).
+    prev_hash = fields.String(allow_none=True)
+    hash = fields.String(allow_none=True)
 
 
 class AuditListArgs(ListArgs):
