@@ -117,6 +117,15 @@ def test_search_text_that_looks_like_sql_or_wildcards_is_plain_data(client, ds, 
     assert len(client.get("/api/v1/models", headers=ds).json["items"]) == 2
 
 
+def test_a_wildcard_typed_straight_into_the_url_matches_only_names_holding_it(client, ds):
+    create_model(client, ds, "plain")
+    create_model(client, ds, "100% sure")
+    # A bare % is no escape: it stands for itself. "%%" is two of them, which no name holds.
+    for raw, expected in (("%", ["100% sure"]), ("%25", ["100% sure"]), ("%%", []), ("_", []), ("%5F", [])):
+        items = client.get(f"/api/v1/models?q={raw}", headers=ds).json["items"]
+        assert [item["name"] for item in items] == expected, raw
+
+
 @pytest.mark.postgres_only  # prepared plans are Postgres's
 def test_a_search_is_planned_for_its_text_on_every_run_while_other_lists_are_prepared(app):
     # A prepared statement may be given one plan for any search text; with the trigram indexes a rare
