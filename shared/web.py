@@ -52,7 +52,9 @@ class Runtime:
     token_generations: TokenGenerations
     throttle: Throttle
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    # Reported by /readyz, never a reason to stop serving: the outbox keeps events while the broker is
+    # away, and reads bypass a cache that is down.
+    dependencies: dict[str, Callable[[], None]] = field(default_factory=dict)
 
 
 def runtime() -> Runtime:
@@ -235,9 +237,23 @@ class HealthSchema(Schema):
 
 
 class ReadinessSchema(Schema):
-    status = fields.String(metadata={"description": "ready or not ready"})
+    status = fields.String(metadata={"description": "ready or not ready: whether the database answers"})
     checks = fields.Dict(keys=fields.String(), values=fields.String(),
-                         metadata={"description": "dependency -> ok, or why it is unavailable"})
+                         metadata={"description": "what requests need (the database) -> ok, or why it is unavailable"})
+    dependencies = fields.Dict(keys=fields.String(), values=fields.String(),
+                               metadata={"description": "the broker and cache -> ok, or why unavailable; "
+                                                        "reported only, the service keeps serving without them"})
+
+
+def _probe(checks: dict[str, Callable[[], None]]) -> dict[str, str]:
+    found = {}
+    for name, check in checks.items():
+        try:
+            check()
+            found[name] = "ok"
+        except Exception as exc:  # a probe reports every failure, whatever its kind
+            found[name] = f"unavailable: {exc.__class__.__name__}"
+    return found
 
 
 def _install_probes(api: Api, rt: Runtime) -> None:
@@ -254,19 +270,14 @@ def _install_probes(api: Api, rt: Runtime) -> None:
     @blp.route("/readyz")
     @blp.doc(security=[])
     @blp.response(200, ReadinessSchema)
-    @blp.alt_response(503, schema=ReadinessSchema, description="A dependency is unreachable.")
+    @blp.alt_response(503, schema=ReadinessSchema, description="The database is unreachable.")
     def readyz():
-        """The database, broker (and cache, when configured) are reachable."""
-        checks: dict[str, str] = {}
-        ready = True
-        for name, check in {"database": rt.db.ping, **rt.readiness_checks}.items():
-            try:
-                check()
-                checks[name] = "ok"
-            except Exception as exc:  # readiness reports every failure, whatever its kind
-                checks[name] = f"unavailable: {exc.__class__.__name__}"
-                ready = False
-        return {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
+        """Ready when the database answers; the broker and cache are reported beside, not required."""
+        checks = _probe({"database": rt.db.ping})
+        ready = all(state == "ok" for state in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks,
+                "dependencies": _probe(rt.dependencies)}
+        return body, 200 if ready else 503
 
     @blp.route("/metrics")
     @blp.doc(security=[{"bearer": []}, {"api_key": []}])
@@ -324,9 +335,9 @@ def create_service_app(
     rt = Runtime(settings=settings, db=db, cache=Cache.from_settings(settings),
                  artifacts=ArtifactStore.from_settings(settings), token_generations=TokenGenerations(db.sessions),
                  throttle=Throttle(settings))
-    rt.readiness_checks["broker"] = lambda: _ping_broker(settings.broker_url)
+    rt.dependencies["broker"] = lambda: _ping_broker(settings.broker_url)
     if settings.redis_url:
-        rt.readiness_checks["cache"] = rt.cache.ping
+        rt.dependencies["cache"] = rt.cache.ping
     app.extensions["modelyard"] = rt
     app.url_map.converters["model"] = ModelRefConverter
     init_auth(app, settings)

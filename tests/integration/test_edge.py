@@ -1,5 +1,8 @@
 """The shared edge every service gets: probes, metrics and problem+json for malformed requests."""
 
+import importlib
+import uuid
+
 import pytest
 
 from tests.support.auth import api_key_headers, headers_for
@@ -69,18 +72,28 @@ def test_openapi_document_is_served(client):
     assert response.json["info"]["title"] == "Modelyard"
 
 
-def test_readiness_fails_with_503_when_the_broker_is_unreachable(settings_overrides, clean_db, servers, make_app):
+@pytest.mark.parametrize("service, read, status", [
+    ("identity", "/api/v1/users/me", 200),
+    ("registry", "/api/v1/models", 200),
+    ("training", f"/api/v1/trainings/{uuid.uuid4()}", 404),  # answered: no such job
+])
+def test_a_broker_outage_leaves_every_service_ready_and_answering_reads(settings_overrides, clean_db, servers,
+                                                                          make_app, service, read, status):
+    from tests.support.auth import make_user
     from tests.support.tcp_proxy import TcpProxy
 
     proxy = TcpProxy.for_url(servers["BROKER"])
-    client = make_app({**settings_overrides, "broker_url": proxy.url_for(servers["BROKER"])}).test_client()
-    assert client.get("/readyz").json["checks"]["broker"] == "ok"
+    factory = importlib.import_module(f"services.{service}").create_app
+    client = make_app({**settings_overrides, "broker_url": proxy.url_for(servers["BROKER"])}, factory).test_client()
+    _, headers = make_user(client.application, "viewer")
+    assert client.get("/readyz").json["dependencies"]["broker"] == "ok"
     proxy.cut()
     try:
         response = client.get("/readyz")
-        assert response.status_code == 503
-        assert response.json["checks"]["broker"].startswith("unavailable")
-        assert response.json["checks"]["database"] == "ok"
+        assert response.status_code == 200 and response.json["status"] == "ready"
+        assert response.json["checks"] == {"database": "ok"}
+        assert response.json["dependencies"]["broker"].startswith("unavailable")
+        assert client.get(read, headers=headers).status_code == status
     finally:
         proxy.restore()
         proxy.cut()
