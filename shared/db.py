@@ -122,13 +122,10 @@ def loaded(cls: type[Base], **values: Any) -> Base:
 
 
 _QUEUED = "modelyard_queued_rows"
-_NOT_ALONE = "modelyard_not_alone"
-
-
-def keep_in_transaction(session: Session) -> None:
-    """Say that `session`'s transaction holds rows of its own (written outside the queue) that must commit
-    with the queued ones: `insert_queued` then never lets its statement commit by itself."""
-    session.info[_NOT_ALONE] = True
+# Set while a transaction holds a connection (it has run a statement): its queued rows are not alone.
+_TOUCHED = "modelyard_touched"
+# Set once a transaction's queued rows committed by themselves: nothing may run in it after them.
+_WENT_ALONE = "modelyard_went_alone"
 
 
 def queue_insert(session: Session, table: sa.Table, row: dict) -> None:
@@ -150,16 +147,17 @@ def queue_insert(session: Session, table: sa.Table, row: dict) -> None:
 def insert_queued(session: Session, *, alone: bool = False) -> None:
     """Insert the queued rows now, e.g. so that a constraint they break surfaces where it can be answered.
 
-    `alone` is the caller's word that these rows are the whole of the transaction: nothing was read or
-    written in it before, nothing will be written after. When they go in one statement, that statement
-    then commits itself (autocommit, on a connection of its own), which spares the round trips of
-    BEGIN and COMMIT: a fifth of a model create's CPU.
+    `alone` asks that these rows, when they are the whole of the transaction, go in one statement that
+    commits itself (autocommit, on a connection of its own), which spares the round trips of BEGIN and
+    COMMIT: a fifth of a model create's CPU. It is honoured only when the transaction has run nothing
+    before (it holds no connection yet), and a statement run in the transaction after it is an error:
+    the shortcut cannot commit part of a larger unit of work by accident.
     """
     queued = session.info.get(_QUEUED)
     if not queued:
         return
     session.info[_QUEUED] = {}
-    alone = alone and not session.info.get(_NOT_ALONE)
+    alone = alone and not session.info.get(_TOUCHED)
     if (len(queued) > 1 and all(len(rows) == 1 for rows in queued.values())
             and session.get_bind().dialect.name == "postgresql"):
         # The usual write: one row per table. (A multi-row VALUES statement is never cached by
@@ -169,6 +167,7 @@ def insert_queued(session: Session, *, alone: bool = False) -> None:
         params = {f"p{t}_{column}": value for t, row in enumerate(rows.values()) for column, value in row.items()}
         if alone:
             _execute_alone(session.get_bind(), statement, params)
+            session.info[_WENT_ALONE] = True
         else:
             session.execute(statement, params)
         return
@@ -232,15 +231,23 @@ def _compiled(statement: sa.Insert, dialect: Dialect) -> tuple[str, dict[str, Ca
     return compiled.string, processors
 
 
+@event.listens_for(Session, "after_begin")
+def _touched(session: Session, transaction: SessionTransaction, connection: sa.Connection) -> None:
+    if session.info.get(_WENT_ALONE):
+        raise RuntimeError("this transaction's queued rows already committed by themselves "
+                           "(insert_queued(alone=True)): nothing may run in it after them")
+    session.info[_TOUCHED] = True
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _drop_queued(session: Session, transaction: SessionTransaction) -> None:
     # A committed transaction took its rows in before_commit; one that rolled back or was closed drops
-    # them, and keep_in_transaction's word lasts one transaction. A savepoint ending is not the end of
-    # the rows' transaction.
+    # them. A savepoint ending is not the end of the rows' transaction.
     if transaction.parent is None:
         if session.info.get(_QUEUED):
             session.info[_QUEUED] = {}
-        session.info.pop(_NOT_ALONE, None)
+        session.info.pop(_TOUCHED, None)
+        session.info.pop(_WENT_ALONE, None)
 
 
 class Database:

@@ -37,7 +37,7 @@ from flask import Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shared.db import Base, keep_in_transaction, select_for_update, utcnow
+from shared.db import Base, select_for_update, utcnow
 from shared.errors import ValidationFailed
 
 HEADER = "Idempotency-Key"
@@ -173,7 +173,6 @@ def _insert_or_find(session: Session, claim: IdempotentRequest) -> IdempotentReq
 def _claim(session: Session, principal: str, key: str, fingerprint: str) -> IdempotentRequest | Response:
     """The new row claiming the key, or the replay of the answer stored under it."""
     now = utcnow()
-    keep_in_transaction(session)  # the create's rows must commit with the claim
     claim = IdempotentRequest(principal=principal, key=key, fingerprint=fingerprint, created_at=now)
     stored = _insert_or_find(session, claim)
     if stored is None:

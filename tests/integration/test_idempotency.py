@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from services.registry.models_service import create_model as create_model_use_case
 from shared.auth import Actor
-from shared.db import keep_in_transaction, utcnow
+from shared.db import utcnow
 from shared.idempotency import IdempotentRequest, purge_expired
 from tests.support.auth import PASSWORD, headers_for
 from tests.support.registry import create_model, model_body
@@ -131,7 +131,8 @@ def test_a_model_created_beside_a_key_rolls_back_with_it(app, client, ds):
     rt = app.extensions["modelyard"]
     session = rt.db.sessions()
     try:
-        keep_in_transaction(session)
+        session.add(IdempotentRequest(principal="u1", key="k", fingerprint="f", created_at=utcnow()))
+        session.flush()  # the claim, as `idempotent` writes it before the view runs
         create_model_use_case(session=session, actor=Actor(id="u1", name="dana", role="data_scientist", via="token"),
                               request_id="test", name="ghost", type="classification", framework="custom")
         session.rollback()

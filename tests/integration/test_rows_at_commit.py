@@ -69,6 +69,34 @@ def test_rows_alone_in_their_transaction_commit_with_their_statement(app):
         assert _names(check) == (["early"], ["early"])
 
 
+@pytest.mark.postgres_only  # the one statement that commits itself is Postgres's
+def test_rows_asked_to_go_alone_after_a_statement_commit_with_their_transaction(app):
+    db = app.extensions["modelyard"].db
+    session = db.sessions()
+    session.execute(sa.select(sa.func.count()).select_from(AuditEntry))  # a read: the transaction has begun
+    _queue_both(session, "in-a-larger-unit")
+    insert_queued(session, alone=True)
+    session.rollback()
+    session.close()
+    with db.transaction() as check:
+        assert _names(check) == ([], [])
+
+
+@pytest.mark.postgres_only
+def test_nothing_may_run_in_a_transaction_after_its_rows_went_alone(app):
+    db = app.extensions["modelyard"].db
+    session = db.sessions()
+    try:
+        _queue_both(session, "alone")
+        insert_queued(session, alone=True)
+        with pytest.raises(RuntimeError, match="nothing may run in it after them"):
+            session.execute(sa.select(1))
+        session.rollback()
+        assert session.execute(sa.select(1)).scalar() == 1  # the session's next transaction is a new one
+    finally:
+        session.close()
+
+
 @pytest.mark.postgres_only
 def test_a_connection_that_ran_rows_alone_goes_back_to_the_pool_transactional(app, database_url):
     # One pooled connection, so every session below gets the one that ran the rows alone.
