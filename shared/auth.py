@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from shared.config import Settings
 from shared.db import Base, UUIDPrimaryKey, utcnow
 from shared.errors import Forbidden, Unauthorized
+from shared.request_context import runtime
 
 ROLES = ("viewer", "data_scientist", "ml_engineer", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -160,8 +161,6 @@ def _stamp_key_use(response):
     """Write the key's last use once its request has succeeded: a refused request writes nothing."""
     key_id = g.pop("api_key_used", None)
     if key_id is not None and response.status_code < 400:
-        from shared.web import runtime  # imported late, as in `requires`
-
         try:
             with runtime().db.transaction() as session:
                 session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
@@ -233,8 +232,6 @@ def authenticate(session_factory, generations: TokenGenerations) -> Actor:
 
 def authorize(role: str) -> Actor:
     """The caller, authenticated, with at least `role`: 401 or 403 otherwise."""
-    from shared.web import runtime  # the edge wires auth; imported late to keep modules acyclic
-
     rt = runtime()
     actor = authenticate(rt.db.sessions, rt.token_generations)
     rt.throttle.admit_request(principal=actor.id)

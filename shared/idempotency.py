@@ -39,6 +39,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.db import Base, select_for_update, utcnow
 from shared.errors import ValidationFailed
+from shared.request_context import db_session, runtime
 
 HEADER = "Idempotency-Key"
 RETENTION = timedelta(days=1)
@@ -115,8 +116,6 @@ _NONCE_SIZE = 12
 
 
 def _cipher() -> AESGCM:
-    from shared.web import runtime
-
     secret = runtime().settings.jwt_secret.encode()
     return AESGCM(HKDF(algorithm=SHA256(), length=32, salt=None, info=b"modelyard idempotency answers").derive(secret))
 
@@ -191,8 +190,6 @@ def idempotent(view):
 
     # Imported here: the maintenance worker imports this module for purge_expired, without the web stack.
     from shared.auth import current_actor
-    from shared.web import db_session
-
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         key = _key()

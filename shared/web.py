@@ -20,7 +20,6 @@ from flask_smorest import Api
 from kombu import Connection
 from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import UnicodeConverter
 
@@ -30,6 +29,7 @@ from shared.auth import TokenGenerations, authorize_scrape, init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
+from shared.request_context import db_session, request_id, runtime
 from shared.errors import (
     PROBLEM_JSON, DomainError, PayloadTooLarge, ProblemSchema, UnsupportedMediaType, ValidationFailed,
     install_error_handlers, problem,
@@ -55,21 +55,6 @@ class Runtime:
     # Reported by /readyz, never a reason to stop serving: the outbox keeps events while the broker is
     # away, and reads bypass a cache that is down.
     dependencies: dict[str, Callable[[], None]] = field(default_factory=dict)
-
-
-def runtime() -> Runtime:
-    return current_app.extensions["modelyard"]
-
-
-def db_session() -> Session:
-    """The request's session; committed once when the view returns, rolled back on error."""
-    if "db_session" not in g:
-        g.db_session = runtime().db.sessions()
-    return g.db_session
-
-
-def request_id() -> str:
-    return g.get("request_id") or "-"
 
 
 class Blueprint(flask_smorest.Blueprint):
