@@ -140,7 +140,10 @@ def _security_headers(response: Response) -> Response:
 
 
 def _has_body() -> bool:
-    return bool(request.content_length) or request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    # Any Transfer-Encoding (servers accept "gzip, chunked" and the like, not only "chunked"), or a stream
+    # the server says it ended itself, is a body without a length: the limits apply to it as well.
+    return (bool(request.content_length) or "Transfer-Encoding" in request.headers
+            or bool(request.environ.get("wsgi.input_terminated")))
 
 
 def _check_body() -> Response | None:

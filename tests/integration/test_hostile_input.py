@@ -31,11 +31,11 @@ def _trail(app, settings_overrides) -> tuple:
     return audit, outbox, blobs
 
 
-def _chunked(client, url: str, body: bytes, headers: dict, content_type: str):
+def _chunked(client, url: str, body: bytes, headers: dict, content_type: str, encoding: str = "chunked"):
     """POST `body` with no Content-Length, as a client streaming it chunked; gunicorn (like any server
     that decodes chunked bodies) marks such a stream terminated, which the test client does not."""
     return client.post(url, input_stream=io.BytesIO(body), content_type=content_type,
-                       headers={**headers, "Transfer-Encoding": "chunked"},
+                       headers={**headers, "Transfer-Encoding": encoding},
                        environ_overrides={"wsgi.input_terminated": True})
 
 
@@ -51,7 +51,10 @@ def test_a_json_body_over_the_limit_is_413_whether_chunked_or_sent_with_a_length
                                                                                  kind):
     body = _json_bodies()[kind]
     before = _trail(app, settings_overrides)
+    # gunicorn also takes "identity, chunked" and "gzip, chunked": each is a body without a length.
     for response in (_chunked(client, MODELS, body, ds, "application/json"),
+                     _chunked(client, MODELS, body, ds, "application/json", encoding="identity, chunked"),
+                     _chunked(client, MODELS, body, ds, "application/json", encoding="gzip, chunked"),
                      client.post(MODELS, data=body, content_type="application/json", headers=ds)):
         assert response.status_code == 413, response.json
         assert response.mimetype == "application/problem+json"
