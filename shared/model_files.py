@@ -16,13 +16,14 @@ by its bytes, never by a file's name: a pickle renamed `model.skops` is still a 
 from __future__ import annotations
 
 import bz2
+import gzip
 import io
 import json
 import lzma
 import pickletools
 import zipfile
 import zlib
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 # Every type a pipeline from pipeline.py can contain, for each estimator in estimators.py, as
 # recorded by dumping them all (encodings, scalers, selectors, samplers, calibration, both model types).
@@ -75,15 +76,18 @@ TRUSTED_TYPES: frozenset[str] = frozenset({
 })
 
 
-# Bytes read from the start of an artifact to tell a pickle: a pickle's first opcodes, or enough of a
-# compressed container to decompress a pickle's first opcodes from.
-HEAD_BYTES = 64 << 10
-_DECOMPRESSED_HEAD = 4 << 10
-# A skops schema is a few MiB for a large forest; a bigger declared size is a zip bomb, not a model.
+# How far bytes that keep parsing as pickle opcodes are followed. Stopping there decides nothing in the
+# uploader's favour: bytes still valid opcodes at this point are taken for a pickle, so padding a payload
+# with harmless opcodes cannot push it out of sight.
+SCAN_BYTES = 1 << 20
+# All the zip members of one archive scanned together, past which the archive is taken for a pickle.
+ZIP_SCAN_BYTES = 16 << 20
+# A skops schema is a few MiB for a large forest; a bigger one is a zip bomb, not a model.
 MAX_SCHEMA_BYTES = 64 << 20
 MAX_MEMBERS = 100_000
-# Opcodes that import a callable by name: what makes loading a pickle run code.
-_IMPORTING_OPCODES = frozenset({"GLOBAL", "INST"})
+# Opcodes that fetch a callable by name or registry code: what makes loading a pickle run code.
+_IMPORTING_OPCODES = frozenset({"GLOBAL", "INST", "STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 class UntrustedArtifact(ValueError):
@@ -94,63 +98,127 @@ def _dotted_names(arg: str) -> bool:
     return all(part.isidentifier() for name in arg.split(" ") for part in name.split("."))
 
 
-def _is_pickle(head: bytes) -> bool:
-    """Whether `head` starts a pickle: opcodes parsed from the first byte (pickletools reads them, nothing
-    runs) that begin with a protocol 2-5 header, import a callable by a dotted name, or end in STOP
-    (protocols 0 and 1 have no header, and their opcodes are printable: a text file fails one of these
-    within a line or two)."""
-    framed = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+class _Scanned:
+    """A stream read through for pickletools, at most `limit` bytes, keeping what it read (<= limit)."""
+
+    def __init__(self, stream: BinaryIO, limit: int):
+        self._stream, self.left, self.seen = stream, limit, bytearray()
+
+    def tell(self) -> int:
+        return len(self.seen)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(self.left if size < 0 else min(size, self.left)) if self.left else b""
+        self.left -= len(data)
+        self.seen += data
+        return data
+
+    def readline(self) -> bytes:
+        data = self._stream.readline(self.left) if self.left else b""
+        self.left -= len(data)
+        self.seen += data
+        return data
+
+
+def _is_pickle(stream: BinaryIO, limit: int = SCAN_BYTES) -> bool:
+    """Whether the bytes parse as a pickle from the first byte (pickletools reads the opcodes; nothing
+    runs): they fetch a callable (GLOBAL or INST by a dotted name, STACK_GLOBAL after the two strings it
+    needs, EXT*), begin with a protocol 2-5 header, end in a STOP that keeps the stack and memo straight,
+    or are still valid opcodes `limit` bytes in. Text fails within a line or two, binary formats at once."""
+    scanned = _Scanned(stream, limit)
+    framed = False
     try:
-        for parsed, (opcode, arg, position) in enumerate(pickletools.genops(head), start=1):
-            if opcode.name in _IMPORTING_OPCODES and _dotted_names(str(arg)):
-                return True
+        for parsed, (opcode, arg, position) in enumerate(pickletools.genops(scanned), start=1):
+            if parsed == 1:
+                framed = opcode.name == "PROTO" and 2 <= arg <= 5
+            if opcode.name in _IMPORTING_OPCODES:
+                by_name = opcode.name in ("GLOBAL", "INST")
+                if (by_name and _dotted_names(str(arg))) or (opcode.name == "STACK_GLOBAL" and parsed >= 3) or (
+                        opcode.name.startswith("EXT")):
+                    return True
             if framed and parsed >= 3:
                 return True
             if opcode.name == "STOP":
                 # A short text can spell opcodes by chance; a pickle also keeps its stack and memo straight.
-                pickletools.dis(head[:position + 1], out=io.StringIO())
+                pickletools.dis(bytes(scanned.seen[:position + 1]), out=io.StringIO())
                 return True
-    except ValueError:  # not an opcode, the head ends inside one, or the stack does not add up
-        pass
+    except ValueError:  # not an opcode, an opcode cut short, the stack does not add up, or the limit hit
+        return scanned.left == 0
     return False
 
 
-def _zlib_head(head: bytes) -> bytes:
-    if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] << 8 | head[1]) % 31:
-        return b""
-    return zlib.decompressobj().decompress(head, _DECOMPRESSED_HEAD)
+class _ZlibReader:
+    """A raw zlib stream (joblib's zlib compressor) decompressed as it is read."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream, self._inflate, self._out = stream, zlib.decompressobj(), b""
+
+    def _fill(self, wanted: int) -> None:
+        while len(self._out) < wanted and not self._inflate.eof:
+            # Input held back by the last call's output cap first, then more from the stream.
+            pending = self._inflate.unconsumed_tail or self._stream.read(64 << 10)
+            if not pending:
+                break
+            self._out += self._inflate.decompress(pending, wanted - len(self._out))
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill(size if size >= 0 else SCAN_BYTES)
+        data, self._out = (self._out, b"") if size < 0 else (self._out[:size], self._out[size:])
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        self._fill(limit if limit >= 0 else SCAN_BYTES)
+        end = self._out.find(b"\n")
+        cut = len(self._out) if end < 0 else end + 1
+        cut = cut if limit < 0 else min(cut, limit)
+        data, self._out = self._out[:cut], self._out[cut:]
+        return data
 
 
-def _gzip_head(head: bytes) -> bytes:
-    return zlib.decompressobj(wbits=31).decompress(head, _DECOMPRESSED_HEAD) if head[:2] == b"\x1f\x8b" else b""
-
-
-def _bz2_head(head: bytes) -> bytes:
-    return bz2.BZ2Decompressor().decompress(head, _DECOMPRESSED_HEAD) if head[:3] == b"BZh" else b""
-
-
-def _lzma_head(head: bytes) -> bytes:
+def _decompressed(stream: BinaryIO, magic: bytes) -> BinaryIO | None:
+    """The container joblib.dump(compress=...) writes, opened to read its content; None for another file."""
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=stream)
+    if magic[:3] == b"BZh":
+        return bz2.BZ2File(stream)
     # xz, or the legacy .lzma header (properties byte 0x5d, as joblib's "lzma" compressor writes).
-    if not (head[:6] == b"\xfd7zXZ\x00" or head[:3] == b"\x5d\x00\x00"):
-        return b""
-    return lzma.LZMADecompressor().decompress(head, _DECOMPRESSED_HEAD)
+    if magic[:6] == b"\xfd7zXZ\x00" or magic[:3] == b"\x5d\x00\x00":
+        return lzma.LZMAFile(stream)
+    if len(magic) >= 2 and magic[0] & 0x0F == 8 and not (magic[0] << 8 | magic[1]) % 31:
+        return _ZlibReader(stream)
+    return None
 
 
-# The containers joblib.dump(compress=...) writes, each read only as far as its first bytes.
-_CONTAINERS: tuple[Callable[[bytes], bytes], ...] = (_zlib_head, _gzip_head, _bz2_head, _lzma_head)
+def zip_holds_pickle(stream: BinaryIO) -> bool:
+    """Whether a zip (not a trusted skops file) holds a pickle among its members, as PyTorch's `.pt` does."""
+    budget = ZIP_SCAN_BYTES
+    try:
+        with zipfile.ZipFile(stream) as zipped:
+            for member in zipped.infolist()[:MAX_MEMBERS]:
+                with zipped.open(member) as content:
+                    if _is_pickle(content, min(SCAN_BYTES, budget)):
+                        return True
+                budget -= min(member.file_size, SCAN_BYTES)
+                if budget <= 0:
+                    return True  # too much that might be pickle to look through: refused, not waved on
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError):
+        return False
+    return False
 
 
-def pickle_format(head: bytes) -> str | None:
-    """"pickle" for a pickle, "joblib" for a pickle in a compressed container, None for anything else."""
-    if _is_pickle(head):
+def pickle_format(stream: BinaryIO) -> str | None:
+    """"pickle" for a pickle, "joblib" for a pickle in a compressed container, None for anything else
+    (a zip holding a pickle: `zip_holds_pickle`). `stream` is seekable; it is read, never loaded."""
+    if _is_pickle(stream):
         return "pickle"
-    for container in _CONTAINERS:
+    stream.seek(0)
+    container = _decompressed(stream, stream.read(6))
+    stream.seek(0)
+    if container is not None:
         try:
-            inner = container(head)
-        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
-            continue
-        if inner and _is_pickle(inner):
-            return "joblib"
+            return "joblib" if _is_pickle(container) else None
+        except (zlib.error, OSError, EOFError, lzma.LZMAError):
+            return None
     return None
 
 
@@ -174,10 +242,11 @@ def _skeleton(archive: BinaryIO) -> bytes:
         members = zipped.infolist()
         if len(members) > MAX_MEMBERS:
             raise UntrustedArtifact(f"not a skops file: more than {MAX_MEMBERS} members")
-        schema_info = zipped.getinfo("schema.json")
-        if schema_info.file_size > MAX_SCHEMA_BYTES:
+        # Read up to the limit whatever size the directory declares: a lying size is how a zip bomb passes.
+        with zipped.open("schema.json") as member:
+            schema = member.read(MAX_SCHEMA_BYTES + 1)
+        if len(schema) > MAX_SCHEMA_BYTES:
             raise UntrustedArtifact(f"not a skops file: its schema is larger than {MAX_SCHEMA_BYTES} bytes")
-        schema = zipped.read(schema_info)
     skeleton = io.BytesIO()
     with zipfile.ZipFile(skeleton, "w") as copy:
         for member in members:

@@ -1,7 +1,7 @@
 """What the registry checks before an artifact becomes a version, and the format it records.
 
-Looked at, never loaded: the first bytes tell a pickle (or joblib's compressed pickle) whatever the
-file is called; a file that says it is skops (its name, or the `format` the uploader gives) must be a
+Looked at, never loaded: the bytes tell a pickle (or joblib's compressed pickle, or a zip holding one)
+whatever the file is called, read as far as they keep parsing as one; a file that says it is skops (its name, or the `format` the uploader gives) must be a
 skops archive whose every type is on the platform's trusted list, read from the stored blob's zip
 directory and schema, never extracted. A zip that says nothing but passes the same check is skops too
 (the same bytes registered again by `artifact_id` have no name); anything else is kept as opaque bytes
@@ -16,9 +16,7 @@ from typing import BinaryIO
 
 from shared.artifacts import ArtifactStore, StoredBlob
 from shared.errors import UnsupportedMediaType, ValidationFailed
-from shared.model_files import HEAD_BYTES, UntrustedArtifact, pickle_format, untrusted_types
-
-ZIP_MAGIC = b"PK\x03\x04"
+from shared.model_files import ZIP_MAGIC, UntrustedArtifact, pickle_format, untrusted_types, zip_holds_pickle
 
 # What a version's `format` can say. Only skops (checked against the trusted list) is `loadable`:
 # ONNX is recognised by name and kept for tools that run it, pickle and joblib only under
@@ -48,40 +46,23 @@ class _HeadThenRest:
         return piece
 
 
-def _read_head(stream: BinaryIO) -> bytes:
-    parts, remaining = [], HEAD_BYTES
-    while remaining:
-        part = stream.read(remaining)
-        if not part:
-            break
-        parts.append(part)
-        remaining -= len(part)
-    return b"".join(parts)
-
-
-def _stored_head_and_size(artifacts: ArtifactStore, sha256: str, field: str) -> tuple[bytes, int]:
+def _stored_size(artifacts: ArtifactStore, sha256: str, field: str) -> int:
     if not artifacts.exists(sha256):
         raise ValidationFailed(f"No stored artifact has sha256 {sha256}.", errors={field: ["No such artifact."]})
     # Reading it through also proves it intact: a version is never registered on a tampered blob.
-    head, size = b"", 0
-    for chunk in artifacts.iter_bytes(sha256):
-        if len(head) < HEAD_BYTES:
-            head += chunk[:HEAD_BYTES - len(head)]
-        size += len(chunk)
-    return head, size
+    return sum(len(chunk) for chunk in artifacts.iter_bytes(sha256))
 
 
-def _refuse_empty_or_pickle(head: bytes, field: str, allow_pickle: bool) -> str | None:
-    """The pickle format the head shows (None: not a pickle); refusals before anything is stored."""
-    if not head:
-        raise ValidationFailed("The artifact is empty.", errors={field: ["Must not be empty."]})
-    pickled = pickle_format(head)
+def _empty(field: str) -> ValidationFailed:
+    return ValidationFailed("The artifact is empty.", errors={field: ["Must not be empty."]})
+
+
+def _refuse_pickle(pickled: str | None, field: str, allow_pickle: bool) -> None:
     if pickled and not allow_pickle:
         raise UnsupportedMediaType(
             f"The artifact is a {pickled} file, which runs code when it is loaded; save the model with skops "
             "(or export it to ONNX) instead.",
             errors={field: [f"{pickled} content is not accepted."]})
-    return pickled
 
 
 def _check_skops(artifacts: ArtifactStore, sha256: str, field: str) -> None:
@@ -96,37 +77,52 @@ def _check_skops(artifacts: ArtifactStore, sha256: str, field: str) -> None:
                                errors={field: [f"Untrusted type: {name}" for name in outside]})
 
 
-def check_and_store(*, artifacts: ArtifactStore, allow_pickle: bool, filename: str | None, declared_format: str | None,
-                    stream: BinaryIO | None = None, sha256: str | None = None) -> CheckedArtifact:
-    """Store an upload (`stream`) or look at a stored blob (`sha256`), refusing an empty artifact (422),
-    pickle or joblib content (415 unless `allow_pickle`) and a skops claim that fails the trusted list
-    (422, the refused upload's bytes not kept); the format and loadability to record."""
-    field = "artifact" if stream is not None else "artifact_id"
-    if stream is not None:
-        head = _read_head(stream)
-        pickled = _refuse_empty_or_pickle(head, field, allow_pickle)
-        blob: StoredBlob | None = artifacts.put_stream(_HeadThenRest(head, stream))
-        sha256, size = blob.sha256, blob.size
-    else:
-        blob = None
-        head, size = _stored_head_and_size(artifacts, sha256, field)
-        pickled = _refuse_empty_or_pickle(head, field, allow_pickle)
-    suffix = PurePath(filename or "").suffix.lower()
-    if declared_format == "skops" or suffix == ".skops":
-        try:
-            _check_skops(artifacts, sha256, field)
-        except ValidationFailed:
-            if blob is not None and blob.created:  # same bytes stored before are someone else's
-                artifacts.discard(sha256)
-            raise
-        return CheckedArtifact(sha256, size, "skops", loadable=True)
+def _classify(artifacts: ArtifactStore, sha256: str, size: int, field: str, allow_pickle: bool,
+              filename: str | None, declared_format: str | None) -> CheckedArtifact:
+    # Read from the stored plaintext, as far as the bytes keep parsing as pickle: a payload padded past
+    # any fixed head is still found. A pickle is refused whatever the file calls itself.
+    with artifacts.open_plaintext(sha256) as plaintext:
+        pickled = pickle_format(plaintext)
+        is_zip = not pickled and plaintext.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    _refuse_pickle(pickled, field, allow_pickle)
     if pickled:
         return CheckedArtifact(sha256, size, pickled, loadable=False)
-    if head.startswith(ZIP_MAGIC):
+    suffix = PurePath(filename or "").suffix.lower()
+    if declared_format == "skops" or suffix == ".skops":
+        _check_skops(artifacts, sha256, field)
+        return CheckedArtifact(sha256, size, "skops", loadable=True)
+    if is_zip:
         try:
             _check_skops(artifacts, sha256, field)
             return CheckedArtifact(sha256, size, "skops", loadable=True)
         except ValidationFailed:
-            pass  # it never said it was skops: kept, as any other zip, opaque
+            pass  # it never said it was skops; a zip holding a pickle (PyTorch's .pt) is a pickle
+        with artifacts.open_plaintext(sha256) as plaintext:
+            if zip_holds_pickle(plaintext):
+                _refuse_pickle("pickle", field, allow_pickle)
+                return CheckedArtifact(sha256, size, "pickle", loadable=False)
     is_onnx = declared_format == "onnx" or suffix == ".onnx"
     return CheckedArtifact(sha256, size, "onnx" if is_onnx else "opaque", loadable=False)
+
+
+def check_and_store(*, artifacts: ArtifactStore, allow_pickle: bool, filename: str | None, declared_format: str | None,
+                    stream: BinaryIO | None = None, sha256: str | None = None) -> CheckedArtifact:
+    """Store an upload (`stream`) or look at a stored blob (`sha256`), refusing an empty artifact (422),
+    pickle or joblib content (415 unless `allow_pickle`) and a skops claim that fails the trusted list
+    (422); a refused upload's bytes are not kept. Returns the format and loadability to record."""
+    field = "artifact" if stream is not None else "artifact_id"
+    if stream is None:
+        size = _stored_size(artifacts, sha256, field)
+        if not size:
+            raise _empty(field)
+        return _classify(artifacts, sha256, size, field, allow_pickle, filename, declared_format)
+    first = stream.read(1)
+    if not first:
+        raise _empty(field)
+    blob: StoredBlob = artifacts.put_stream(_HeadThenRest(first, stream))
+    try:
+        return _classify(artifacts, blob.sha256, blob.size, field, allow_pickle, filename, declared_format)
+    except (ValidationFailed, UnsupportedMediaType):
+        if blob.created:  # the same bytes stored before are someone else's
+            artifacts.discard(blob.sha256)
+        raise

@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import joblib
@@ -31,6 +32,30 @@ class Exploit:
 
 def exploit_pickle(protocol: int = pickle.DEFAULT_PROTOCOL) -> bytes:
     return pickle.dumps(Exploit(), protocol=protocol)
+
+
+def padded_pickle() -> bytes:
+    """Protocol 0 behind 32,768 harmless opcode pairs (push None, pop): past any fixed head."""
+    return b"N0" * (1 << 15) + exploit_pickle(protocol=0)
+
+
+def headerless_pickle() -> bytes:
+    """Protocol 4 without its PROTO/FRAME header, behind MARK/POP_MARK pairs: still unpickles."""
+    body = exploit_pickle(protocol=4)[11:]  # PROTO 4 (2 bytes) and FRAME with its length (9 bytes)
+    return b"(1" * 5000 + body
+
+
+def padded_zlib_pickle() -> bytes:
+    return zlib.compress(padded_pickle())
+
+
+def torch_like_zip() -> bytes:
+    """A zip holding a pickle, as PyTorch saves a model (`archive/data.pkl`)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("archive/version", "3\n")
+        archive.writestr("archive/data.pkl", exploit_pickle(protocol=2))
+    return out.getvalue()
 
 
 def exploit_joblib(compress: str) -> bytes:
@@ -79,7 +104,12 @@ def assert_nothing_registered(client, ds, model, settings_overrides):
     (exploit_joblib("zlib"), "model.joblib"),
     (exploit_joblib("gzip"), "model.onnx"),
     (exploit_joblib("lzma"), "model"),
-], ids=["pkl", "renamed-skops", "protocol-0", "joblib-zlib", "joblib-gzip-renamed-onnx", "joblib-lzma-no-name"])
+    (padded_pickle(), "weights.bin"),
+    (headerless_pickle(), "weights.bin"),
+    (padded_zlib_pickle(), "model.joblib"),
+    (torch_like_zip(), "model.pt"),
+], ids=["pkl", "renamed-skops", "protocol-0", "joblib-zlib", "joblib-gzip-renamed-onnx", "joblib-lzma-no-name",
+        "padded-past-any-head", "headerless-protocol-4", "padded-zlib", "zip-holding-a-pickle"])
 def test_a_pickle_that_calls_os_system_is_refused_by_its_bytes_whatever_its_name(
         client, ds, model, settings_overrides, data, filename):
     response = upload_version(client, ds, model["id"], data, filename=filename)

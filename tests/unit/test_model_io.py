@@ -119,7 +119,7 @@ def test_library_versions_name_every_library_a_model_depends_on():
     b"PK\x03\x04 a zip", bytes(range(256)), b"\x80\x02\x00\x00\x00\x00\x00\x00{\"a\": 1}",  # a safetensors header
 ])
 def test_text_and_other_binary_formats_are_not_taken_for_pickle(data):
-    assert pickle_format(data) is None
+    assert pickle_format(io.BytesIO(data)) is None
 
 
 def test_a_skops_file_whose_array_is_a_zip_bomb_is_checked_without_inflating_it():
@@ -140,3 +140,32 @@ def test_a_skops_file_whose_array_is_a_zip_bomb_is_checked_without_inflating_it(
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20
+
+
+def _declaring(archive: bytes, name: str, size: int) -> bytes:
+    """The zip with `name`'s uncompressed size rewritten to `size` in its local and central headers."""
+    data = bytearray(archive)
+    for signature, size_at, name_length_at, name_at in ((b"PK\x03\x04", 22, 26, 30), (b"PK\x01\x02", 24, 28, 46)):
+        at = data.find(signature)
+        while at != -1:
+            length = int.from_bytes(data[at + name_length_at:at + name_length_at + 2], "little")
+            if data[at + name_at:at + name_at + length] == name.encode():
+                data[at + size_at:at + size_at + 4] = size.to_bytes(4, "little")
+            at = data.find(signature, at + 4)
+    return bytes(data)
+
+
+def test_a_skops_schema_that_lies_about_its_size_is_refused_without_inflating_it():
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out, out.open("schema.json", "w") as member:
+        for _ in range(512):  # 512 MiB of spaces, about half a MiB compressed
+            member.write(b" " * (1 << 20))
+    lying = _declaring(bomb.getvalue(), "schema.json", 100)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UntrustedArtifact):
+            untrusted_types(io.BytesIO(lying))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20  # the schema limit (64 MiB) and its copy, never the whole half GiB
