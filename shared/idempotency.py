@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.db import Base, select_for_update, utcnow
-from shared.errors import ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 from shared.request_context import db_session, runtime
 
 HEADER = "Idempotency-Key"
@@ -116,7 +116,8 @@ _NONCE_SIZE = 12
 
 
 def _cipher() -> AESGCM:
-    secret = runtime().settings.jwt_secret.encode()
+    # The app's signing secret: the setting, or (unset, outside production) the one made for this process.
+    secret = current_app.config["JWT_SECRET_KEY"].encode()
     return AESGCM(HKDF(algorithm=SHA256(), length=32, salt=None, info=b"modelyard idempotency answers").derive(secret))
 
 
@@ -177,10 +178,16 @@ def _claim(session: Session, principal: str, key: str, fingerprint: str) -> Idem
     if stored is None:
         return claim
     created = stored.created_at if stored.created_at.tzinfo else stored.created_at.replace(tzinfo=timezone.utc)
-    body = _unsealed(stored)
-    if created > now - RETENTION and body is not None:  # SQLite hands times back naive
-        return _replay(stored, fingerprint, body)
-    # Expired, or sealed under another secret: claimed afresh.
+    if created > now - RETENTION:  # SQLite hands times back naive
+        body = _unsealed(stored)
+        if body is None and stored.fingerprint == fingerprint:
+            # Sealed under a secret since changed: the request was carried out, but its answer is lost.
+            # Doing it again would create twice, which is what the key is there to prevent.
+            raise Conflict(f"This request was already carried out under this {HEADER}, and its answer can no "
+                           "longer be read (the platform's secret changed); look the result up instead of "
+                           "repeating it.", errors={HEADER: ["Already used; its answer is unreadable."]})
+        return _replay(stored, fingerprint, body or b"")
+    # Expired: claimed afresh.
     stored.fingerprint, stored.created_at, stored.status, stored.body = fingerprint, now, None, None
     return stored
 
@@ -190,6 +197,7 @@ def idempotent(view):
 
     # Imported here: the maintenance worker imports this module for purge_expired, without the web stack.
     from shared.auth import current_actor
+
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         key = _key()

@@ -14,7 +14,7 @@ from services.registry.models_service import create_model as create_model_use_ca
 from shared.auth import Actor
 from shared.db import utcnow
 from shared.idempotency import IdempotentRequest, purge_expired
-from tests.support.auth import PASSWORD, headers_for
+from tests.support.auth import PASSWORD, headers_for, make_user, token_headers
 from tests.support.registry import create_model, model_body
 
 pytestmark = pytest.mark.integration
@@ -147,3 +147,16 @@ def test_a_stored_answer_never_holds_an_api_key_in_clear(app, client):
     with app.extensions["modelyard"].db.transaction() as session:
         stored = session.scalars(sa.select(IdempotentRequest.body)).all()
     assert len(stored) == 1 and made.json["key"].encode() not in stored[0]
+
+
+def test_a_key_whose_answer_was_sealed_under_an_old_secret_is_a_409_not_a_second_create(
+        app, settings_overrides, make_app):
+    user, headers = make_user(app, "data_scientist")
+    body = model_body("once-only")
+    assert app.test_client().post("/api/v1/models", json=body, headers={**headers, **key("k1")}).status_code == 201
+    rotated = make_app({**settings_overrides, "jwt_secret": "another-secret-" + "x" * 32})
+    again = rotated.test_client().post("/api/v1/models", json=body,
+                                       headers={**token_headers(rotated, user), **key("k1")})
+    assert again.status_code == 409 and "Idempotency-Key" in again.json["errors"]
+    with app.extensions["modelyard"].db.transaction() as session:
+        assert session.scalar(sa.text("SELECT count(*) FROM models WHERE name = 'once-only'")) == 1
