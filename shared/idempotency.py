@@ -39,7 +39,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.db import Base, select_for_update, utcnow
 from shared.errors import Conflict, ValidationFailed
-from shared.request_context import db_session, runtime
+from shared.request_context import db_session
 
 HEADER = "Idempotency-Key"
 RETENTION = timedelta(days=1)

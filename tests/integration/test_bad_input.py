@@ -6,16 +6,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from services import identity, registry
-from shared.audit import AuditEntry
-from shared.events.outbox import OutboxEvent
 from tests.support.auth import headers_for
-from tests.support.registry import bearer, create_model, upload_csv, upload_version
+from tests.support.registry import bearer, create_model, upload_csv, upload_version, write_trail
 
 pytestmark = pytest.mark.integration
 
@@ -27,15 +23,6 @@ def model(client, ds):
     created = create_model(client, ds, "churn")
     assert upload_version(client, ds, created["id"]).status_code == 201
     return created
-
-
-def _trail(app, settings_overrides) -> tuple:
-    """Everything a write leaves: audit rows, outbox rows, stored blobs."""
-    with app.extensions["modelyard"].db.transaction() as session:
-        audit = session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
-        outbox = session.scalar(sa.select(sa.func.count()).select_from(OutboxEvent))
-    blobs = sorted(Path(settings_overrides["artifact_root"]).glob("??/??/*"))
-    return audit, outbox, blobs
 
 
 def _cursor(data: dict) -> str:
@@ -62,7 +49,7 @@ def test_json_the_database_cannot_store_is_a_400_saying_why(client, ds, body, re
 
 
 def test_patch_and_put_bodies_are_held_to_the_same_json_rules(app, client, ds, model, settings_overrides):
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     url = f"{MODELS}/{model['id']}"
     assert client.patch(url, data='{"hyperparameters": {"a": NaN}}', content_type="application/json",
                         headers=ds).status_code == 400
@@ -70,7 +57,7 @@ def test_patch_and_put_bodies_are_held_to_the_same_json_rules(app, client, ds, m
                         headers=ds).status_code == 400
     assert client.put(f"{url}/aliases/champion", data='{"version": 1, "x": NaN}', content_type="application/json",
                       headers=ds).status_code == 400
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
 
 
 def test_a_nul_in_a_query_parameter_is_422_naming_it(client, ds):
@@ -90,25 +77,25 @@ def test_a_nul_in_a_model_name_or_alias_of_a_path_is_a_404_problem(client, ds, m
 
 
 def test_a_nul_in_a_form_field_or_file_name_is_422_naming_the_part(app, client, ds, model, settings_overrides):
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     named = upload_csv(client, ds, b"a,b\n1,2\n", name="x\x00y")
     assert named.status_code == 422 and "name" in named.json["errors"]
     file_name = upload_csv(client, ds, b"a,b\n1,2\n", filename="x\x00.csv")
     assert file_name.status_code == 422 and "file" in file_name.json["errors"]
     metadata = upload_version(client, ds, model["id"], b"other bytes", metadata={"description": "\x00"})
     assert metadata.status_code == 422 and "metadata" in metadata.json["errors"]
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
 
 
 def test_version_metadata_with_nan_is_422_naming_metadata_and_stores_no_blob(app, client, ds, model,
                                                                              settings_overrides):
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     response = client.post(f"{MODELS}/{model['id']}/versions", headers=ds, content_type="multipart/form-data",
                            data={"artifact": (io.BytesIO(b"new bytes"), "m.onnx"),
                                  "metadata": '{"parameters": {"alpha": NaN}}'})
     assert response.status_code == 422
     assert "metadata" in response.json["errors"]
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
 
 
 @pytest.mark.parametrize("number", [0, 2**31, 10**20])
@@ -120,12 +107,12 @@ def test_a_version_number_outside_the_column_is_404_like_any_unknown_version(cli
 
 
 def test_a_version_number_too_large_in_a_body_is_422_naming_the_field(app, client, ds, model, settings_overrides):
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     alias = client.put(f"{MODELS}/{model['id']}/aliases/champion", json={"version": 2**31}, headers=ds)
     assert alias.status_code == 422 and "version" in alias.json["errors"]
     parent = upload_version(client, ds, model["id"], b"child", metadata={"parent_version": 10**20})
     assert parent.status_code == 422 and "parent_version" in parent.json["errors"]["metadata"]
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
 
 
 @pytest.mark.parametrize("path, cursor", [
@@ -176,11 +163,11 @@ def test_an_upload_over_the_upload_limit_is_413_and_stores_nothing(app, settings
     client = small.test_client()
     ds = bearer(small, "data_scientist")
     model = create_model(client, ds, "limited")
-    before = _trail(small, settings_overrides)
+    before = write_trail(small, settings_overrides)
     response = upload_version(client, ds, model["id"], b"x" * 8192)
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
-    assert _trail(small, settings_overrides) == before
+    assert write_trail(small, settings_overrides) == before
 
 
 @pytest.mark.parametrize("factory", [identity.create_app, registry.create_app])

@@ -9,26 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from services import registry
-from shared.audit import AuditEntry
-from shared.events.outbox import OutboxEvent
-from tests.support.registry import bearer, create_model, model_body, upload_csv
+from tests.support.registry import bearer, create_model, model_body, upload_csv, write_trail
 
 pytestmark = pytest.mark.integration
 
 MODELS = "/api/v1/models"
 MiB = 1 << 20
-
-
-def _trail(app, settings_overrides) -> tuple:
-    """Everything a write leaves: audit rows, outbox rows, stored blobs."""
-    with app.extensions["modelyard"].db.transaction() as session:
-        audit = session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
-        outbox = session.scalar(sa.select(sa.func.count()).select_from(OutboxEvent))
-    blobs = sorted(Path(settings_overrides["artifact_root"]).glob("??/??/*"))
-    return audit, outbox, blobs
 
 
 def _chunked(client, url: str, body: bytes, headers: dict, content_type: str, encoding: str = "chunked"):
@@ -50,7 +38,7 @@ def _json_bodies() -> dict[str, bytes]:
 def test_a_json_body_over_the_limit_is_413_whether_chunked_or_sent_with_a_length(app, client, ds, settings_overrides,
                                                                                  kind):
     body = _json_bodies()[kind]
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     # gunicorn also takes "identity, chunked" and "gzip, chunked": each is a body without a length.
     for response in (_chunked(client, MODELS, body, ds, "application/json"),
                      _chunked(client, MODELS, body, ds, "application/json", encoding="identity, chunked"),
@@ -60,7 +48,7 @@ def test_a_json_body_over_the_limit_is_413_whether_chunked_or_sent_with_a_length
         assert response.mimetype == "application/problem+json"
         assert str(1 * MiB) in response.json["detail"]
     assert client.get(MODELS, headers=ds).json["items"] == []
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
 
 
 def test_a_chunked_json_body_of_exactly_the_limit_is_read_whole(settings_overrides, clean_db, make_app):
@@ -81,12 +69,12 @@ def test_a_chunked_upload_over_the_upload_limit_is_413_and_stores_nothing(settin
     boundary = "modelyard-test-boundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"m.onnx\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"x" * 8192 + f"\r\n--{boundary}--\r\n".encode()
-    before = _trail(small, settings_overrides)
+    before = write_trail(small, settings_overrides)
     response = _chunked(client, f"{MODELS}/{model['id']}/versions", body, ds,
                         f"multipart/form-data; boundary={boundary}")
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
-    assert _trail(small, settings_overrides) == before
+    assert write_trail(small, settings_overrides) == before
     assert client.get(f"{MODELS}/{model['id']}/versions", headers=ds).json["items"] == []
 
 
@@ -111,12 +99,12 @@ def _uploads(model_id: str) -> dict[str, tuple[str, str]]:
 @pytest.mark.parametrize("upload", ["version", "dataset"])
 def test_a_file_part_sent_as_a_plain_form_field_is_422_naming_it(app, client, ds, model, settings_overrides, upload):
     url, part = _uploads(model["id"])[upload]
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     response = client.post(url, data={part: "a,b\n1,2\n"}, headers=ds, content_type="multipart/form-data")
     assert response.status_code == 422, response.json
     assert response.mimetype == "application/problem+json"
     assert "file part" in response.json["errors"][part][0]
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
 
 
 @pytest.mark.parametrize("upload", ["version", "dataset"])
@@ -126,11 +114,11 @@ def test_a_file_name_holding_a_line_break_is_422_naming_the_part(app, client, ds
                                                                   filename):
     url, part = _uploads(model["id"])[upload]
     body, content_type = _multipart(f'name="{part}"; {filename}', b"a,b\n1,2\n")
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     response = client.post(url, data=body, headers=ds, content_type=content_type)
     assert response.status_code == 422, response.json
     assert list(response.json["errors"]) == [part]
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
 
 
 def _wide_csv(columns: int) -> bytes:
@@ -140,7 +128,7 @@ def _wide_csv(columns: int) -> bytes:
 def test_a_csv_of_a_million_columns_is_refused_within_seconds_naming_the_limit(app, client, ds, settings_overrides):
     content = _wide_csv(1_000_000)
     assert len(content) > 9 * MiB
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     started = time.perf_counter()
     response = upload_csv(client, ds, content)
     elapsed = time.perf_counter() - started
@@ -148,7 +136,7 @@ def test_a_csv_of_a_million_columns_is_refused_within_seconds_naming_the_limit(a
     assert "at most 10000" in response.json["errors"]["file"][0]
     # About 0.3 s on a shared 2-core machine; the quadratic repeat check took hours.
     assert elapsed < 5
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
     assert client.get("/api/v1/datasets", headers=ds).json["items"] == []
 
 
@@ -157,10 +145,10 @@ def test_a_training_data_file_wider_than_the_limit_is_422_naming_the_path(app, c
     data_root.mkdir(parents=True, exist_ok=True)
     (data_root / "wide.csv").write_bytes(_wide_csv(10_001))
     model = create_model(client, ds, type="classification", target_variable="c0")
-    before = _trail(app, settings_overrides)
+    before = write_trail(app, settings_overrides)
     response = client.post(f"{MODELS}/{model['id']}/trainings", headers=ds,
                            json={"training_data_path": "wide.csv", "estimator": "logistic_regression"})
     assert response.status_code == 422, response.json
     assert "at most 10000" in response.json["errors"]["training_data_path"][0]
-    assert _trail(app, settings_overrides) == before
+    assert write_trail(app, settings_overrides) == before
     assert client.get(f"{MODELS}/{model['id']}/trainings", headers=ds).json["items"] == []

@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from pathlib import Path
 
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from shared.audit import AuditEntry
 from shared.auth import issue_token
+from shared.events.outbox import OutboxEvent
 
 
 def bearer(app: Flask, role: str, name: str | None = None) -> dict[str, str]:
@@ -42,3 +46,12 @@ def upload_version(client: FlaskClient, headers: dict, model_id: str, data: byte
 def upload_csv(client: FlaskClient, headers: dict, data: bytes, filename: str = "data.csv", **fields):
     return client.post("/api/v1/datasets", data={"file": (io.BytesIO(data), filename), **fields}, headers=headers,
                        content_type="multipart/form-data")
+
+
+def write_trail(app: Flask, settings_overrides: dict) -> tuple:
+    """Everything a write leaves: audit rows, outbox rows, stored blobs (to check a refusal left none)."""
+    with app.extensions["modelyard"].db.transaction() as session:
+        audit = session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
+        outbox = session.scalar(sa.select(sa.func.count()).select_from(OutboxEvent))
+    blobs = sorted(Path(settings_overrides["artifact_root"]).glob("??/??/*"))
+    return audit, outbox, blobs
