@@ -140,10 +140,10 @@ def _security_headers(response: Response) -> Response:
 
 
 def _has_body() -> bool:
-    # Any Transfer-Encoding (servers accept "gzip, chunked" and the like, not only "chunked"), or a stream
-    # the server says it ended itself, is a body without a length: the limits apply to it as well.
-    return (bool(request.content_length) or "Transfer-Encoding" in request.headers
-            or bool(request.environ.get("wsgi.input_terminated")))
+    # Any Transfer-Encoding (servers accept "gzip, chunked" and the like, not only "chunked") is a body
+    # without a length: the limits apply to it as well. (Not wsgi.input_terminated: gunicorn sets it on
+    # every request, bodiless POSTs included.)
+    return bool(request.content_length) or "Transfer-Encoding" in request.headers
 
 
 def _check_body() -> Response | None:

@@ -51,6 +51,14 @@ def test_a_json_body_over_the_limit_is_413_whether_chunked_or_sent_with_a_length
     assert write_trail(app, settings_overrides) == before
 
 
+def test_a_post_without_a_body_is_no_body_under_a_server_that_marks_every_stream_terminated(client, ds):
+    # gunicorn sets wsgi.input_terminated on every request: a bodiless POST must not be taken for a body.
+    model = create_model(client, ds)
+    archived = client.post(f"{MODELS}/{model['id']}/archive", headers=ds,
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert archived.status_code == 200 and archived.json["status"] == "archived"
+
+
 def test_a_chunked_json_body_of_exactly_the_limit_is_read_whole(settings_overrides, clean_db, make_app):
     small = make_app({**settings_overrides, "max_json_bytes": 4096})
     client = small.test_client()
