@@ -13,9 +13,10 @@ row, so the create and its key commit together or not at all.
   runs itself if the first rolled back. The loser waits; it never creates a second time.
 - Keys live a day (RETENTION): an older key counts as unseen and is claimed afresh, and beat deletes
   expired rows hourly (workers.maintenance.purge_idempotency_keys).
-- Answers are stored encrypted (AES-GCM under a key derived from the JWT secret, bound to principal and
-  key): the answer to an API key's creation holds the key itself, which is otherwise stored only hashed.
-  An answer that no longer decrypts (the secret changed) counts as unseen.
+- Answers are stored encrypted (AES-GCM under a key derived from the app's JWT signing secret, bound to
+  principal and key): the answer to an API key's creation holds the key itself, which is otherwise
+  stored only hashed. The same request with a key whose answer no longer decrypts (the secret changed)
+  is a 409: it was carried out, and running it again would create twice.
 
 Multipart bodies (uploads, up to gigabytes) are digested while werkzeug parses them, with the multipart
 boundary left out: clients choose a new random boundary for every send, retries included.
@@ -164,8 +165,7 @@ def _insert_or_find(session: Session, claim: IdempotentRequest) -> IdempotentReq
             session.add(claim)
         return None
     except IntegrityError:
-        stored = session.scalar(_stored(claim.principal, claim.key).with_for_update()
-                                .execution_options(populate_existing=True))
+        stored = session.scalar(select_for_update(session, _stored(claim.principal, claim.key)))
         # Gone again only if it expired and was purged in between: then nobody holds the key.
         return stored if stored is not None else _insert_or_find(session, claim)
 
