@@ -108,13 +108,12 @@ class _Scanned:
         return len(self.seen)
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(self.left if size < 0 else min(size, self.left)) if self.left else b""
-        self.left -= len(data)
-        self.seen += data
-        return data
+        return self._took(self._stream.read(self.left if size < 0 else min(size, self.left)) if self.left else b"")
 
     def readline(self) -> bytes:
-        data = self._stream.readline(self.left) if self.left else b""
+        return self._took(self._stream.readline(self.left) if self.left else b"")
+
+    def _took(self, data: bytes) -> bytes:
         self.left -= len(data)
         self.seen += data
         return data
