@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.auth import make_user
 from tests.support.registry import bearer
 
 
@@ -21,3 +22,9 @@ def client(app):
 def ds(app):
     """Bearer headers of a data scientist, the role that makes most registry writes."""
     return bearer(app, "data_scientist", "dana")
+
+
+@pytest.fixture
+def admin(app):
+    """Bearer headers of `root`, an admin with a user row (so identity's own checks see a real user)."""
+    return make_user(app, "admin", username="root")[1]

@@ -22,11 +22,6 @@ AUDIT = "/api/v1/audit"
 TOKEN = "/api/v1/auth/token"
 
 
-@pytest.fixture
-def admin(app):
-    return make_user(app, "admin", username="root")[1]
-
-
 def _denied(client, admin, **filters) -> list[dict]:
     return client.get(AUDIT, query_string={"outcome": "denied", **filters}, headers=admin).json["items"]
 

@@ -19,11 +19,6 @@ USERS = "/api/v1/users"
 KEYS = "/api/v1/auth/api-keys"
 
 
-@pytest.fixture
-def admin(app):
-    return make_user(app, "admin", username="root")[1]
-
-
 def test_admin_creates_a_user_who_can_then_log_in(client, admin):
     response = client.post(USERS, json={"username": "ada", "password": "long enough", "role": "data_scientist"},
                            headers=admin)
