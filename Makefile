@@ -21,7 +21,7 @@ install-dev: $(VENV)/.installed-dev
 
 ## run: the whole platform on http://127.0.0.1:8000, no external server (SQLite, local broker)
 run: install
-	$(BIN)/python -m services.gateway.embedded
+	$(BIN)/python -m launch.run
 
 ## test: every test tier against real Postgres, RabbitMQ and Redis
 test: install-dev
@@ -38,7 +38,7 @@ e2e: install-dev
 
 ## stack: each service under gunicorn, relay, worker and beat, on localhost's Postgres/RabbitMQ/Redis
 stack: install
-	$(BIN)/python -m services.gateway.stack
+	$(BIN)/python -m launch.stack
 
 migrate: install
 	$(BIN)/alembic upgrade head

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from services.gateway.allinone import create_app
+from launch.apps import create_app
 from services.registry.handlers import TrainingOutcomes
 from services.training.handlers import VersionRegistrations
-from services.training.models import Trial, TrainingJob
+from services.training.tables import Trial, TrainingJob
 from shared.config import load_settings
 from shared.db import normalise_url
-from shared.schema import migrate
+from shared.migrate import migrate
 from tests.support.polling import wait_for
 from tests.support.registry import bearer, create_model
 from tests.support.training import (

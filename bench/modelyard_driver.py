@@ -1,6 +1,6 @@
 """Modelyard's `make stack` as the benchmark drives it: start it, seed it, shape its requests, stop it.
 
-The stack runs as `python -m services.gateway.stack` on its own Postgres database (recreated each run),
+The stack runs as `python -m launch.stack` on its own Postgres database (recreated each run),
 its own var dir, cache prefix and events exchange, so a benchmark never touches anyone's data. The
 100,000 models are COPYed straight into the registry's `models` table; the measured creates then go
 through the API like any client's.
@@ -32,7 +32,7 @@ FRAMEWORKS = ("scikit_learn", "xgboost", "lightgbm", "pytorch", "tensorflow", "o
 
 
 class ModelyardStack:
-    """`python -m services.gateway.stack` on a fresh database, driven through the gateway."""
+    """`python -m launch.stack` on a fresh database, driven through the gateway."""
 
     create_status = 201
 
@@ -78,7 +78,7 @@ class ModelyardStack:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database}"')
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "services.gateway.stack"], cwd=REPO,
+        self.process = subprocess.Popen([sys.executable, "-m", "launch.stack"], cwd=REPO,
                                         env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ from alembic import context
 
 from shared.config import load_settings
 from shared.db import Base, make_engine
-from shared.schema import import_all_tables
+from shared.migrate import import_all_tables
 
 import_all_tables()
 target_metadata = Base.metadata

@@ -8,7 +8,7 @@ import os
 import sys
 
 from shared.config import ConfigError, load_settings, stored_secrets
-from shared.schema import migrate
+from shared.migrate import migrate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,7 +73,7 @@ def database_kind(request) -> str:
 @pytest.fixture(scope="session")
 def database_url(database_kind, servers, tmp_path_factory) -> str:
     """A fresh database of this kind for the run, built by the Alembic migrations, dropped at the end."""
-    from shared.schema import migrate
+    from shared.migrate import migrate
 
     if database_kind == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/modelyard.db"
@@ -115,7 +115,7 @@ def settings_overrides(database_url, servers, tmp_path) -> dict:
 @pytest.fixture
 def make_app():
     """Build a service app (the all-in-one by default) whose database pool is closed after the test."""
-    from services.gateway.allinone import create_app
+    from launch.apps import create_app
 
     apps = []
 

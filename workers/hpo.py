@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError
 from services.training import coordinator
 from services.training.data_checks import TrainingDataError
 from services.training.job_state import PRODUCER, fail_job, lock_job
-from services.training.models import REGISTERING, TrainingJob
+from services.training.tables import REGISTERING, TrainingJob
 from services.training.spec import TrainingSpec
 from services.training.strategies import should_prune
 from shared.artifacts import ArtifactStore

@@ -9,7 +9,7 @@ from flask import request
 from flask_smorest import Api
 from marshmallow import RAISE
 
-from services.identity import api_keys, audit_log, login, schemas, users
+from services.identity import keys, audit_log, login, schemas, users
 from shared.auth import current_actor, issue_token, requires
 from shared.errors import PROBLEM_JSON, ProblemSchema
 from shared.idempotency import idempotent
@@ -46,7 +46,7 @@ class ApiKeys(MethodView):
     @auth_blp.response(200, schemas.ApiKeyPageSchema)
     def get(self, args):
         """List the caller's API keys (an admin sees all); never the keys themselves."""
-        return api_keys.list_api_keys(session=db_session(), actor=current_actor(), **args)
+        return keys.list_api_keys(session=db_session(), actor=current_actor(), **args)
 
     @carries_credentials
     @requires("viewer")
@@ -55,7 +55,7 @@ class ApiKeys(MethodView):
     @auth_blp.response(201, schemas.ApiKeyCreatedSchema)
     def post(self, body):
         """Create an API key with at most the caller's role; the key is shown only in this answer."""
-        return api_keys.create_api_key(session=db_session(), actor=current_actor(), request_id=request_id(), **body)
+        return keys.create_api_key(session=db_session(), actor=current_actor(), request_id=request_id(), **body)
 
 
 @auth_blp.route("/api-keys/<uuid:key_id>")
@@ -64,7 +64,7 @@ class ApiKeyById(MethodView):
     @auth_blp.response(204)
     def delete(self, key_id: uuid.UUID):
         """Revoke an API key (the owner's or, for an admin, anyone's); refused from the next request."""
-        api_keys.revoke_api_key(session=db_session(), actor=current_actor(), request_id=request_id(), key_id=key_id)
+        keys.revoke_api_key(session=db_session(), actor=current_actor(), request_id=request_id(), key_id=key_id)
 
 
 @users_blp.route("")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.identity.models import User
+from services.identity.tables import User
 from services.identity.passwords import decoy_hash, verify_password
 from shared.auth import KnownCallerRefused
 from shared.db import utcnow

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.identity.models import User
+from services.identity.tables import User
 from services.identity.passwords import hash_password
 from shared.audit import record_change
 from shared.auth import ROLE_RANK, ROLES, Actor, ApiKey

@@ -8,8 +8,8 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.registry.models import ModelAlias, ModelVersion, RegisteredModel
-from services.registry.models_service import PRODUCER, ModelRef, get_model, model_cache_key
+from services.registry.tables import ModelAlias, ModelVersion, RegisteredModel
+from services.registry.models import PRODUCER, ModelRef, get_model, model_cache_key
 from services.registry.status import VERSION_ARCHIVED
 from shared import audit
 from shared.auth import Actor

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, jsonify
 from marshmallow import RAISE
 
-from services.registry import aliases, models_service
+from services.registry import aliases, models
 from services.registry.schemas import (
     AliasBodySchema, ModelCreateSchema, ModelListArgs, ModelPatchSchema, ModelSchema, VersionSchema,
 )
@@ -29,7 +29,7 @@ class Models(MethodView):
     @blp.response(200, page_schema(ModelSchema))
     def get(self, args):
         """List models; `q` searches name and description, `tag=key:value` may repeat."""
-        return models_service.list_models(session=db_session(), **args)
+        return models.list_models(session=db_session(), **args)
 
     @requires("data_scientist")
     @idempotent
@@ -37,7 +37,7 @@ class Models(MethodView):
     @blp.response(201, ModelSchema)
     def post(self, body):
         """Register a model."""
-        return models_service.create_model(**_writer(), **body)
+        return models.create_model(**_writer(), **body)
 
 
 @blp.route("/<model:model_ref>")
@@ -46,7 +46,7 @@ class ModelItem(MethodView):
     @blp.response(200, ModelSchema)
     def get(self, model_ref: str):
         """A model, by id or name, with its latest version number and aliases (served from the cache)."""
-        return jsonify(models_service.cached_model(sessions=db_session, cache=runtime().cache, model_ref=model_ref,
+        return jsonify(models.cached_model(sessions=db_session, cache=runtime().cache, model_ref=model_ref,
                                                    render=lambda model: ModelSchema().dump(model)))
 
     @requires("data_scientist")
@@ -54,13 +54,13 @@ class ModelItem(MethodView):
     @blp.response(200, ModelSchema)
     def patch(self, body, model_ref: str):
         """Change a model's description, tags, metadata, features ... or status (lifecycle permitting)."""
-        return models_service.update_model(**_writer(), cache=runtime().cache, model_ref=model_ref, changes=body)
+        return models.update_model(**_writer(), cache=runtime().cache, model_ref=model_ref, changes=body)
 
     @requires("admin")
     @blp.response(204)
     def delete(self, model_ref: str):
         """Delete a model with its versions and aliases (admins only)."""
-        models_service.delete_model(**_writer(), cache=runtime().cache, model_ref=model_ref)
+        models.delete_model(**_writer(), cache=runtime().cache, model_ref=model_ref)
         return Response(status=204)
 
 
@@ -70,7 +70,7 @@ class ModelArchive(MethodView):
     @blp.response(200, ModelSchema)
     def post(self, model_ref: str):
         """Archive a model (from any status); restore it with PATCH status=registered."""
-        return models_service.archive_model(**_writer(), cache=runtime().cache, model_ref=model_ref)
+        return models.archive_model(**_writer(), cache=runtime().cache, model_ref=model_ref)
 
 
 @blp.route("/<model:model_ref>/aliases/<string:alias>")

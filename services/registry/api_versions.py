@@ -6,10 +6,10 @@ from flask import Response, request
 from marshmallow import RAISE
 from werkzeug.utils import secure_filename
 
-from services.registry import models_service, versions
+from services.registry import models, versions
 from services.registry.downloads import send_blob
-from services.registry.models import MAX_VERSION_NUMBER
-from services.registry.models_service import LATEST
+from services.registry.tables import MAX_VERSION_NUMBER
+from services.registry.models import LATEST
 from services.registry.multipart import Blueprint
 from services.registry.schemas import (
     LineageArgs, LineageSchema, VersionFromArtifactSchema, VersionPatchSchema, VersionSchema, VersionUploadSchema,
@@ -79,7 +79,7 @@ class VersionItem(MethodView):
     @blp.response(200, VersionSchema)
     def get(self, model_ref: str, number: int | str = LATEST):
         """One version (`latest`: the highest number that exists), with its lineage fields and aliases."""
-        return models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
+        return models.get_version(session=db_session(), model_ref=model_ref, number=number)
 
     @requires("data_scientist")
     @blp.arguments(VersionPatchSchema)
@@ -107,7 +107,7 @@ class VersionArtifact(MethodView):
     def get(self, model_ref: str, number: int | str = LATEST):
         """Download the artifact as `<model name>-v<number>.<format>`; ETag is its sha256, so If-None-Match
         answers 304 without reading it."""
-        version = models_service.get_version(session=db_session(), model_ref=model_ref, number=number)
+        version = models.get_version(session=db_session(), model_ref=model_ref, number=number)
         return send_blob(artifacts=runtime().artifacts, sha256=version.artifact_sha256, size=version.size,
                          filename=versions.download_name(version), mimetype="application/octet-stream")
 

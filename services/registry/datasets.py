@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from services.registry import lineage
 from services.registry.csv_profile import profile_csv
-from services.registry.models import Dataset
-from services.registry.models_service import PRODUCER
+from services.registry.tables import Dataset
+from services.registry.models import PRODUCER
 from shared import audit
 from shared.artifacts import ArtifactStore
 from shared.auth import Actor

@@ -25,8 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.registry import models_service, status as lifecycle
-from services.registry.models import ModelVersion, RegisteredModel
+from services.registry import models, status as lifecycle
+from services.registry.tables import ModelVersion, RegisteredModel
 from services.registry.versions import VersionDetails, register_version
 from shared.artifacts import ArtifactStore
 from shared.auth import Actor
@@ -100,7 +100,7 @@ class TrainingOutcomes(EventConsumer):
         if envelope["type"] == "training.completed" and not self._register(session, payload, request_id, model_id):
             return
         try:
-            model = models_service.get_model(session=session, model_ref=model_id, for_update=True)
+            model = models.get_model(session=session, model_ref=model_id, for_update=True)
         except NotFound:
             log.info("model %s is gone; training job %s changes nothing", model_id, payload["job_id"])
             return
@@ -112,7 +112,7 @@ class TrainingOutcomes(EventConsumer):
                      model_id, model.status, payload["job_id"], status)
             del changes["status"]
         if changes:
-            models_service.update_model(session=session, cache=self.cache, actor=_actor(payload),
+            models.update_model(session=session, cache=self.cache, actor=_actor(payload),
                                         request_id=request_id, model_ref=model_id, changes=changes)
 
     def _register(self, session: Session, payload: dict[str, Any], request_id: str, model_id: uuid.UUID) -> bool:
@@ -138,7 +138,7 @@ class TrainingOutcomes(EventConsumer):
             # job would wait for a version forever.
             log.warning("training job %s not registered: %s", job_id, exc.detail)
             emit(session, "model_version.rejected", {"model_id": model_id, "training_job_id": job_id,
-                                                      "reason": exc.detail}, producer=models_service.PRODUCER)
+                                                      "reason": exc.detail}, producer=models.PRODUCER)
             return False
         return True
 

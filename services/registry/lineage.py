@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.registry.models import Dataset, LineageEdge, ModelVersion, RegisteredModel
+from services.registry.tables import Dataset, LineageEdge, ModelVersion, RegisteredModel
 
 NODE_TYPES = ("dataset", "training_job", "model_version", "deployment", "ab_test")
 TRAINING_DATA, TRAINING_JOB, PARENT = "training_data", "training_job", "parent"

@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from werkzeug.datastructures import FileStorage
 
 from services.registry.artifact_checks import FORMATS
-from services.registry.models import MAX_VERSION_NUMBER
+from services.registry.tables import MAX_VERSION_NUMBER
 from services.registry.status import STATUSES, VERSION_STATUSES
 from shared import strict_json
 from shared.pagination import ListArgs

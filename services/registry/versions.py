@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from services.registry import lineage, status as lifecycle
 from services.registry.artifact_checks import CheckedArtifact, check_and_store
-from services.registry.models import Dataset, ModelVersion, RegisteredModel
-from services.registry.models_service import PRODUCER, ModelRef, get_model, get_version, model_cache_key
+from services.registry.tables import Dataset, ModelVersion, RegisteredModel
+from services.registry.models import PRODUCER, ModelRef, get_model, get_version, model_cache_key
 from shared import audit
 from shared.artifacts import ArtifactStore
 from shared.auth import Actor

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.training.models import (
+from services.training.tables import (
     CANCELLED, FINAL_FIT, IN_FLIGHT, QUEUED, RUNNING, SEARCHING, TRIAL_CANCELLED, TRIAL_COMPLETE,
     TRIAL_DONE, TRIAL_FAILED, TRIAL_PRUNED, TRIAL_QUEUED, TRIAL_RUNNING, TrainingJob, Trial,
 )

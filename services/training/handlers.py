@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.training.job_state import fail_job, lock_job
-from services.training.models import REGISTERING, RUNNING, SUCCEEDED
+from services.training.tables import REGISTERING, RUNNING, SUCCEEDED
 from shared.db import utcnow
 from shared.events.consumer import EventConsumer
 

@@ -11,7 +11,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.training.models import CANCELLED, FAILED, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob, Trial
+from services.training.tables import CANCELLED, FAILED, TRIAL_CANCELLED, TRIAL_QUEUED, TrainingJob, Trial
 from shared.db import select_for_update, utcnow
 from shared.events.outbox import emit
 

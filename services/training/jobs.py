@@ -22,7 +22,7 @@ from services.training.data_checks import TrainingDataError, check_class_counts
 from services.training.estimators import resolve_estimator
 from services.training.job_state import end_job, lock_job
 from services.training.metrics import METRICS, default_metric
-from services.training.models import CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TrainingJob, Trial
+from services.training.tables import CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TrainingJob, Trial
 from services.training.registry_client import RegistryClient
 from services.training.search_space import SearchSpaceError, parse_search_space
 from services.training.spec import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.training.models import JOB_STATUSES, TRIAL_STATES
+from services.training.tables import JOB_STATUSES, TRIAL_STATES
 from shared.pagination import ListArgs
 from shared.schemas import StrictSchema, UtcDateTime
 

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection, Queue
 
-from services.gateway.stack import SERVICES
+from launch.stack import SERVICES
 from shared.events import topology
 from tests.conftest import RUN_ID
 from tests.support.databases import drop_database

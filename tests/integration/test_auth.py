@@ -11,7 +11,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from services.identity.models import User
+from services.identity.tables import User
 from services.identity.passwords import hash_password, verify_password
 from shared.auth import ApiKey, ROLES, TokenGenerations
 from shared.db import Database

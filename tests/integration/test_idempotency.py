@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from services.registry.models_service import create_model as create_model_use_case
+from services.registry.models import create_model as create_model_use_case
 from shared.auth import Actor
 from shared.db import utcnow
 from shared.idempotency import IdempotentRequest, purge_expired

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from services.identity.models import User
+from services.identity.tables import User
 from services.identity.users import ensure_admin
 from shared.auth import ROLE_RANK, ROLES, TokenGenerations
 from tests.support.auth import PASSWORD, make_api_key, make_user

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from shared.db import Base, make_engine
-from shared.schema import alembic_config, import_all_tables, migrate
+from shared.migrate import alembic_config, import_all_tables, migrate
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from services.registry import models_service
+from services.registry import models
 from shared.events.outbox import OutboxEvent
 from tests.support.registry import bearer, create_model, model_body, upload_version
 
@@ -133,8 +133,8 @@ def test_a_search_is_planned_for_its_text_on_every_run_while_other_lists_are_pre
     db = app.extensions["modelyard"].db
     with db.sessions() as session:  # one connection: pg_prepared_statements shows its own statements
         for _ in range(8):  # psycopg prepares a statement on its sixth run
-            models_service.list_models(session=session, limit=5, q="churn")
-            models_service.list_models(session=session, limit=5, type="classification")
+            models.list_models(session=session, limit=5, q="churn")
+            models.list_models(session=session, limit=5, type="classification")
         prepared = session.scalars(sa.text("SELECT statement FROM pg_prepared_statements")).all()
     assert any("models.type" in statement for statement in prepared)
     assert not any("ILIKE" in statement.upper() for statement in prepared)

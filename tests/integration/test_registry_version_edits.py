@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from services.registry.handlers import TrainingOutcomes
 from services.registry.lineage import add_lineage_edge
-from services.registry.models import LineageEdge, ModelVersion
+from services.registry.tables import LineageEdge, ModelVersion
 from shared.audit import AuditEntry
 from shared.config import load_settings
 from shared.events.catalogue import build_envelope

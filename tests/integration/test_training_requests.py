@@ -12,7 +12,7 @@ from kombu import Connection
 from amqp.exceptions import NotFound as QueueMissing
 
 from services.training import coordinator
-from services.training.models import TrainingJob
+from services.training.tables import TrainingJob
 from shared.audit import AuditEntry
 from shared.events.outbox import OutboxEvent
 from tests.conftest import RUN_ID
@@ -182,7 +182,7 @@ def test_cancelling_a_queued_job_cancels_it_and_a_second_cancel_is_409(client, d
 
 
 def test_a_cancelled_job_ends_its_phase(app, client, ds, settings, model, dataset):
-    from services.training.models import RUNNING, SEARCHING
+    from services.training.tables import RUNNING, SEARCHING
 
     accepted = post(client, ds, model["id"], **valid(dataset)).json
     with app.extensions["modelyard"].db.transaction() as session:
@@ -200,7 +200,7 @@ def test_a_trained_model_the_registry_cannot_register_fails_its_job_instead_of_w
                                                                                       model, dataset):
     from services.registry.handlers import TrainingOutcomes
     from services.training.handlers import VersionRegistrations
-    from services.training.models import REGISTERING, RUNNING
+    from services.training.tables import REGISTERING, RUNNING
     from shared.config import load_settings
     from shared.events.catalogue import build_envelope
     from shared.events.consumer import process

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from services.registry.handlers import TrainingOutcomes
 from services.training.handlers import VersionRegistrations
 from shared.model_files import loads_trusted
-from services.training.models import Trial
+from services.training.tables import Trial
 from shared.config import load_settings
 from tests.conftest import RUN_ID
 from tests.support.polling import wait_for

@@ -10,8 +10,8 @@ import uuid
 
 from flask import Flask
 
-from services.identity.api_keys import NewApiKey, create_api_key
-from services.identity.models import User
+from services.identity.keys import NewApiKey, create_api_key
+from services.identity.tables import User
 from services.identity.users import create_user
 from shared.auth import Actor, issue_token
 

@@ -49,7 +49,7 @@ def test_masked_settings_hide_secrets_and_url_passwords():
 
 
 def test_config_show_says_the_secrets_make_run_generated_are_set_without_printing_them(tmp_path, monkeypatch, capsys):
-    from services.gateway.processes import local_secrets
+    from launch.processes import local_secrets
     from shared.cli import main
 
     for name in ("MODELYARD_JWT_SECRET", "MODELYARD_ARTIFACT_KEYS"):

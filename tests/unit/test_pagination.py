@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from services.identity.models import User
+from services.identity.tables import User
 from shared.errors import ValidationFailed
 from shared.pagination import Sorting, decode_cursor, encode_cursor
 

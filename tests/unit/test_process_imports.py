@@ -24,7 +24,7 @@ def test_the_training_api_and_the_idle_worker_import_no_ml_library():
 
 
 def test_the_supervisor_imports_neither_the_database_nor_the_web_stack():
-    loaded = imported_packages("services.gateway.stack", "services.gateway.embedded")
+    loaded = imported_packages("launch.stack", "launch.run")
     assert not loaded & {"sqlalchemy", "alembic", "flask", "kombu", "celery"}
 
 

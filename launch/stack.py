@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from string import Template
 
-from services.gateway.processes import Supervisor, local_secrets, run_preparation
+from launch.processes import Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
 
 STACK_DEFAULTS = {

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from services.gateway.processes import Supervisor, local_secrets, run_preparation
+from launch.processes import Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
 
 
@@ -24,8 +24,8 @@ def main() -> int:
     supervisor = Supervisor(env=dict(os.environ))
     # Threads, not greenlets: SQLite cannot yield to gevent's loop, so one request waiting out another's
     # write lock would stall the whole worker, and the worker's relay and sealer threads with it.
-    supervisor.web("web", [bind], "services.gateway.allinone:create_app()", var_dir=settings.var_dir,
-                   workers=1, threads=8, config="python:services.gateway.embedded_web")
+    supervisor.web("web", [bind], "launch.apps:create_app()", var_dir=settings.var_dir,
+                   workers=1, threads=8, config="python:launch.run_web")
     supervisor.python(
         "worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--beat", "--loglevel", "WARNING",
         "--concurrency", "2", "--schedule", str(Path(settings.var_dir) / "celerybeat-schedule"),

@@ -1,7 +1,7 @@
 """Start the platform's processes, stop them together: what `make run` and `make stack` share.
 
 The supervisor lives as long as the platform, so this module and its callers import only the
-standard library and shared.config: the database work runs in a child (services.gateway.prepare).
+standard library and shared.config: the database work runs in a child (launch.prepare).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def local_secrets(settings: Settings) -> dict[str, str]:
 
 
 def run_preparation(*options: str) -> str:
-    """Run services.gateway.prepare (directories, migrations, first admin) and return its login line.
+    """Run launch.prepare (directories, migrations, first admin) and return its login line.
 
     Its errors reach stderr as they are; a failure stops the start-up with the child's exit code.
     """
-    done = subprocess.run([sys.executable, "-m", "services.gateway.prepare", *options], stdout=subprocess.PIPE,
+    done = subprocess.run([sys.executable, "-m", "launch.prepare", *options], stdout=subprocess.PIPE,
                           text=True)
     if done.returncode:
         raise SystemExit(done.returncode)

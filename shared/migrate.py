@@ -13,9 +13,9 @@ TABLE_MODULES = (
     "shared.events.outbox",
     "shared.events.consumer",
     "shared.idempotency",
-    "services.identity.models",
-    "services.registry.models",
-    "services.training.models",
+    "services.identity.tables",
+    "services.registry.tables",
+    "services.training.tables",
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""`python -m services.gateway.prepare [--create-database]`: make the directories, migrate, create the
+"""`python -m launch.prepare [--create-database]`: make the directories, migrate, create the
 first admin, then print the line that says how to log in.
 
 `make run` and `make stack` run it as a child process before starting the platform, so their
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from services.identity.users import ensure_admin
 from shared.config import Settings, load_settings
 from shared.db import Database, normalise_url
-from shared.schema import migrate
+from shared.migrate import migrate
 
 
 def ensure_database(url: str) -> None:
@@ -49,7 +49,7 @@ def prepare(settings: Settings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.gateway.prepare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m launch.prepare", description=__doc__.splitlines()[0])
     parser.add_argument("--create-database", action="store_true",
                         help="create the Postgres database first if it does not exist")
     args = parser.parse_args(argv)
