@@ -66,7 +66,7 @@ class ModelyardStack:
             "MODELYARD_EVENTS_EXCHANGE": "modelyard.bench.events",
         })
         if self.web_workers:
-            env["MODELYARD_WEB_WORKERS"] = str(self.web_workers)
+            env["MODELYARD_REGISTRY_WORKERS"] = str(self.web_workers)
         return env
 
     def start(self, timeout: float = 120.0) -> None:

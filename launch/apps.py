@@ -1,13 +1,27 @@
-"""The all-in-one composition: every service's routes in one process, as `make run` serves them."""
+"""The Flask apps, built from the catalog: one per service (`make stack`, docker-compose, k8s) and the
+all-in-one app of `make run`, which mounts every service's routes in one process."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from services import identity, registry, training
+from launch import catalog
 from shared.config import Settings
+from shared.service_spec import ServiceSpec
 from shared.web import create_service_app
 
 
+def _build(name: str, specs: tuple[ServiceSpec, ...], settings: Settings | dict | None) -> Flask:
+    return create_service_app(name, [catalog.resolve(spec.register) for spec in specs], settings,
+                              credentials=catalog.credentials(),
+                              readiness=tuple(dict.fromkeys(check for spec in specs for check in spec.readiness)))
+
+
 def create_app(settings: Settings | dict | None = None) -> Flask:
-    return create_service_app("modelyard", [identity.register, registry.register, training.register], settings)
+    """Every service's routes in one app (gunicorn: `launch.apps:create_app()`)."""
+    return _build("modelyard", catalog.SERVICES, settings)
+
+
+def service_app(name: str, settings: Settings | dict | None = None) -> Flask:
+    """One service's app (gunicorn: `launch.apps:service_app('registry')`)."""
+    return _build(name, (catalog.service(name),), settings)

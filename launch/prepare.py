@@ -2,7 +2,7 @@
 first admin, then print the line that says how to log in.
 
 `make run` and `make stack` run it as a child process before starting the platform, so their
-supervisor, which lives as long as the platform, never imports Alembic, SQLAlchemy or the models.
+supervisor, which lives as long as the platform, never imports Alembic, SQLAlchemy or the tables.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Start the platform's processes, stop them together: what `make run` and `make stack` share.
 
 The supervisor lives as long as the platform, so this module and its callers import only the
-standard library and shared.config: the database work runs in a child (launch.prepare).
+standard library, shared.config and the manifests (which name code and import none): the database
+work runs in a child (launch.prepare), and so does building the API document (launch.openapi).
 """
 
 from __future__ import annotations

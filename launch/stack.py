@@ -1,18 +1,19 @@
 """`make stack`: the distributed platform on localhost, one process per part.
 
-identity, registry and training under gunicorn, the outbox relay, the event consumers, a Celery
-worker and beat, and nginx in front
-routing /api/v1/<area> by prefix, all against Postgres, RabbitMQ and Redis (URLs from MODELYARD_*).
+Every service of the catalog under gunicorn, the outbox relay, the event consumers, a Celery worker
+and beat, and nginx in front routing /api/v1/<area> by prefix and serving the one API document, all
+against Postgres, RabbitMQ and Redis (URLs from MODELYARD_*).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
-from string import Template
 
+from launch import catalog, gateway
 from launch.processes import Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
 
@@ -22,33 +23,36 @@ STACK_DEFAULTS = {
     "MODELYARD_EVENTS_URL": "amqp://guest:guest@127.0.0.1:5672//",
     "MODELYARD_REDIS_URL": "redis://127.0.0.1:6379/0",
     # The training service asks the registry over HTTP when they run as separate processes.
-    "MODELYARD_REGISTRY_URL": "http://127.0.0.1:8102",
+    "MODELYARD_REGISTRY_URL": f"http://127.0.0.1:{catalog.service('registry').port}",
     # Clients come through nginx, which appends the address it saw to X-Forwarded-For (login throttling).
     "MODELYARD_PROXY_HOPS": "1",
 }
-SERVICES = {"identity": 8101, "registry": 8102, "training": 8103}
-# The event consumers each service runs on its RabbitMQ queue.
-CONSUMERS = ("services.registry.handlers:training_outcomes", "services.training.handlers:version_registrations")
-GATEWAY = Path(__file__).resolve().parent
 UNIX_PATH_MAX = 108  # sun_path on Linux, with its terminating NUL
+
+
+def ports() -> dict[str, int]:
+    """Each web service's local port, from its manifest."""
+    return {spec.name: spec.port for spec in catalog.SERVICES if spec.port}
 
 
 def upstream(var_dir: Path, service: str) -> str:
     """Where nginx reaches a service: its Unix socket, which spares every request a loopback TCP hop
     (~5% of a model create here), unless the path is too long for a socket address."""
     path = var_dir / "sockets" / f"{service}.sock"
-    return f"unix:{path}" if len(str(path)) < UNIX_PATH_MAX else f"127.0.0.1:{SERVICES[service]}"
+    return f"unix:{path}" if len(str(path)) < UNIX_PATH_MAX else f"127.0.0.1:{ports()[service]}"
 
 
 def render_nginx(var_dir: Path, port: int) -> Path:
-    server = Template((GATEWAY / "nginx.conf.template").read_text()).safe_substitute(
-        IDENTITY_UPSTREAM=upstream(var_dir, "identity"),
-        REGISTRY_UPSTREAM=upstream(var_dir, "registry"),
-        TRAINING_UPSTREAM=upstream(var_dir, "training"),
-        GATEWAY_PORT=str(port),
-    )
     root = var_dir / "nginx"
     root.mkdir(parents=True, exist_ok=True)
+    document = root / "openapi.json"
+    # In a child: the supervisor, which lives as long as the platform, never imports Flask.
+    subprocess.run([sys.executable, "-m", "launch.openapi", str(document)], check=True)
+    server = gateway.render({
+        **{gateway.upstream_variable(name): upstream(var_dir, name) for name in ports()},
+        "GATEWAY_PORT": str(port),
+        "OPENAPI_DOCUMENT": str(document),
+    })
     conf = root / "nginx.conf"
     # Started by root, nginx would run its worker as `nobody`, which cannot reach the services' sockets
     # or its temp paths inside a private var dir: it runs as the user the rest of the stack runs as.
@@ -76,24 +80,20 @@ def main() -> int:
     login = run_preparation("--create-database")
 
     port = int(os.environ.get("MODELYARD_GATEWAY_PORT", "8000"))
-    # The registry takes the heavy read and write traffic; identity and training are light, and one
-    # worker each keeps the idle stack small.
-    workers = {"identity": 1, "registry": int(os.environ.get("MODELYARD_WEB_WORKERS", "2")), "training": 1}
-    # Greenlets for the services that mostly wait on Postgres; threads for identity, whose logins spend
-    # ~30 ms each in scrypt: hashlib lets go of the GIL there, so two hash at once on two cores, and a
-    # login never stalls the worker's other requests as it would stall a gevent loop.
-    threads = {"identity": 4}
     supervisor = Supervisor(env=dict(os.environ))
     var_dir = Path(settings.var_dir).resolve()
     (var_dir / "sockets").mkdir(parents=True, exist_ok=True)
-    for service, service_port in SERVICES.items():
+    for spec in catalog.SERVICES:
+        if not spec.port:
+            continue
         # The port for other services (training asks the registry over HTTP), the socket for nginx.
-        binds = sorted({f"127.0.0.1:{service_port}", upstream(var_dir, service)})
-        supervisor.web(service, binds, f"services.{service}:create_app()",
-                       workers=workers[service], threads=threads.get(service), var_dir=settings.var_dir)
-    # The relay declares the consumers' queues before its first publish, so no event is missed at start.
-    supervisor.python("relay", "-m", "shared.events.relay", *(arg for path in CONSUMERS for arg in ("--consumer", path)))
-    supervisor.python("events", "-m", "shared.events.runner", *CONSUMERS)
+        binds = sorted({f"127.0.0.1:{spec.port}", upstream(var_dir, spec.name)})
+        # MODELYARD_<NAME>_WORKERS overrides the manifest (the benchmarks scale the registry so).
+        workers = int(os.environ.get(f"MODELYARD_{spec.name.upper()}_WORKERS", spec.web.workers))
+        supervisor.web(spec.name, binds, f"launch.apps:service_app({spec.name!r})", workers=workers,
+                       threads=spec.web.threads, var_dir=settings.var_dir)
+    supervisor.python("relay", "-m", "launch.events", "relay")
+    supervisor.python("events", "-m", "launch.events", "consume")
     # The worker consumes every queue of the app's task_queues (their names carry the settings' prefix).
     # Two processes run trials in parallel on two cores; the second is forked when a second task is
     # waiting and stopped after 30 s without tasks, so the idle worker is its parent and one child.
@@ -105,7 +105,8 @@ def main() -> int:
     conf = render_nginx(var_dir, port)
     supervisor.start("gateway", [nginx, "-c", str(conf), "-p", str(conf.parent)])
     print(f"Modelyard stack: gateway http://127.0.0.1:{port}, "
-          + ", ".join(f"{s} :{p}" for s, p in SERVICES.items()) + ", relay, event consumers, worker, beat", flush=True)
+          + ", ".join(f"{name} :{service_port}" for name, service_port in ports().items())
+          + ", relay, event consumers, worker, beat", flush=True)
     print(login, flush=True)
     return supervisor.wait()
 

@@ -5,9 +5,9 @@ The database URL comes from `-x url=...`, else `MODELYARD_DATABASE_URL`, else th
 
 from alembic import context
 
+from launch.catalog import import_all_tables
 from shared.config import load_settings
 from shared.db import Base, make_engine
-from shared.migrate import import_all_tables
 
 import_all_tables()
 target_metadata = Base.metadata

@@ -1,7 +1,8 @@
 """Authentication (JWT bearer tokens and API keys) and the role check every endpoint declares.
 
-Roles are ordered; each includes the ones before it. The API key table lives here because every
-service must check keys on every request; only the identity service writes it.
+Roles are ordered; each includes the ones before it. Users and API keys are the identity service's
+tables: authentication reads them only through the `Credentials` identity supplies (the composition
+root hands it to every service's app), never with SQL of its own.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
-import sqlalchemy as sa
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, decode_token
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db import Base, UUIDPrimaryKey, utcnow
+from shared.db import utcnow
 from shared.errors import Forbidden, Unauthorized
 from shared.request_context import runtime
 
@@ -51,19 +52,31 @@ class Actor:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
-class ApiKey(UUIDPrimaryKey, Base):
-    __tablename__ = "api_keys"
+@dataclass(frozen=True)
+class StoredKey:
+    """An API key as its owner stored it: what checking a presented key needs."""
 
-    name: Mapped[str] = mapped_column(sa.String(255))
-    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
-    key_hash: Mapped[str] = mapped_column(sa.String(64))
-    role: Mapped[str] = mapped_column(sa.String(32))
-    owner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
-    owner_name: Mapped[str] = mapped_column(sa.String(255))
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    id: uuid.UUID
+    key_hash: str
+    role: str
+    owner_id: uuid.UUID
+    owner_name: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class Credentials(Protocol):
+    """What authentication reads from the owner of users and API keys (the identity service)."""
+
+    def stored_key(self, session: Session, prefix: str) -> StoredKey | None:
+        """The key with this public prefix, if any."""
+
+    def raised_generations(self, session: Session) -> dict[str, int]:
+        """Each user whose token generation ever rose (user id -> generation); the rest are at 0."""
+
+    def record_key_use(self, session: Session, key_id: uuid.UUID) -> None:
+        """Note that the key was just used (its owner sees when a key was last used)."""
 
 
 class KnownCallerRefused(Unauthorized):
@@ -112,12 +125,10 @@ class TokenGenerations:
     """
 
     MAX_AGE = 1.0
-    # Typed, so that each id comes back as a UUID whatever the database stores (SQLite: 32 hex digits).
-    _QUERY = sa.text("SELECT id, token_generation FROM users WHERE token_generation > 0").columns(
-        id=sa.Uuid, token_generation=sa.Integer)
 
-    def __init__(self, session_factory):
+    def __init__(self, session_factory, credentials: Credentials):
         self._sessions = session_factory
+        self._credentials = credentials
         self._by_user: dict[str, int] = {}
         self._read_at = -math.inf
 
@@ -132,7 +143,7 @@ class TokenGenerations:
         self._read_at = time.monotonic()
         try:
             with self._sessions() as session:
-                self._by_user = {str(user_id): generation for user_id, generation in session.execute(self._QUERY)}
+                self._by_user = self._credentials.raised_generations(session)
         except SQLAlchemyError:
             log.warning("could not read the users' token generations; using the last ones read", exc_info=True)
 
@@ -162,19 +173,20 @@ def _stamp_key_use(response):
     key_id = g.pop("api_key_used", None)
     if key_id is not None and response.status_code < 400:
         try:
-            with runtime().db.transaction() as session:
-                session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+            rt = runtime()
+            with rt.db.transaction() as session:
+                rt.credentials.record_key_use(session, key_id)
         except SQLAlchemyError:
             # The request itself has committed: its answer stands, the stamp waits for the key's next use.
             log.warning("could not record the last use of API key %s", key_id, exc_info=True)
     return response
 
 
-def actor_from_api_key(session: Session, key: str) -> Actor:
+def actor_from_api_key(session: Session, credentials: Credentials, key: str) -> Actor:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not _KEY_PREFIX.fullmatch(parts[1]):
         raise Unauthorized("The API key is malformed.")
-    row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == parts[1]))
+    row = credentials.stored_key(session, parts[1])
     if row is None:
         raise Unauthorized("The API key is not valid.")
     owner = {"actor_id": str(row.owner_id), "actor": row.owner_name}
@@ -217,12 +229,12 @@ def actor_from_token(token: str, generations: TokenGenerations) -> Actor:
     return Actor(id=claims["sub"], name=claims.get("name", claims["sub"]), role=claims["role"], via="token")
 
 
-def authenticate(session_factory, generations: TokenGenerations) -> Actor:
+def authenticate(session_factory, credentials: Credentials, generations: TokenGenerations) -> Actor:
     """Read the caller from `Authorization: Bearer` or `X-API-Key`; 401 if neither is valid."""
     api_key = request.headers.get("X-API-Key")
     if api_key:
         with session_factory() as session:
-            return actor_from_api_key(session, api_key)
+            return actor_from_api_key(session, credentials, api_key)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -233,7 +245,7 @@ def authenticate(session_factory, generations: TokenGenerations) -> Actor:
 def authorize(role: str) -> Actor:
     """The caller, authenticated, with at least `role`: 401 or 403 otherwise."""
     rt = runtime()
-    actor = authenticate(rt.db.sessions, rt.token_generations)
+    actor = authenticate(rt.db.sessions, rt.credentials, rt.token_generations)
     rt.throttle.admit_request(principal=actor.id)
     g.actor = actor  # before the role check, so that a refusal is audited under the caller
     if not actor.has_role(role):

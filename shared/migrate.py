@@ -1,29 +1,17 @@
-"""Every table module, imported once so Alembic and `alembic check` see the whole schema."""
+"""Alembic, driven from code: `migrate(url)` brings a database to the newest revision.
+
+The migrations' environment (migrations/env.py) imports every service's table modules through the
+catalog (launch.catalog.import_all_tables), so autogenerate and `alembic check` see the whole schema.
+"""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-TABLE_MODULES = (
-    "shared.audit",
-    "shared.events.outbox",
-    "shared.events.consumer",
-    "shared.idempotency",
-    "services.identity.tables",
-    "services.registry.tables",
-    "services.training.tables",
-)
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def import_all_tables() -> None:
-    for name in TABLE_MODULES:
-        importlib.import_module(name)
 
 
 def alembic_config(url: str) -> Config:

@@ -25,7 +25,7 @@ from werkzeug.routing import UnicodeConverter
 
 from shared import strict_json
 from shared.artifacts import ArtifactStore
-from shared.auth import TokenGenerations, authorize_scrape, init_auth
+from shared.auth import Credentials, TokenGenerations, authorize_scrape, init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
@@ -35,6 +35,7 @@ from shared.errors import (
     install_error_handlers, problem,
 )
 from shared.refusals import install_refusal_audit
+from shared.service_spec import READINESS_CHECKS
 from shared.throttling import Throttle
 
 JSON_TYPES = frozenset({"application/json"})
@@ -49,11 +50,14 @@ class Runtime:
     db: Database
     cache: Cache
     artifacts: ArtifactStore
+    credentials: Credentials
     token_generations: TokenGenerations
     throttle: Throttle
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    # Reported by /readyz, never a reason to stop serving: the outbox keeps events while the broker is
-    # away, and reads bypass a cache that is down.
+    # What /readyz demands (the service's manifest says; the database for every service today), and
+    # what it only reports: the outbox keeps events while the broker is away, and reads bypass a cache
+    # that is down, so neither is a reason to stop serving.
+    readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
     dependencies: dict[str, Callable[[], None]] = field(default_factory=dict)
 
 
@@ -260,8 +264,9 @@ def _install_probes(api: Api, rt: Runtime) -> None:
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(503, schema=ReadinessSchema, description="The database is unreachable.")
     def readyz():
-        """Ready when the database answers; the broker and cache are reported beside, not required."""
-        checks = _probe({"database": rt.db.ping})
+        """Ready when what the service's requests need answers (its database); the broker and cache are
+        reported beside, not required."""
+        checks = _probe(rt.readiness)
         ready = all(state == "ok" for state in checks.values())
         body = {"status": "ready" if ready else "not ready", "checks": checks,
                 "dependencies": _probe(rt.dependencies)}
@@ -302,8 +307,13 @@ def create_service_app(
     service: str,
     blueprints: Iterable[Callable[[Api, Runtime], None]],
     settings: Settings | dict | None = None,
+    *,
+    credentials: Credentials,
+    readiness: Iterable[str] = ("database",),
 ) -> Flask:
-    """Build a service: `blueprints` are callables that register routes on the shared Api."""
+    """Build a service: `blueprints` are callables that register routes on the shared Api; `credentials`
+    is what authentication reads of users and keys (identity's); `readiness` names what /readyz
+    demands (shared.service_spec.READINESS_CHECKS), the rest it only reports."""
     if not isinstance(settings, Settings):
         settings = load_settings(settings)
     app = ModelyardFlask(service)
@@ -321,11 +331,17 @@ def create_service_app(
     )
     db = Database(settings.database_url)
     rt = Runtime(settings=settings, db=db, cache=Cache.from_settings(settings),
-                 artifacts=ArtifactStore.from_settings(settings), token_generations=TokenGenerations(db.sessions),
+                 artifacts=ArtifactStore.from_settings(settings), credentials=credentials,
+                 token_generations=TokenGenerations(db.sessions, credentials),
                  throttle=Throttle(settings))
-    rt.dependencies["broker"] = lambda: _ping_broker(settings.broker_url)
+    probes = {"database": db.ping, "broker": lambda: _ping_broker(settings.broker_url)}
     if settings.redis_url:
-        rt.dependencies["cache"] = rt.cache.ping
+        probes["cache"] = rt.cache.ping
+    unknown = set(readiness) - set(READINESS_CHECKS)
+    if unknown:
+        raise ValueError(f"unknown readiness checks {sorted(unknown)}; known: {READINESS_CHECKS}")
+    rt.readiness = {name: probe for name, probe in probes.items() if name in readiness}
+    rt.dependencies = {name: probe for name, probe in probes.items() if name not in readiness}
     app.extensions["modelyard"] = rt
     app.url_map.converters["model"] = ModelRefConverter
     init_auth(app, settings)

@@ -1,5 +1,7 @@
 """The Celery app: queues per worker pool, late acks, JSON only, and beat's schedule.
 
+Its task modules, queues and beat entries are the services' manifests', read through launch.catalog.
+
 `make_celery(settings)` builds it without touching the network; the module-level `app` (what
 `celery -A workers.celery_app worker|beat` loads) only reads settings. The broker is RabbitMQ in the
 stack and kombu's SQLAlchemy transport (`sqla+sqlite:///var/broker.db`) in the embedded default.
@@ -10,13 +12,10 @@ from __future__ import annotations
 
 from celery import Celery
 
+from launch import catalog
 from shared.config import Settings, load_settings
-from shared.events.topology import WORK_QUEUES, work_queues
+from shared.events.topology import work_queues
 from shared.tasks import broker_transport_options
-
-TASK_MODULES = ("workers.maintenance", "workers.hpo")
-HOUR = 3600.0
-MINUTE = 60.0
 
 
 class ModelyardCelery(Celery):
@@ -26,13 +25,18 @@ class ModelyardCelery(Celery):
 
 
 def _task_routes(settings: Settings) -> dict:
-    # Tasks live in workers/<pool>.py (named "<pool>.<task>" or "workers.<pool>.<task>") and go to that
-    # pool's queue; anything else goes to "default".
-    routes = {}
-    for pool in WORK_QUEUES:
-        if pool != "default":
-            routes[f"workers.{pool}.*"] = routes[f"{pool}.*"] = {"queue": settings.task_queue(pool)}
-    return routes
+    # A task named "<queue>.<task>" goes to that queue; anything else goes to "default".
+    return {f"{queue}.*": {"queue": settings.task_queue(queue)} for queue in catalog.queues()
+            if queue != catalog.DEFAULT_QUEUE}
+
+
+def _beat_schedule(settings: Settings) -> dict:
+    schedule = {}
+    for name, entry in catalog.beat_schedule().items():
+        schedule[name] = {"task": entry.task, "schedule": entry.every_seconds}
+        if entry.queue:
+            schedule[name]["options"] = {"queue": settings.task_queue(entry.queue)}
+    return schedule
 
 
 def make_celery(settings: Settings, *, with_tasks: bool = True) -> ModelyardCelery:
@@ -45,10 +49,10 @@ def make_celery(settings: Settings, *, with_tasks: bool = True) -> ModelyardCele
         broker_url=settings.broker_url,
         broker_transport_options=broker_transport_options(settings.broker_url),
         broker_connection_retry_on_startup=True,
-        task_queues=work_queues(settings.task_queue_prefix),
-        task_default_queue=settings.task_queue("default"),
-        task_default_exchange=settings.task_queue("default"),
-        task_default_routing_key=settings.task_queue("default"),
+        task_queues=work_queues(catalog.queues(), settings.task_queue_prefix),
+        task_default_queue=settings.task_queue(catalog.DEFAULT_QUEUE),
+        task_default_exchange=settings.task_queue(catalog.DEFAULT_QUEUE),
+        task_default_routing_key=settings.task_queue(catalog.DEFAULT_QUEUE),
         task_routes=_task_routes(settings),
         # A task is acknowledged after it ran, and put back if its worker died: tasks must be idempotent.
         task_acks_late=True,
@@ -59,17 +63,10 @@ def make_celery(settings: Settings, *, with_tasks: bool = True) -> ModelyardCele
         accept_content=["json"],
         # Tasks record their outcome in their own tables (training jobs, drift reports...).
         task_ignore_result=True,
-        imports=TASK_MODULES if with_tasks else (),
+        imports=catalog.task_modules() if with_tasks else (),
         timezone="UTC",
         enable_utc=True,
-        beat_schedule={
-            "purge-sent-outbox": {"task": "workers.maintenance.purge_sent_outbox", "schedule": HOUR},
-            "purge-stale-uploads": {"task": "workers.maintenance.purge_stale_uploads", "schedule": HOUR},
-            "purge-idempotency-keys": {"task": "workers.maintenance.purge_idempotency_keys", "schedule": HOUR},
-            # Heals trainings whose next task was committed but never reached the broker.
-            "redispatch-stalled-trainings": {"task": "hpo.redispatch_stalled", "schedule": MINUTE,
-                                             "options": {"queue": settings.task_queue("default")}},
-        },
+        beat_schedule=_beat_schedule(settings),
     )
     return app
 

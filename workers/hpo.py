@@ -30,7 +30,10 @@ from sqlalchemy.exc import OperationalError
 from services.training import coordinator
 from services.training.data_checks import TrainingDataError
 from services.training.job_state import PRODUCER, fail_job, lock_job
-from services.training.tables import REGISTERING, TrainingJob
+from services.training.service import (
+    FINALIZE_TRAINING, QUEUE, REDISPATCH_STALLED, RUN_TRIAL, START_TRAINING, WARM_UP,
+)
+from services.training.tables import QUEUED, REGISTERING, RUNNING, TrainingJob
 from services.training.spec import TrainingSpec
 from services.training.strategies import should_prune
 from shared.artifacts import ArtifactStore
@@ -90,28 +93,28 @@ def _readable(exc: BaseException) -> str:
 def _fail(task: DatabaseTask, job_id: uuid.UUID, message: str) -> None:
     with task.transaction() as session:
         job = lock_job(session, job_id)
-        if job is not None and job.status in ("queued", "running") and job.phase != REGISTERING:
+        if job is not None and job.status in (QUEUED, RUNNING) and job.phase != REGISTERING:
             fail_job(session, job, message)
 
 
 def _hpo_queue(task: DatabaseTask) -> str:
-    return task.settings.task_queue("hpo")
+    return task.settings.task_queue(QUEUE)
 
 
-@shared_task(name="hpo.warm_up")
+@shared_task(name=WARM_UP)
 def warm_up() -> None:
     """Load the modules a trial needs into this pool process, ahead of the job's first trials."""
     for name in TRIAL_MODULES:
         importlib.import_module(name)
 
 
-@shared_task(bind=True, base=DatabaseTask, name="hpo.start_training")
+@shared_task(bind=True, base=DatabaseTask, name=START_TRAINING)
 def start_training(self: DatabaseTask, job_id: str) -> None:
     """Check the data can train, then move the job to running and enqueue its first trials."""
     job_uuid = uuid.UUID(job_id)
     with self.transaction() as session:
         job = session.get(TrainingJob, job_uuid)
-        if job is None or job.status != "queued":
+        if job is None or job.status != QUEUED:
             return
         spec, sha256, path = TrainingSpec.from_dict(job.spec), job.dataset_sha256, job.training_data_path
         for _ in range(spec.parallelism - 1):
@@ -135,7 +138,7 @@ def _cancel_check(task: DatabaseTask, job_id: uuid.UUID) -> Callable[[], bool]:
     return cancelled
 
 
-@shared_task(bind=True, base=DatabaseTask, name="hpo.run_trial")
+@shared_task(bind=True, base=DatabaseTask, name=RUN_TRIAL)
 def run_trial(self: DatabaseTask, job_id: str, number: int) -> None:
     """Cross-validate one trial's parameters, store the outcome and ask the next trial."""
     from services.training.evaluation import TrialCancelled, evaluate_trial
@@ -199,7 +202,7 @@ def _code_version(settings: Settings) -> str:
     return settings.code_version or f"modelyard {importlib.metadata.version('modelyard')}"
 
 
-@shared_task(bind=True, base=DatabaseTask, name="hpo.finalize_training")
+@shared_task(bind=True, base=DatabaseTask, name=FINALIZE_TRAINING)
 def finalize_training(self: DatabaseTask, job_id: str) -> None:
     """Refit the best parameters on train + validation, score on test, store the artifact, hand it to the registry."""
     from services.training.evaluation import fit_final
@@ -242,7 +245,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
         }), producer=PRODUCER)
 
 
-@shared_task(bind=True, base=DatabaseTask, name="hpo.redispatch_stalled")
+@shared_task(bind=True, base=DatabaseTask, name=REDISPATCH_STALLED)
 def redispatch_stalled(self: DatabaseTask) -> int:
     """Beat: send again the training tasks that were committed but never reached a worker."""
     with self.transaction() as session:

@@ -130,7 +130,7 @@ class AuditVerify(MethodView):
         return audit_log.verify_audit_chain(session=db_session())
 
 
-def register_routes(api: Api, _rt: Runtime) -> None:
-    """Mount the three blueprints on a service's Api."""
+def register(api: Api, _rt: Runtime) -> None:
+    """Mount identity's routes (its manifest names this; the all-in-one app calls it too)."""
     for blueprint in (auth_blp, users_blp, audit_blp):
         api.register_blueprint(blueprint)

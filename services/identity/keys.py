@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shared.audit import record_change
-from shared.auth import ApiKey, Actor, hash_key, new_api_key
+from services.identity.tables import ApiKey
+from shared.auth import Actor, hash_key, new_api_key
 from shared.db import utcnow
 from shared.errors import Forbidden, NotFound
 from shared.pagination import Page, Sorting, paginate

@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.identity.tables import User
+from services.identity.tables import ApiKey, User
 from services.identity.passwords import hash_password
 from shared.audit import record_change
-from shared.auth import ROLE_RANK, ROLES, Actor, ApiKey
+from shared.auth import ROLE_RANK, ROLES, Actor
 from shared.db import select_for_update, utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pagination import Page, Sorting, paginate

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.registry import models, status as lifecycle
-from services.registry.tables import ModelVersion, RegisteredModel
+from services.registry.tables import TRAINED, ModelVersion, RegisteredModel
 from services.registry.versions import VersionDetails, register_version
 from shared.artifacts import ArtifactStore
 from shared.auth import Actor
@@ -131,7 +131,7 @@ class TrainingOutcomes(EventConsumer):
         try:
             register_version(session=session, cache=self.cache, artifacts=self.artifacts, actor=_actor(payload),
                              request_id=request_id, model_ref=model_id, details=details,
-                             artifact_sha256=payload["artifact_sha256"], provenance="trained")
+                             artifact_sha256=payload["artifact_sha256"], provenance=TRAINED)
         except (NotFound, Conflict, ValidationFailed) as exc:
             # The model was deleted or archived while it trained, or its dataset or parent version was
             # deleted: the version cannot be registered, and the training service must hear so, or its

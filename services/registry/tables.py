@@ -12,11 +12,15 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from services.registry.status import VERSION_READY
 from shared.db import Base, JSONType, Timestamps, UUIDPrimaryKey, utcnow
 
 # Version numbers are Postgres INTEGERs: a larger number in a URL or body is no version, not a 500.
 MAX_VERSION_NUMBER = 2**31 - 1
 
+
+PROVENANCES = ("uploaded", "trained")
+UPLOADED, TRAINED = PROVENANCES
 
 class RegisteredModel(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "models"
@@ -66,10 +70,10 @@ class ModelVersion(UUIDPrimaryKey, Base):
     size: Mapped[int] = mapped_column(sa.BigInteger)
     # Only for Content-Disposition on download; never part of a filesystem path.
     artifact_filename: Mapped[str | None] = mapped_column(sa.String(255))
-    # "uploaded" or "trained": decides later how (and whether) serving may load the artifact.
-    provenance: Mapped[str] = mapped_column(sa.String(16), default="uploaded")
+    # Uploaded or trained: decides later how (and whether) serving may load the artifact.
+    provenance: Mapped[str] = mapped_column(sa.String(16), default=UPLOADED)
     # "ready" or "archived" (kept for lineage and audit, no longer offered for aliases).
-    status: Mapped[str] = mapped_column(sa.String(16), default="ready", server_default="ready")
+    status: Mapped[str] = mapped_column(sa.String(16), default=VERSION_READY, server_default=VERSION_READY)
     # What the registry found the artifact to be (artifact_checks.FORMATS) and whether the platform loads
     # it (a skops file of trusted types). NULL for versions registered before uploads were checked: unknown.
     format: Mapped[str | None] = mapped_column(sa.String(16))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from services.registry import lineage, status as lifecycle
 from services.registry.artifact_checks import CheckedArtifact, check_and_store
-from services.registry.tables import Dataset, ModelVersion, RegisteredModel
+from services.registry.tables import PROVENANCES, TRAINED, UPLOADED, Dataset, ModelVersion, RegisteredModel
 from services.registry.models import PRODUCER, ModelRef, get_model, get_version, model_cache_key
 from shared import audit
 from shared.artifacts import ArtifactStore
@@ -29,7 +29,6 @@ VERSION_SORTING = Sorting(
     tiebreaker=ModelVersion.number,  # unique within the one model a list is always scoped to
     default="-number",
 )
-PROVENANCES = ("uploaded", "trained")
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def _parent_id(session: Session, model: RegisteredModel, number: int) -> uuid.UU
 def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore, actor: Actor, request_id: str,
                      model_ref: ModelRef, details: VersionDetails, artifact_stream: BinaryIO | None = None,
                      artifact_sha256: str | None = None, artifact_filename: str | None = None,
-                     provenance: str = "uploaded", allow_pickle: bool = False) -> ModelVersion:
+                     provenance: str = UPLOADED, allow_pickle: bool = False) -> ModelVersion:
     """Check and store the artifact (a stream, or a blob already stored) and register it as the model's next
     version; see artifact_checks for what is refused."""
     if (artifact_stream is None) == (artifact_sha256 is None):
@@ -96,7 +95,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
     if provenance not in PROVENANCES:
         raise ValueError(f"unknown provenance {provenance!r}")
     model = _check_references(session, model_ref, details)
-    if provenance == "trained":
+    if provenance == TRAINED:
         # The training service saved it with skops, holding trusted types only, and loading checks them
         # again; reading it through still proves it intact.
         size = sum(len(chunk) for chunk in artifacts.iter_bytes(artifact_sha256))
@@ -179,7 +178,7 @@ FORMAT_FLAVORS = ("skops", "onnx", "joblib", "pkl", "pt", "h5", "keras")
 def download_name(version: ModelVersion) -> str:
     """`<model name>-v<number>.<format>`: skops for a model the platform trained, else the uploaded file's
     extension, else the version's flavor when it is a file format, and bin only when nothing says more."""
-    if version.provenance == "trained":
+    if version.provenance == TRAINED:
         extension = "skops"
     else:
         flavor = version.flavor if version.flavor in FORMAT_FLAVORS else None

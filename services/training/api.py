@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import url_for
+from flask_smorest import Api
 
 from services.training import jobs
 from services.training.registry_client import RegistryClient
@@ -14,7 +15,8 @@ from services.training.schemas import (
 from shared.auth import current_actor, requires
 from shared.idempotency import idempotent
 from shared.pagination import page_schema
-from shared.web import Blueprint, MethodView, db_session, request_id, runtime
+from shared.tasks import attach_celery, task_sender
+from shared.web import Blueprint, MethodView, Runtime, db_session, request_id, runtime
 
 model_trainings = Blueprint("training_models", __name__, url_prefix="/api/v1/models",
                             description="Training requests for a model")
@@ -73,3 +75,11 @@ class TrainingCancel(MethodView):
         """Cancel a queued or running job; a finished one is a 409."""
         return jobs.cancel_training(session=db_session(), actor=current_actor(), request_id=request_id(),
                                     job_id=job_id)
+
+
+def register(api: Api, rt: Runtime) -> None:
+    """Mount training's routes (its manifest names this; the all-in-one app calls it too) and let
+    requests enqueue work."""
+    attach_celery(rt.db, task_sender(rt.settings))
+    for blueprint in (model_trainings, blp):
+        api.register_blueprint(blueprint)

@@ -27,6 +27,8 @@ from services.training.tables import (
 )
 from services.training.job_state import PRODUCER, fail_job, lock_job
 from services.training.spec import TrainingSpec
+from services.training.service import FINALIZE_TRAINING, RUN_TRIAL, START_TRAINING
+from services.training import strategies
 from services.training.strategies import TrialRecord, make_strategy
 from shared.db import select_for_update, utcnow
 from shared.events.outbox import emit
@@ -35,7 +37,6 @@ from shared.tasks import enqueue_after_commit
 if TYPE_CHECKING:  # evaluation imports scikit-learn; the event consumers that lock jobs do not need it
     from services.training.evaluation import TrialOutcome
 
-START, RUN_TRIAL, FINALIZE = "hpo.start_training", "hpo.run_trial", "hpo.finalize_training"
 # A queued trial or job whose task has not started after this long is sent again (see `redispatch`).
 REDISPATCH_AFTER = timedelta(minutes=5)
 
@@ -58,7 +59,7 @@ def _trials(session: Session, job_id: uuid.UUID) -> list[Trial]:
 
 def _record(trial: Trial) -> TrialRecord:
     # A queued trial is as good as running to the optimizer: it was asked and has no result yet.
-    state = "running" if trial.state in IN_FLIGHT else trial.state
+    state = strategies.RUNNING if trial.state in IN_FLIGHT else trial.state
     return TrialRecord(number=trial.number, params=trial.params, state=state, value=trial.mean, attrs=trial.attrs)
 
 
@@ -98,7 +99,7 @@ def _refill(session: Session, job: TrainingJob, spec: TrainingSpec, trials: list
         params, attrs = strategy.ask(history, number) if strategy else ({}, {})
         session.add(Trial(job_id=job.id, number=number, params=params, attrs=attrs, state=TRIAL_QUEUED,
                           dispatched_at=utcnow()))
-        history.append(TrialRecord(number=number, params=params, state="running", attrs=attrs))
+        history.append(TrialRecord(number=number, params=params, state=strategies.RUNNING, attrs=attrs))
         enqueue_after_commit(session, RUN_TRIAL, str(job.id), number, queue=queue)
         number += 1
         in_flight += 1
@@ -114,7 +115,7 @@ def _finish_search(session: Session, job: TrainingJob, trials: list[Trial], queu
         fail_job(session, job, f"No trial completed, so there is no model to fit.{reason}")
         return
     job.phase = FINAL_FIT
-    enqueue_after_commit(session, FINALIZE, str(job.id), queue=queue)
+    enqueue_after_commit(session, FINALIZE_TRAINING, str(job.id), queue=queue)
 
 
 def claim_trial(*, session: Session, job_id: uuid.UUID, number: int, task_id: str) -> TrialClaim | None:
@@ -202,13 +203,13 @@ def redispatch(*, session: Session, queue: str, job_id: uuid.UUID | None = None)
     for job in session.scalars(sa.select(TrainingJob).where(this_job, TrainingJob.status == QUEUED,
                                                             TrainingJob.updated_at < cutoff).with_for_update()):
         job.updated_at = utcnow()
-        enqueue_after_commit(session, START, str(job.id), queue=queue)
+        enqueue_after_commit(session, START_TRAINING, str(job.id), queue=queue)
         sent += 1
     for job in session.scalars(sa.select(TrainingJob).where(this_job, TrainingJob.status == RUNNING,
                                                             TrainingJob.phase == FINAL_FIT,
                                                             TrainingJob.updated_at < cutoff).with_for_update()):
         job.updated_at = utcnow()
-        enqueue_after_commit(session, FINALIZE, str(job.id), queue=queue)
+        enqueue_after_commit(session, FINALIZE_TRAINING, str(job.id), queue=queue)
         sent += 1
     stale = session.scalars(
         sa.select(Trial).join(TrainingJob, TrainingJob.id == Trial.job_id)

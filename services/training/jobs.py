@@ -25,6 +25,7 @@ from services.training.metrics import METRICS, default_metric
 from services.training.tables import CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TrainingJob, Trial
 from services.training.registry_client import RegistryClient
 from services.training.search_space import SearchSpaceError, parse_search_space
+from services.training.service import QUEUE, START_TRAINING
 from services.training.spec import (
     Augmentation, FeatureSelection, Imputation, Preprocessing, TrainingSpec, spec_errors,
 )
@@ -261,7 +262,7 @@ def create_training(*, session: Session, actor: Actor, request_id: str, settings
                         after={"model_id": model_id, "dataset_id": data.dataset_id, "dataset_sha256": data.sha256,
                                "estimator": spec.estimator, "strategy": spec.strategy,
                                "max_trials": spec.max_trials})
-    enqueue_after_commit(session, "hpo.start_training", str(job.id), queue=settings.task_queue("hpo"))
+    enqueue_after_commit(session, START_TRAINING, str(job.id), queue=settings.task_queue(QUEUE))
     return job
 
 

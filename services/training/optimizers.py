@@ -37,7 +37,7 @@ from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
 from services.training.search_space import choice_index, space_size
-from services.training.strategies import TrialRecord
+from services.training.strategies import COMPLETE, PRUNED, RUNNING, TrialRecord
 
 # Optuna's GA samplers keep a trial's generation, and the parents chosen for a generation, under these keys.
 GENERATION_KEY = "NSGAIISampler:generation"
@@ -132,13 +132,13 @@ class _OptunaStrategy(_SpaceStrategy):
         value = record.told_value
         system_attrs = {key: v for key, v in record.attrs.items() if key == GENERATION_KEY}
         common = {"params": record.params, "distributions": distributions, "system_attrs": system_attrs}
-        if record.state == "complete" and value is not None:
+        if record.state == COMPLETE and value is not None:
             return create_trial(state=TrialState.COMPLETE, value=value, **common)
-        if record.state == "pruned" and value is not None:
+        if record.state == PRUNED and value is not None:
             if self.pruned_state == TrialState.COMPLETE:
                 return create_trial(state=TrialState.COMPLETE, value=value, **common)
             return create_trial(state=TrialState.PRUNED, intermediate_values={0: value}, **common)
-        if record.state == "running":
+        if record.state == RUNNING:
             return create_trial(state=TrialState.RUNNING, **common)
         return None
 
@@ -206,7 +206,7 @@ class BayesianStrategy(_SpaceStrategy):
             if record.told_value is not None:
                 points.append(params_to_skopt(self.space, record.params))
                 losses.append(sign * record.told_value)
-        running = [params_to_skopt(self.space, r.params) for r in history if r.state == "running"]
+        running = [params_to_skopt(self.space, r.params) for r in history if r.state == RUNNING]
         if losses and running:
             lie = max(losses)
             points, losses = points + running, losses + [lie] * len(running)

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 DEFAULT_STRATEGY = "tpe"
+# A stored trial as the strategies see it: the job's queued trials count as running (the table adds "queued").
 TRIAL_STATES = ("running", "complete", "pruned", "failed", "cancelled")
+RUNNING, COMPLETE, PRUNED, FAILED, CANCELLED = TRIAL_STATES
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.training import strategies
 from shared.db import Base, JSONType, UUIDPrimaryKey, utcnow
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -21,7 +22,7 @@ FINISHED_JOB_STATUSES = (SUCCEEDED, FAILED, CANCELLED)
 PHASES = ("searching", "final_fit", "registering")
 SEARCHING, FINAL_FIT, REGISTERING = PHASES
 
-TRIAL_STATES = ("queued", "running", "complete", "pruned", "failed", "cancelled")
+TRIAL_STATES = ("queued", *strategies.TRIAL_STATES)
 TRIAL_QUEUED, TRIAL_RUNNING, TRIAL_COMPLETE, TRIAL_PRUNED, TRIAL_FAILED, TRIAL_CANCELLED = TRIAL_STATES
 IN_FLIGHT = (TRIAL_QUEUED, TRIAL_RUNNING)
 TRIAL_DONE = (TRIAL_COMPLETE, TRIAL_PRUNED, TRIAL_FAILED)

@@ -16,8 +16,6 @@ from typing import Iterable, Protocol
 
 from kombu import Exchange, Queue, binding
 
-WORK_QUEUES = ("default", "hpo", "drift", "abtest", "ingest")
-
 
 class Subscriber(Protocol):
     name: str
@@ -94,10 +92,11 @@ def delete(channel, exchange_name: str, subscribers: Iterable[Subscriber] = ()) 
     events_exchange(exchange_name).bind(channel).delete()
 
 
-def work_queues(prefix: str = "") -> list[Queue]:
-    """Celery's queues, one per worker pool (names prefixed in test runs); tasks are routed to them by name."""
+def work_queues(pools: Iterable[str], prefix: str = "") -> list[Queue]:
+    """Celery's queues, one per worker pool (names prefixed in test runs); tasks are routed to them by name.
+    The pools are those the services' manifests declare (launch.catalog.queues)."""
     return [Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
-            for name in (prefix + pool for pool in WORK_QUEUES)]
+            for name in (prefix + pool for pool in pools)]
 
 
 def routing_key_matches(pattern: str, routing_key: str) -> bool:

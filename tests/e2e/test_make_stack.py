@@ -16,10 +16,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
 from kombu import Connection, Queue
 
-from launch.stack import SERVICES
+from launch.openapi import document
+from launch.stack import ports
 from shared.events import topology
 from tests.conftest import RUN_ID
 from tests.support.databases import drop_database
@@ -62,7 +64,7 @@ def events(servers):
 def stack(servers, database, events, tmp_path_factory):
     if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         pytest.skip("make stack needs nginx as its gateway (apt-get install nginx)")
-    taken = [port for port in SERVICES.values() if _listening(port)]
+    taken = [port for port in ports().values() if _listening(port)]
     if taken:
         pytest.skip(f"ports {taken} are taken: a stack is already running here")
     var_dir = tmp_path_factory.mktemp("stack")
@@ -83,7 +85,10 @@ def stack(servers, database, events, tmp_path_factory):
     run = Platform("stack", env, var_dir / "stack.log")
     base = f"http://127.0.0.1:{port}"
     try:
+        # The gateway answers before the services behind it: wait for each of them too.
         run.wait_ready(base + "/api/v1/openapi.json", timeout=120)
+        for service_port in ports().values():
+            run.wait_ready(f"http://127.0.0.1:{service_port}/readyz", timeout=60)
         yield base, run
     finally:
         run.stop()
@@ -93,6 +98,15 @@ def test_make_stack_prints_where_it_listens_and_how_to_log_in(stack):
     base, run = stack
     assert f"gateway {base}" in run.output()
     assert "Log in as 'admin'" in run.output()
+
+
+def test_the_gateway_serves_one_api_document_for_every_service(stack):
+    base, _ = stack
+    served = requests.get(f"{base}/api/v1/openapi.json", timeout=10)
+    assert served.status_code == 200 and served.headers["Content-Type"].startswith("application/json")
+    # What make run serves: identity's, the registry's and training's routes in one document.
+    assert served.json() == document()
+    assert {"/api/v1/auth/token", "/api/v1/models", "/api/v1/trainings/{job_id}"} <= set(served.json()["paths"])
 
 
 def test_a_new_user_walks_from_login_to_lineage_through_the_gateway(stack, events):
@@ -143,7 +157,7 @@ def test_a_training_reaches_the_registry_over_http_and_its_outcome_reaches_the_c
 def test_each_service_counts_its_requests_for_prometheus(stack):
     base, _ = stack
     http = login(base, PASSWORD)  # an admin: /metrics needs a credential
-    metrics = http.get(f"http://127.0.0.1:{SERVICES['identity']}/metrics", timeout=10)
+    metrics = http.get(f"http://127.0.0.1:{ports()['identity']}/metrics", timeout=10)
     assert metrics.status_code == 200
     assert 'modelyard_http_requests_total{endpoint="auth.Token",method="POST",service="identity",status="200"}' \
         in metrics.text

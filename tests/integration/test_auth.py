@@ -11,9 +11,10 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from services.identity.tables import User
+from services.identity.credentials import credentials
 from services.identity.passwords import hash_password, verify_password
-from shared.auth import ApiKey, ROLES, TokenGenerations
+from services.identity.tables import ApiKey, User
+from shared.auth import ROLES, TokenGenerations
 from shared.db import Database
 from tests.support.auth import PASSWORD, make_api_key, make_user
 
@@ -293,7 +294,7 @@ def test_token_generations_keep_their_last_answer_while_the_database_cannot_give
     set_generation(2)
     proxy = TcpProxy.for_url(database_url)
     db = Database(proxy.url_for(database_url))
-    generations = TokenGenerations(db.sessions)
+    generations = TokenGenerations(db.sessions, credentials)
     try:
         assert generations.of(str(user.id)) == 2
         monkeypatch.setattr(TokenGenerations, "MAX_AGE", 0.0)  # every call reads again

@@ -4,12 +4,13 @@ each is refused with a 4xx problem naming what is wrong, never a 500, and nothin
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 
 import pytest
 
-from services import identity, registry
+from launch.apps import service_app
 from tests.support.auth import headers_for
 from tests.support.registry import bearer, create_model, upload_csv, upload_version, write_trail
 
@@ -159,7 +160,7 @@ def test_a_method_a_route_does_not_have_is_405_problem_json(client, ds, model):
 
 
 def test_an_upload_over_the_upload_limit_is_413_and_stores_nothing(app, settings_overrides, clean_db, make_app):
-    small = make_app({**settings_overrides, "max_upload_bytes": 4096}, registry.create_app)
+    small = make_app({**settings_overrides, "max_upload_bytes": 4096}, functools.partial(service_app, "registry"))
     client = small.test_client()
     ds = bearer(small, "data_scientist")
     model = create_model(client, ds, "limited")
@@ -170,7 +171,7 @@ def test_an_upload_over_the_upload_limit_is_413_and_stores_nothing(app, settings
     assert write_trail(small, settings_overrides) == before
 
 
-@pytest.mark.parametrize("factory", [identity.create_app, registry.create_app])
+@pytest.mark.parametrize("factory", [functools.partial(service_app, "identity"), functools.partial(service_app, "registry")])
 def test_each_service_answers_its_probes_and_lists_them_in_its_openapi_document(settings_overrides, clean_db,
                                                                                 factory, make_app):
     client = make_app(settings_overrides, factory).test_client()

@@ -1,10 +1,11 @@
 """The shared edge every service gets: probes, metrics and problem+json for malformed requests."""
 
-import importlib
+import functools
 import uuid
 
 import pytest
 
+from launch.apps import service_app
 from tests.support.auth import api_key_headers, headers_for
 
 
@@ -83,7 +84,7 @@ def test_a_broker_outage_leaves_every_service_ready_and_answering_reads(settings
     from tests.support.tcp_proxy import TcpProxy
 
     proxy = TcpProxy.for_url(servers["BROKER"])
-    factory = importlib.import_module(f"services.{service}").create_app
+    factory = functools.partial(service_app, service)
     client = make_app({**settings_overrides, "broker_url": proxy.url_for(servers["BROKER"])}, factory).test_client()
     _, headers = make_user(client.application, "viewer")
     assert client.get("/readyz").json["dependencies"]["broker"] == "ok"

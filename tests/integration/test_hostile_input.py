@@ -3,6 +3,7 @@ whole with a 4xx problem naming what is wrong, never a 500, and nothing is writt
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services import registry
+from launch.apps import service_app
 from tests.support.registry import bearer, create_model, model_body, upload_csv, write_trail
 
 pytestmark = pytest.mark.integration
@@ -70,7 +71,7 @@ def test_a_chunked_json_body_of_exactly_the_limit_is_read_whole(settings_overrid
 
 
 def test_a_chunked_upload_over_the_upload_limit_is_413_and_stores_nothing(settings_overrides, clean_db, make_app):
-    small = make_app({**settings_overrides, "max_upload_bytes": 4096}, registry.create_app)
+    small = make_app({**settings_overrides, "max_upload_bytes": 4096}, functools.partial(service_app, "registry"))
     client = small.test_client()
     ds = bearer(small, "data_scientist")
     model = create_model(client, ds, "limited")

@@ -8,8 +8,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from launch.catalog import import_all_tables
 from shared.db import Base, make_engine
-from shared.migrate import alembic_config, import_all_tables, migrate
+from shared.migrate import alembic_config, migrate
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,8 @@ from shared.db import Database
 from shared.events.consumer import EventConsumer
 from shared.events.relay import AmqpPublisher, Relay
 from shared.events.runner import ConsumerRunner
-from shared.events.topology import WORK_QUEUES, subscriber_queues
+from launch import catalog
+from shared.events.topology import subscriber_queues
 from tests.support.settings import platform_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +86,7 @@ def celery_worker(settings: dict[str, Any], log_path: Path, *, concurrency: int 
                 process.wait()
         with Connection(settings["broker_url"]) as connection:
             channel = connection.default_channel
-            for pool in WORK_QUEUES:
+            for pool in catalog.queues():
                 Queue(prefix + pool).bind(channel).delete()
 
 
