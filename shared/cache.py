@@ -27,10 +27,10 @@ from typing import Any, Callable
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
+from shared.db import after_commit, transaction_info
 
 log = logging.getLogger(__name__)
 
@@ -223,15 +223,14 @@ class Cache:
             return not self._pending
 
     def invalidate_on_commit(self, session: Session, *keys: str) -> None:
-        """Invalidate `keys` once `session`'s current transaction commits (nothing happens before)."""
-        pending = session.info.get(self)
+        """Invalidate `keys` once `session`'s current transaction commits (nothing happens before, nor
+        ever if it rolls back)."""
+        kept = transaction_info(session)
+        pending = kept.get(self)
         if pending is None:
-            pending = session.info[self] = set()
-
-            def _after_commit(committed: Session) -> None:
-                self.invalidate(*committed.info.pop(self, ()))
-
-            event.listen(session, "after_commit", _after_commit, once=True)
+            pending = kept[self] = set()
+            # One call for all the keys the transaction changed: one round trip to Redis.
+            after_commit(session, lambda: self.invalidate(*pending))
         pending.update(keys)
 
     def ping(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
@@ -17,6 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column, sessionmaker
+
+log = logging.getLogger(__name__)
 
 # JSONB on Postgres (indexable, compact), plain JSON on the embedded SQLite.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -121,11 +124,29 @@ def loaded(cls: type[Base], **values: Any) -> Base:
     return instance
 
 
+# What a session's current transaction keeps lives in one dict in session.info, dropped when the
+# transaction ends (`_forget_transaction`): nothing in it can outlive its transaction. The hooks that
+# read it listen on the Session class, not on each session: registering per session costs more than
+# the one statement of queued rows saves, on every write.
+_TRANSACTION = "modelyard_transaction"
+# Keys of that dict:
 _QUEUED = "modelyard_queued_rows"
+_AFTER_COMMIT = "modelyard_after_commit"
 # Set while a transaction holds a connection (it has run a statement): its queued rows are not alone.
 _TOUCHED = "modelyard_touched"
 # Set once a transaction's queued rows committed by themselves: nothing may run in it after them.
 _WENT_ALONE = "modelyard_went_alone"
+
+
+def transaction_info(session: Session) -> dict:
+    """A dict for `session`'s current transaction, as `session.info` is for the session: dropped when
+    the transaction commits, rolls back or closes, so nothing in it reaches the session's next one.
+
+    A savepoint's end is not the end of its transaction: what was kept inside one that rolled back stays.
+    """
+    if not session.in_transaction():
+        session.begin()  # so that a rollback or close without a commit ends a transaction, dropping the dict
+    return session.info.setdefault(_TRANSACTION, {})
 
 
 def queue_insert(session: Session, table: sa.Table, row: dict) -> None:
@@ -137,12 +158,9 @@ def queue_insert(session: Session, table: sa.Table, row: dict) -> None:
     trip and CPU per row on every write. Queue them outside savepoints (a savepoint's rollback does not
     drop them), and give a value to every column with a Python-side default (the statement applies none).
     """
-    if not session.in_transaction():
-        session.begin()  # so that a rollback or close without a commit ends a transaction, dropping the rows
-    session.info.setdefault(_QUEUED, {}).setdefault(table, []).append(row)
+    transaction_info(session).setdefault(_QUEUED, {}).setdefault(table, []).append(row)
 
 
-# Listeners on the class, not on each session: registering per session costs more than the insert saves.
 @event.listens_for(Session, "before_commit")
 def insert_queued(session: Session, *, alone: bool = False) -> None:
     """Insert the queued rows now, e.g. so that a constraint they break surfaces where it can be answered.
@@ -153,11 +171,11 @@ def insert_queued(session: Session, *, alone: bool = False) -> None:
     before (it holds no connection yet), and a statement run in the transaction after it is an error:
     the shortcut cannot commit part of a larger unit of work by accident.
     """
-    queued = session.info.get(_QUEUED)
+    kept = session.info.get(_TRANSACTION)
+    queued = kept.pop(_QUEUED, None) if kept else None
     if not queued:
         return
-    session.info[_QUEUED] = {}
-    alone = alone and not session.info.get(_TOUCHED)
+    alone = alone and not kept.get(_TOUCHED)
     if (len(queued) > 1 and all(len(rows) == 1 for rows in queued.values())
             and session.get_bind().dialect.name == "postgresql"):
         # The usual write: one row per table. (A multi-row VALUES statement is never cached by
@@ -167,7 +185,7 @@ def insert_queued(session: Session, *, alone: bool = False) -> None:
         params = {f"p{t}_{column}": value for t, row in enumerate(rows.values()) for column, value in row.items()}
         if alone:
             _execute_alone(session.get_bind(), statement, params)
-            session.info[_WENT_ALONE] = True
+            kept[_WENT_ALONE] = True
         else:
             session.execute(statement, params)
         return
@@ -231,23 +249,45 @@ def _compiled(statement: sa.Insert, dialect: Dialect) -> tuple[str, dict[str, Ca
     return compiled.string, processors
 
 
+def after_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Call `callback()` once `session`'s current transaction commits; never if it rolls back or closes first.
+
+    For what must wait until the change is in the database for all to see, such as a Celery task or a
+    cache invalidation. Callbacks run in the order they were registered, once, after the outer
+    transaction's commit (a savepoint's release runs none; its rollback drops none). One that raises
+    is logged and the others still run: the change is committed, and its caller must not be told otherwise.
+    """
+    transaction_info(session).setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    kept = session.info.get(_TRANSACTION)
+    # Also called for a savepoint's release, which commits nothing yet.
+    if not kept or _AFTER_COMMIT not in kept or session.in_nested_transaction():
+        return
+    for callback in kept.pop(_AFTER_COMMIT):
+        try:
+            callback()
+        except Exception:
+            log.exception("committed, but %r failed after the commit", callback)
+
+
 @event.listens_for(Session, "after_begin")
 def _touched(session: Session, transaction: SessionTransaction, connection: sa.Connection) -> None:
-    if session.info.get(_WENT_ALONE):
+    kept = session.info.setdefault(_TRANSACTION, {})
+    if kept.get(_WENT_ALONE):
         raise RuntimeError("this transaction's queued rows already committed by themselves "
                            "(insert_queued(alone=True)): nothing may run in it after them")
-    session.info[_TOUCHED] = True
+    kept[_TOUCHED] = True
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _drop_queued(session: Session, transaction: SessionTransaction) -> None:
-    # A committed transaction took its rows in before_commit; one that rolled back or was closed drops
-    # them. A savepoint ending is not the end of the rows' transaction.
+def _forget_transaction(session: Session, transaction: SessionTransaction) -> None:
+    # A committed transaction took its rows in before_commit and ran its callbacks in after_commit; one
+    # that rolled back or was closed drops them. A savepoint ending is not the end of its transaction.
     if transaction.parent is None:
-        if session.info.get(_QUEUED):
-            session.info[_QUEUED] = {}
-        session.info.pop(_TOUCHED, None)
-        session.info.pop(_WENT_ALONE, None)
+        session.info.pop(_TRANSACTION, None)
 
 
 class Database:

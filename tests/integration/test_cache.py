@@ -111,6 +111,33 @@ def test_the_cached_value_stays_until_the_update_commits(cache, things):
     assert read(cache, things, thing_id)["name"] == "after"
 
 
+def test_the_keys_of_a_rolled_back_transaction_are_never_invalidated(cache, things):
+    thing_id = things.add("cached")
+    read(cache, things, thing_id)
+    session = things.db.sessions()
+    try:
+        session.execute(sa.update(THINGS).where(THINGS.c.id == thing_id).values(name="undone"))
+        cache.invalidate_on_commit(session, f"thing:{thing_id}")
+        session.rollback()
+        cache.invalidate_on_commit(session, "thing:another")
+        session.commit()  # the session's next transaction invalidates only its own keys
+    finally:
+        session.close()
+    assert read(cache, things, thing_id)["name"] == "cached"
+    assert things.loads == 1
+
+
+def test_the_keys_of_one_transaction_are_invalidated_in_one_call(cache, things, monkeypatch):
+    calls = []
+    invalidate = cache._backend.invalidate
+    monkeypatch.setattr(cache._backend, "invalidate", lambda pairs: (calls.append(pairs), invalidate(pairs)))
+    with things.db.transaction() as session:
+        cache.invalidate_on_commit(session, "thing:1")
+        cache.invalidate_on_commit(session, "thing:2", "thing:3")
+        assert calls == []
+    assert [sorted(value_key.rsplit(":", 1)[1] for value_key, _ in pairs) for pairs in calls] == [["1", "2", "3"]]
+
+
 def test_a_value_loaded_just_before_a_commit_is_not_cached_after_the_invalidation(cache, things):
     thing_id = things.add("before")
 
