@@ -11,6 +11,7 @@ import pytest
 from flask import Response, request
 from flask_smorest import Blueprint
 
+from launch.catalog import credentials
 from shared.web import MULTIPART, accepts, create_service_app, runtime
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,8 @@ def register_probe(api, rt):
 
 
 def client_for(settings_overrides, **overrides):
-    return create_service_app("artifact-probe", [register_probe], {**settings_overrides, **overrides}).test_client()
+    return create_service_app("artifact-probe", [register_probe], {**settings_overrides, **overrides},
+                              credentials=credentials()).test_client()
 
 
 def upload(client, data: bytes):

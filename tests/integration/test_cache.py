@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from shared.cache import Cache, _MemoryBackend
 from shared.config import load_settings
 from shared.db import Database
+from launch.catalog import credentials
 from shared.web import create_service_app
 from tests.support.tcp_proxy import TcpProxy
 
@@ -225,7 +226,7 @@ def test_an_invalidation_made_during_an_outage_is_honoured_when_redis_returns(
 
 def test_readiness_reports_the_cache_and_stays_ready_when_redis_is_unreachable(settings_overrides, redis_proxy):
     settings = {**settings_overrides, "redis_url": redis_proxy.url_for(settings_overrides["redis_url"])}
-    client = create_service_app("cache-probe", [], settings).test_client()
+    client = create_service_app("cache-probe", [], settings, credentials=credentials()).test_client()
     assert client.get("/readyz").json["dependencies"]["cache"] == "ok"
     redis_proxy.cut()
     ready = client.get("/readyz")
@@ -234,5 +235,6 @@ def test_readiness_reports_the_cache_and_stays_ready_when_redis_is_unreachable(s
 
 
 def test_the_embedded_default_has_no_cache_readiness_check(settings_overrides):
-    client = create_service_app("cache-probe", [], {**settings_overrides, "redis_url": ""}).test_client()
+    client = create_service_app("cache-probe", [], {**settings_overrides, "redis_url": ""},
+                                credentials=credentials()).test_client()
     assert "cache" not in client.get("/readyz").json["dependencies"]
