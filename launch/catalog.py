@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from services.deployment.service import SERVICE as DEPLOYMENT
 from services.identity.service import SERVICE as IDENTITY
 from services.registry.service import SERVICE as REGISTRY
+from services.serving.service import SERVICE as SERVING
 from services.training.service import SERVICE as TRAINING
 from shared.service_spec import BeatEntry, ServiceSpec
 
-SERVICES: tuple[ServiceSpec, ...] = (IDENTITY, REGISTRY, TRAINING)
+SERVICES: tuple[ServiceSpec, ...] = (IDENTITY, REGISTRY, TRAINING, DEPLOYMENT, SERVING)
 
 # What every service shares: the audit log, the outbox and consumer bookkeeping, idempotency keys, and
 # beat's housekeeping on the "default" queue. It serves no routes of its own.

@@ -22,8 +22,10 @@ STACK_DEFAULTS = {
     "MODELYARD_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
     "MODELYARD_EVENTS_URL": "amqp://guest:guest@127.0.0.1:5672//",
     "MODELYARD_REDIS_URL": "redis://127.0.0.1:6379/0",
-    # The training service asks the registry over HTTP when they run as separate processes.
+    # Training and deployment ask the registry over HTTP when they run as separate processes.
     "MODELYARD_REGISTRY_URL": f"http://127.0.0.1:{catalog.service('registry').port}",
+    # Serving replicas poll the deployment service for what each endpoint serves.
+    "MODELYARD_DEPLOYMENT_URL": f"http://127.0.0.1:{catalog.service('deployment').port}",
     # Clients come through nginx, which appends the address it saw to X-Forwarded-For (login throttling).
     "MODELYARD_PROXY_HOPS": "1",
 }

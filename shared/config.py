@@ -63,6 +63,10 @@ class Settings:
     # registry answers (empty: in-process, the all-in-one composition), and the code version recorded.
     hpo_parallelism: int = 2
     registry_url: str = ""
+    # Where serving replicas read the desired state (empty: in process, the all-in-one composition), and
+    # the most rows one prediction request may carry.
+    deployment_url: str = ""
+    max_predict_rows: int = 10_000
     code_version: str = ""
     log_level: str = "INFO"
     # /metrics answers an admin, or a scraper sending `Authorization: Bearer <metrics_token>`; anyone only

@@ -46,8 +46,10 @@ def attach_celery(db: Database, celery_app: Any) -> None:
     db.sessions.configure(info=info)
 
 
-def enqueue_after_commit(session: Session, task_name: str, *args: Any, queue: str) -> None:
-    """Send task `task_name(*args)` to `queue` once `session` commits; never if it rolls back.
+def enqueue_after_commit(session: Session, task_name: str, *args: Any, queue: str,
+                         countdown: float | None = None) -> None:
+    """Send task `task_name(*args)` to `queue` once `session` commits (to run `countdown` seconds after
+    that, if given); never if it rolls back.
 
     A task that cannot be sent then is logged, not raised: the change is already committed, and its
     job stays visible in its own table as queued, where an operator (or a sweep) can see it.
@@ -59,4 +61,5 @@ def enqueue_after_commit(session: Session, task_name: str, *args: Any, queue: st
     app = session.info.get(CELERY_APP_KEY)
     if app is None:
         raise RuntimeError("this session cannot enqueue tasks: call shared.tasks.attach_celery(db, app) first")
-    after_commit(session, functools.partial(app.send_task, task_name, args=list(args), queue=queue))
+    after_commit(session, functools.partial(app.send_task, task_name, args=list(args), queue=queue,
+                                            countdown=countdown))

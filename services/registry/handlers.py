@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.registry import models, status as lifecycle
+from services.registry import lineage, models, status as lifecycle
 from services.registry.tables import TRAINED, ModelVersion, RegisteredModel
 from services.registry.versions import VersionDetails, register_version
 from shared.artifacts import ArtifactStore
@@ -146,3 +146,51 @@ class TrainingOutcomes(EventConsumer):
 def training_outcomes() -> TrainingOutcomes:
     """The consumer as `shared.events.runner` and the relay load it (settings from MODELYARD_*)."""
     return TrainingOutcomes(load_settings())
+
+
+DEPLOYED_AS = "deployed_as"
+
+
+class DeploymentOutcomes(EventConsumer):
+    """A version's deployments join its lineage; the model is `deployed` while one of its versions is live.
+
+    Whether a version is live is the deployment service's fact (each outcome event says whether any
+    version of the model still is), so it is reported on the model whatever status it had, except
+    archived: an archived model stays archived, and the next deployment of it is refused anyway. When
+    none is live any more, a model still `deployed` goes back to `trained`.
+    """
+
+    name = "registry.deployment"
+    routing_keys = ("deployment.started", "deployment.live", "deployment.failed", "deployment.rolled_back")
+
+    def __init__(self, settings: Settings):
+        self.cache = Cache.from_settings(settings)
+
+    def handle(self, session: Session, envelope: dict[str, Any]) -> None:
+        payload = envelope["payload"]
+        model_id = uuid.UUID(str(payload["model_id"]))
+        try:
+            model = models.get_model(session=session, model_ref=model_id, for_update=True)
+        except NotFound:
+            log.info("model %s is gone; deployment %s changes nothing", model_id, payload["deployment_id"])
+            return
+        if envelope["type"] == "deployment.started":
+            version = session.scalar(sa.select(ModelVersion).where(ModelVersion.model_id == model_id,
+                                                                   ModelVersion.number == payload["version"]))
+            if version is not None:
+                lineage.add_lineage_edge(session=session, source_type="model_version", source_id=version.id,
+                                         target_type="deployment", target_id=payload["deployment_id"],
+                                         relation=DEPLOYED_AS)
+            return
+        if payload["model_live"]:
+            status = lifecycle.DEPLOYED if model.status != lifecycle.ARCHIVED else model.status
+        else:
+            status = lifecycle.TRAINED if model.status == lifecycle.DEPLOYED else model.status
+        if status != model.status:
+            actor = Actor(id="", name=f"deployment {payload['deployment_id']}", role="ml_engineer", via="event")
+            models.update_model(session=session, cache=self.cache, actor=actor, request_id=f"event:{envelope['id']}",
+                                model_ref=model_id, changes={"status": status}, reported=True)
+
+
+def deployment_outcomes() -> DeploymentOutcomes:
+    return DeploymentOutcomes(load_settings())

@@ -195,14 +195,15 @@ def list_models(*, session: Session, limit: int, cursor: str | None = None, sort
 
 
 def update_model(*, session: Session, cache: Cache, actor: Actor, request_id: str, model_ref: ModelRef,
-                 changes: dict[str, Any]) -> RegisteredModel:
-    """Apply a partial update; a status change must follow the lifecycle (InvalidTransition)."""
+                 changes: dict[str, Any], reported: bool = False) -> RegisteredModel:
+    """Apply a partial update; a status change must follow the lifecycle (InvalidTransition), unless it is
+    `reported`: a fact another service observed (a version went live), which the status must show."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     model = get_model(session=session, model_ref=model_ref, for_update=True)
     before = summary(model)
-    if "status" in changes:
+    if "status" in changes and not reported:
         lifecycle.check_transition(model.status, changes["status"])
     for field, value in changes.items():
         setattr(model, "extra_metadata" if field == "metadata" else field, value)

@@ -11,6 +11,6 @@ SERVICE = ServiceSpec(
     # It takes the heavy read and write traffic: two workers of greenlets that wait on Postgres.
     web=WebProcess(workers=2),
     tables=("services.registry.tables",),
-    consumers=("services.registry.handlers:training_outcomes",),
+    consumers=("services.registry.handlers:training_outcomes", "services.registry.handlers:deployment_outcomes"),
     settings=("allow_pickle", "max_csv_columns", "max_upload_bytes", "cache_ttl_seconds"),
 )

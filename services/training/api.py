@@ -8,7 +8,7 @@ from flask import url_for
 from flask_smorest import Api
 
 from services.training import jobs
-from services.training.registry_client import RegistryClient
+from shared.registry_client import RegistryClient
 from services.training.schemas import (
     TrainingAcceptedSchema, TrainingJobSchema, TrainingListArgs, TrainingRequestSchema, TrialListArgs, TrialSchema,
 )

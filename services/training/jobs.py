@@ -23,7 +23,7 @@ from services.training.estimators import resolve_estimator
 from services.training.job_state import end_job, lock_job
 from services.training.metrics import METRICS, default_metric
 from services.training.tables import CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TrainingJob, Trial
-from services.training.registry_client import RegistryClient
+from shared.registry_client import RegistryClient
 from services.training.search_space import SearchSpaceError, parse_search_space
 from services.training.service import QUEUE, START_TRAINING
 from services.training.spec import (

@@ -140,6 +140,50 @@ class ModelVersionRejected(_Payload):
     reason = fields.String(required=True)
 
 
+class DeploymentStarted(_Payload):
+    deployment_id = fields.UUID(required=True)
+    model_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    endpoint = fields.String(required=True)
+    environment = fields.String(required=True)
+    strategy = fields.String(required=True)
+    actor = fields.String(required=True)
+    actor_id = fields.String(allow_none=True)
+
+
+class DeploymentOutcome(_Payload):
+    """deployment.live, .failed and .rolled_back: where a rollout ended, and why."""
+
+    deployment_id = fields.UUID(required=True)
+    model_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    endpoint = fields.String(required=True)
+    environment = fields.String(required=True)
+    status = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+    # Whether any version of the model is live on any endpoint after this: the model is `deployed` while so.
+    model_live = fields.Boolean(required=True)
+    previous_version = fields.Integer(allow_none=True)  # live and rolled_back: the version live before
+
+
+class TrafficRoute(Schema):
+    deployment_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    weight = fields.Integer(required=True)  # percent
+
+
+class EndpointTrafficChanged(_Payload):
+    """From `effective_at` (a few seconds ahead for planned switches, now for a rollback) the endpoint's
+    traffic goes to `routes`; empty routes: nothing is served."""
+
+    endpoint = fields.String(required=True)
+    model_id = fields.UUID(required=True)
+    routes = fields.List(fields.Nested(TrafficRoute), required=True)
+    effective_at = fields.DateTime(required=True)
+    reason = fields.String(required=True)
+    deployment_id = fields.UUID(allow_none=True)
+
+
 CATALOGUE: dict[str, type[Schema]] = {
     "model.created": ModelPayload,
     "model.updated": ModelPayload,
@@ -156,6 +200,11 @@ CATALOGUE: dict[str, type[Schema]] = {
     "training.started": TrainingStarted,
     "training.completed": TrainingCompleted,
     "training.failed": TrainingFailed,
+    "deployment.started": DeploymentStarted,
+    "deployment.live": DeploymentOutcome,
+    "deployment.failed": DeploymentOutcome,
+    "deployment.rolled_back": DeploymentOutcome,
+    "endpoint.traffic_changed": EndpointTrafficChanged,
 }
 
 

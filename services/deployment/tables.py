@@ -1,0 +1,112 @@
+"""Deployment tables: endpoints, the deployments made on them with every transition, and the traffic
+history that says which version served when.
+
+Only the deployment service writes these. A deployment row carries what serving needs to load its
+version (artifact, flavor, features, profile), copied from the registry when it was requested, so a
+replica never asks the registry and a later edit of the version changes nothing that is live.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base, JSONType, UUIDPrimaryKey, utcnow
+
+ENVIRONMENTS = ("development", "staging", "production")
+STRATEGIES = ("blue_green", "canary")
+BLUE_GREEN, CANARY = STRATEGIES
+
+STATUSES = ("pending", "deploying", "health_checking", "canary", "live", "superseded", "failed", "rolled_back")
+PENDING, DEPLOYING, HEALTH_CHECKING, CANARY_STEPS, LIVE, SUPERSEDED, FAILED, ROLLED_BACK = STATUSES
+# A deployment in one of these holds its endpoint: a second one there is a 409 until it ends.
+IN_PROGRESS = (PENDING, DEPLOYING, HEALTH_CHECKING, CANARY_STEPS)
+# Traffic moved to the candidate in these; a rollback returns it.
+SERVING = (CANARY_STEPS, LIVE)
+
+
+class Endpoint(UUIDPrimaryKey, Base):
+    __tablename__ = "endpoints"
+
+    # `<model-name-slug>-<environment>`, a DNS-1035 label: also the Kubernetes name of its serving pool.
+    name: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    environment: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("model_id", "environment", name="uq_endpoints_model_id_environment"),)
+
+
+class Deployment(UUIDPrimaryKey, Base):
+    __tablename__ = "deployments"
+
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    artifact_sha256: Mapped[str] = mapped_column(sa.String(64))
+    flavor: Mapped[str | None] = mapped_column(sa.String(32))
+    features: Mapped[list] = mapped_column(JSONType, default=list)
+    profile: Mapped[dict | None] = mapped_column(JSONType)
+    strategy: Mapped[str] = mapped_column(sa.String(16), default=BLUE_GREEN)
+    # Canary: the candidate's percent of traffic at each step, ending at 100; blue-green: [100].
+    steps: Mapped[list] = mapped_column(JSONType, default=list)
+    step_pause_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    # How far the rollout got: the index of the step whose traffic is in place (-1: none yet).
+    step: Mapped[int] = mapped_column(sa.Integer, default=-1)
+    # deployment_config, health_check_config, scaling_config and monitoring_config, as validated.
+    config: Mapped[dict] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16), default=PENDING)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    # The deployment live on the endpoint when this one was asked for: what a rollback returns to.
+    previous_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    health: Mapped[list] = mapped_column(JSONType, default=list)
+    requested_by: Mapped[str] = mapped_column(sa.String(255))
+    requested_by_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    live_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # When the rollout's next task is due: a sweep re-sends a task that never arrived (broker blip).
+    next_action_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.Index("ix_deployments_model_id_created_at", "model_id", "created_at", "id"),
+        sa.Index("ix_deployments_endpoint_id_status", "endpoint_id", "status"),
+        sa.Index("ix_deployments_status_next_action_at", "status", "next_action_at"),
+    )
+
+
+class Transition(UUIDPrimaryKey, Base):
+    __tablename__ = "deployment_transitions"
+
+    deployment_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("deployments.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(sa.String(16))
+    to_status: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (sa.Index("ix_deployment_transitions_deployment_id_at", "deployment_id", "at"),)
+
+
+class TrafficChange(Base):
+    """From `effective_at` on, the endpoint's traffic goes to `routes` ([{deployment_id, version, weight}]).
+
+    Rows are never updated: the endpoint's history is the sequence, and the version that served at a
+    moment is in the last row effective by then. A switch is written a few seconds ahead so that every
+    replica knows it before it takes effect and all switch at the same instant (see traffic.py).
+    """
+
+    __tablename__ = "endpoint_traffic"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    effective_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    routes: Mapped[list] = mapped_column(JSONType)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    deployment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+
+    __table_args__ = (sa.Index("ix_endpoint_traffic_endpoint_id_effective_at", "endpoint_id", "effective_at", "id"),)

@@ -1,0 +1,83 @@
+"""Where an endpoint's traffic goes, when: switches written ahead, and the history behind them.
+
+Serving replicas poll the desired state every couple of seconds. Were a switch effective the moment
+it is written, replicas would learn of it at different times, and a client alternating between them
+would see the new version, then the old one, then the new. So a planned switch is written
+SWITCH_AHEAD_SECONDS into the future, longer than a poll: every replica holds it (and has loaded the
+candidate) before it takes effect, and all of them switch at the same instant by the clock. A
+rollback cannot wait: it takes effect at once and withdraws any switch still ahead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.deployment.tables import Endpoint, TrafficChange
+from shared.db import utcnow
+from shared.events.outbox import emit
+
+PRODUCER = "deployment"
+# Longer than serving's poll interval (services/serving/replica.py) plus a desired-state read.
+SWITCH_AHEAD_SECONDS = 3.0
+
+
+def route(deployment_id: uuid.UUID, version: int, weight: int) -> dict:
+    return {"deployment_id": str(deployment_id), "version": version, "weight": weight}
+
+
+def switch(session: Session, endpoint: Endpoint, routes: list[dict], *, reason: str,
+           deployment_id: uuid.UUID | None, at_once: bool = False) -> TrafficChange:
+    """Send the endpoint's traffic to `routes` from SWITCH_AHEAD_SECONDS on (or now, `at_once`)."""
+    now = utcnow()
+    if at_once:
+        session.execute(sa.delete(TrafficChange).where(TrafficChange.endpoint_id == endpoint.id,
+                                                       TrafficChange.effective_at > now))
+    change = TrafficChange(endpoint_id=endpoint.id, routes=[r for r in routes if r["weight"] > 0], reason=reason,
+                           deployment_id=deployment_id,
+                           effective_at=now if at_once else now + timedelta(seconds=SWITCH_AHEAD_SECONDS))
+    session.add(change)
+    emit(session, "endpoint.traffic_changed", {
+        "endpoint": endpoint.name, "model_id": endpoint.model_id, "routes": change.routes,
+        "effective_at": change.effective_at, "reason": reason, "deployment_id": deployment_id,
+    }, producer=PRODUCER)
+    return change
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive times; every time stored here is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
+@dataclass(frozen=True)
+class Served:
+    """The traffic in effect at a moment: its routes, since when, and until when (None: still)."""
+
+    change: TrafficChange | None
+    until: datetime | None
+
+
+def served_at(session: Session, endpoint_id: uuid.UUID, at: datetime) -> Served:
+    in_effect = session.scalar(
+        sa.select(TrafficChange).where(TrafficChange.endpoint_id == endpoint_id, TrafficChange.effective_at <= at)
+        .order_by(TrafficChange.effective_at.desc(), TrafficChange.id.desc()).limit(1))
+    following = session.scalar(
+        sa.select(TrafficChange.effective_at).where(TrafficChange.endpoint_id == endpoint_id,
+                                                    TrafficChange.effective_at > at)
+        .order_by(TrafficChange.effective_at, TrafficChange.id).limit(1))
+    return Served(in_effect, _aware(following) if following else None)
+
+
+def ahead(session: Session, endpoint_id: uuid.UUID, now: datetime) -> list[TrafficChange]:
+    """Switches written ahead that have not taken effect yet, in order."""
+    return list(session.scalars(
+        sa.select(TrafficChange).where(TrafficChange.endpoint_id == endpoint_id, TrafficChange.effective_at > now)
+        .order_by(TrafficChange.effective_at, TrafficChange.id)))
+
+
+def effective_at(change: TrafficChange) -> datetime:
+    return _aware(change.effective_at)

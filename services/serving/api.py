@@ -1,0 +1,120 @@
+"""HTTP view of the data plane: POST /api/v1/endpoints/<name>/predict, and the replica it serves from."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app
+from flask_smorest import Api
+from marshmallow import Schema, fields, validate
+
+from services.serving import predictions
+from services.serving.prediction_log import PredictionLog
+from services.serving.replica import Replica
+from services.serving.window import ServingStats
+from shared.artifacts import ArtifactStore
+from shared.auth import issue_token, requires
+from shared.config import Settings
+from shared.errors import IntegrityFailure
+from shared.schemas import StrictSchema
+from shared.service_client import fetcher
+from shared.web import Blueprint, MethodView, Runtime, runtime
+
+blp = Blueprint("serving", __name__, url_prefix="/api/v1/endpoints", description="Predictions")
+SERVING_KEY = "modelyard.serving"
+# The replica reads the desired state as this principal, with a token it mints (every service shares
+# the signing secret); re-minted well before the shortest expiry a deployment configures.
+SERVICE_PRINCIPAL = "service:serving"
+TOKEN_SECONDS = 60.0
+
+
+class PredictRequestSchema(StrictSchema):
+    # Validated against the model's features by services.serving.instances: marshmallow per row would
+    # cost more than the prediction.
+    instances = fields.Raw(required=True, metadata={"description": "rows: [{feature: value}]",
+                                                    "type": "array", "items": {"type": "object"}})
+    request_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128),
+                               metadata={"description": "yours, for joining actuals later; one row: as given, "
+                                                        "several: <request_id>-<row>; default: generated"})
+    unit_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128),
+                            metadata={"description": "who the prediction is for: the same unit always meets the "
+                                                     "same version during a canary"})
+
+
+class PredictionSchema(Schema):
+    predictions = fields.List(fields.Raw())
+    probabilities = fields.List(fields.Dict(keys=fields.String(), values=fields.Float()),
+                                metadata={"description": "classifiers: per row, each class's probability"})
+    model_version = fields.Integer(metadata={"description": "the version that answered"})
+    request_ids = fields.List(fields.String())
+    endpoint = fields.String()
+
+
+@dataclass
+class Serving:
+    replica: Replica
+    stats: ServingStats
+    log: PredictionLog
+
+
+class _ServiceToken:
+    def __init__(self, app: Flask):
+        self._app, self._token, self._minted = app, "", -TOKEN_SECONDS
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:
+            if time.monotonic() - self._minted > TOKEN_SECONDS:
+                with self._app.app_context():
+                    self._token = issue_token(user_id=SERVICE_PRINCIPAL, username="serving", role="viewer")
+                self._minted = time.monotonic()
+            return self._token
+
+
+def _loader(settings: Settings):
+    store = ArtifactStore.from_settings(settings)
+
+    def load(deployment: dict[str, Any]) -> Any:
+        # Imported here: the all-in-one app's other services never pay for scikit-learn at start.
+        from shared.served_model import LoadedModel
+
+        data = store.read_bytes(deployment["artifact_sha256"])
+        if hashlib.sha256(data).hexdigest() != deployment["artifact_sha256"]:
+            raise IntegrityFailure(f"Version {deployment['version']}'s artifact does not match its sha256.")
+        return LoadedModel.load(data, flavor=deployment.get("flavor") or "skops", features=deployment["features"],
+                                profile=deployment.get("profile"), allow_pickle=settings.allow_pickle)
+
+    return load
+
+
+def _serving() -> Serving:
+    app = current_app._get_current_object()
+    serving = app.extensions.get(SERVING_KEY)
+    if serving is None:
+        rt = runtime()
+        replica = Replica(fetcher(rt.settings.deployment_url, app), _ServiceToken(app), _loader(rt.settings))
+        serving = app.extensions.setdefault(SERVING_KEY, Serving(replica, ServingStats(rt.registry),
+                                                                 PredictionLog.from_settings(rt.settings)))
+    return serving
+
+
+@blp.route("/<string:name>/predict")
+class EndpointPredict(MethodView):
+    @requires("data_scientist")
+    @blp.arguments(PredictRequestSchema)
+    @blp.response(200, PredictionSchema)
+    @blp.alt_response(503, description="Nothing is live on the endpoint.")
+    def post(self, body, name: str):
+        """Predict with the endpoint's live version (or, during a canary, the version this unit meets)."""
+        serving = _serving()
+        answer = predictions.predict(replica=serving.replica, stats=serving.stats, prediction_log=serving.log,
+                                     endpoint=name, body=body, max_rows=runtime().settings.max_predict_rows)
+        return answer, 200, {"X-Model-Version": str(answer["model_version"])}
+
+
+def register(api: Api, rt: Runtime) -> None:
+    api.register_blueprint(blp)

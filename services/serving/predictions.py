@@ -1,0 +1,64 @@
+"""The one use case of the data plane: answer a prediction request on an endpoint.
+
+Which version answers is decided per unit (the request's `unit_id`, else its `request_id`): a stable
+hash places the unit in [0, 100) and the endpoint's routes share that range by weight, so during a
+canary a user keeps meeting the same version. A request naming neither is placed at random.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any
+
+from services.serving.instances import validate_instances
+from services.serving.replica import NothingLive, Replica, bucket, choose
+from shared.errors import DomainError, ValidationFailed
+
+
+class PredictionFailed(DomainError):
+    """The model raised on rows that passed validation: the version is at fault, not the request."""
+
+    status, title, slug = 500, "Prediction failed", "prediction-failed"
+
+
+def _request_ids(given: str | None, count: int) -> list[str]:
+    if given is None:
+        return [str(uuid.uuid4()) for _ in range(count)]
+    return [given] if count == 1 else [f"{given}-{index}" for index in range(count)]
+
+
+def predict(*, replica: Replica, stats, prediction_log, endpoint: str, body: dict[str, Any],
+            max_rows: int) -> dict[str, Any]:
+    desired = replica.desired(endpoint)
+    routes = desired.routes_at(time.time())
+    if not routes:
+        raise NothingLive(f"Nothing is live on endpoint {endpoint!r}: deploy a version first.")
+    unit = body.get("unit_id") or body.get("request_id")
+    route = choose(routes, bucket(endpoint, unit) if unit else random.random() * 100.0)
+    deployment = desired.deployments[route.deployment_id]
+    model = replica.model(deployment)
+    rows = validate_instances(body.get("instances"), features=model.features, kinds=model.kinds, max_rows=max_rows)
+    started = time.perf_counter()
+    try:
+        predictions, probabilities = model.predict(rows)
+    except (ValueError, TypeError) as exc:
+        # An uploaded model may refuse values the profile could not describe (no profile: no kinds).
+        stats.record(endpoint, route.version, time.perf_counter() - started, False, len(rows))
+        raise ValidationFailed(f"Version {route.version} refused the instances: {exc}",
+                               errors={"instances": [str(exc)]}) from exc
+    except Exception as exc:
+        stats.record(endpoint, route.version, time.perf_counter() - started, True, len(rows))
+        raise PredictionFailed(f"Version {route.version} failed to predict: {type(exc).__name__}: {exc}") from exc
+    seconds = time.perf_counter() - started
+    stats.record(endpoint, route.version, seconds, False, len(rows))
+    request_ids = _request_ids(body.get("request_id"), len(rows))
+    prediction_log.add(endpoint=endpoint, model_id=desired.model_id, version=route.version,
+                       deployment_id=route.deployment_id, request_ids=request_ids, unit_id=body.get("unit_id"),
+                       rows=rows, predictions=predictions, probabilities=probabilities, seconds=seconds)
+    answer = {"predictions": predictions, "model_version": route.version, "request_ids": request_ids,
+              "endpoint": endpoint}
+    if probabilities is not None:
+        answer["probabilities"] = probabilities
+    return answer

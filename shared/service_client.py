@@ -1,0 +1,56 @@
+"""One service asking another over its HTTP API: over the network when the other has a URL, else
+through WSGI to the current Flask app (the all-in-one composition of `make run` and the tests: the
+same HTTP semantics, no socket)."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Callable
+
+from flask import Flask
+
+from shared.errors import DomainError
+
+TIMEOUT_SECONDS = 10
+
+# (path, headers) -> (status, JSON body or None)
+Fetch = Callable[[str, dict[str, str]], tuple[int, Any]]
+
+
+class ServiceUnavailable(DomainError):
+    status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+
+def over_http(base_url: str, *, timeout: float = TIMEOUT_SECONDS) -> Fetch:
+    def fetch(path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        call = urllib.request.Request(base_url.rstrip("/") + path, headers={**headers, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(call, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                return exc.code, json.loads(exc.read() or b"null")
+            except ValueError:
+                return exc.code, None
+        except (urllib.error.URLError, TimeoutError, ValueError) as exc:
+            raise ServiceUnavailable(f"{base_url} did not answer: {exc}.") from exc
+
+    return fetch
+
+
+def in_process(app: Flask) -> Fetch:
+    def fetch(path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        # An empty context: the nested request must not share (and close) the caller's `g`, its
+        # database session or its actor, which a nested request in the same context would.
+        response = contextvars.Context().run(lambda: app.test_client().get(path, headers=headers))
+        return response.status_code, response.get_json(silent=True)
+
+    return fetch
+
+
+def fetcher(base_url: str, app: Flask) -> Fetch:
+    """Over the network to `base_url`, or in process to `app` when it is empty."""
+    return over_http(base_url) if base_url else in_process(app)

@@ -1,0 +1,206 @@
+"""Deployments end to end on a real Celery worker and event pipeline: a version becomes live on its
+endpoint, is replaced blue-green or by canary, is rolled back, and a candidate that cannot load fails
+with the live version untouched; the endpoint's history answers which version served when."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.registry.handlers import DeploymentOutcomes, TrainingOutcomes
+from shared.config import load_settings
+from tests.conftest import RUN_ID
+from tests.support.deployments import deploy, iris_row, model_with_versions, wait_ended
+from tests.support.polling import wait_for
+from tests.support.registry import bearer, create_model, upload_version
+from tests.support.training import celery_worker, event_pipeline, training_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(database_url, servers, tmp_path_factory):
+    return training_settings(database_url, servers, tmp_path_factory.mktemp("deploy"), RUN_ID)
+
+
+@pytest.fixture
+def settings_overrides(settings):
+    return settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker(settings, tmp_path_factory):
+    consumers = [TrainingOutcomes(load_settings(settings)), DeploymentOutcomes(load_settings(settings))]
+    with event_pipeline(load_settings(settings), consumers):
+        with celery_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log") as running:
+            yield running
+
+
+@pytest.fixture
+def ml(app):
+    return bearer(app, "ml_engineer", "mira")
+
+
+def predict(client, headers, endpoint, rows=None, **body):
+    return client.post(f"/api/v1/endpoints/{endpoint}/predict", json={"instances": rows or [iris_row()], **body},
+                       headers=headers)
+
+
+def served_version(client, headers, endpoint):
+    response = predict(client, headers, endpoint)
+    assert response.status_code == 200, response.json
+    return response.json["model_version"]
+
+
+def test_a_version_goes_live_and_answers_predictions_naming_itself(client, ml, ds):
+    model = model_with_versions(client, ds, name="Iris Classifier")
+    accepted = deploy(client, ml, model["id"])
+    assert accepted["endpoint"] == "iris-classifier-production"
+    assert accepted["endpoint_url"] == "/api/v1/endpoints/iris-classifier-production/predict"
+    deployment = wait_ended(client, ml, accepted)
+    assert deployment["status"] == "live", deployment
+    assert [t["to_status"] for t in deployment["transitions"]] == ["pending", "deploying", "health_checking", "live"]
+    assert all(t["reason"] for t in deployment["transitions"])
+    assert [check["ok"] for check in deployment["health"]] == [True, True, True]  # the load, then two smoke predictions
+    endpoint = client.get("/api/v1/endpoints/iris-classifier-production", headers=ds).json
+    assert endpoint["live_version"] == 1 and endpoint["candidate_version"] is None
+    # The switch was written ahead: predictions start once it is in effect.
+    wait_for(lambda: predict(client, ds, "iris-classifier-production").status_code == 200, timeout=10,
+             what="the first version to serve")
+    answer = predict(client, ds, "iris-classifier-production", [iris_row(), iris_row(petal_length=5.0)],
+                     request_id="req-1").json
+    assert answer["model_version"] == 1 and answer["predictions"][0] == 0
+    assert answer["request_ids"] == ["req-1-0", "req-1-1"]
+    assert set(answer["probabilities"][0]) == {"0", "1", "2"}
+    # The registry hears of it: the model is deployed, and the version's lineage shows the deployment.
+    wait_for(lambda: client.get(f"/api/v1/models/{model['id']}", headers=ds).json["status"] == "deployed",
+             what="the model to be deployed")
+    lineage = client.get(f"/api/v1/models/{model['id']}/versions/1/lineage?direction=down", headers=ds).json
+    assert any(node["type"] == "deployment" for node in lineage["nodes"])
+    listed = client.get(f"/api/v1/models/{model['id']}/deployments", headers=ds).json
+    assert [item["id"] for item in listed["items"]] == [accepted["id"]]
+
+
+def test_blue_green_then_rollback_and_the_history_of_what_served(client, ml, ds):
+    model = model_with_versions(client, ds, count=2)
+    first = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
+    endpoint = first["endpoint"]
+    wait_for(lambda: predict(client, ds, endpoint).status_code == 200, timeout=10, what="version 1 to serve")
+    between = datetime.now(timezone.utc)
+    second_accepted = deploy(client, ml, model["id"], version=2)
+    # One rollout at a time per endpoint.
+    busy = client.post(f"/api/v1/models/{model['id']}/deployments", json={"environment": "production"}, headers=ml)
+    assert busy.status_code == 409 and busy.mimetype == "application/problem+json"
+    second = wait_ended(client, ml, second_accepted)
+    assert second["status"] == "live" and second["previous_id"] == first["id"]
+    assert client.get(first["url"] if "url" in first else f"/api/v1/deployments/{first['id']}",
+                      headers=ml).json["status"] == "superseded"
+    wait_for(lambda: served_version(client, ds, endpoint) == 2, timeout=10, what="version 2 to serve")
+    after = datetime.now(timezone.utc)
+
+    rolled = client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml)
+    assert rolled.status_code == 200 and rolled.json["status"] == "rolled_back"
+    # At once: the very next prediction is answered by version 1.
+    assert served_version(client, ds, endpoint) == 1
+    assert client.get(f"/api/v1/deployments/{first['id']}", headers=ml).json["status"] == "live"
+
+    def served(at):
+        response = client.get(f"/api/v1/endpoints/{endpoint}/history", query_string={"at": at.isoformat()},
+                              headers=ds)
+        assert response.status_code == 200, response.json
+        return [route["version"] for route in response.json["routes"]]
+
+    assert served(between - timedelta(hours=1)) == []
+    assert served(between) == [1]
+    assert served(after) == [2]
+    assert served(datetime.now(timezone.utc)) == [1]
+    # Rolling back twice is refused; so is rolling back the first deployment (nothing before it).
+    assert client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml).status_code == 409
+    assert client.post(f"/api/v1/deployments/{first['id']}/rollback", headers=ml).status_code == 409
+
+
+def test_a_canary_moves_traffic_step_by_step(client, ml, ds):
+    model = model_with_versions(client, ds, count=2)
+    wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
+    canary = wait_ended(client, ml, deploy(client, ml, model["id"], version=2, strategy="canary",
+                                           canary={"steps": [50, 100], "pause_seconds": 1}))
+    assert canary["status"] == "live"
+    moves = [t["to_status"] for t in canary["transitions"]]
+    assert moves == ["pending", "deploying", "health_checking", "canary", "live"]
+    assert "50% of traffic" in canary["transitions"][3]["reason"]
+
+
+def test_a_candidate_that_cannot_load_fails_and_the_live_version_keeps_serving(client, ml, ds):
+    model = model_with_versions(client, ds)
+    live = wait_ended(client, ml, deploy(client, ml, model["id"]))
+    assert upload_version(client, ds, model["id"], b"not a model at all").status_code == 201
+    failed = wait_ended(client, ml, deploy(client, ml, model["id"], version=2))
+    assert failed["status"] == "failed"
+    assert "cannot be loaded" in failed["reason"]
+    assert failed["health"][-1]["ok"] is False
+    assert client.get(f"/api/v1/deployments/{live['id']}", headers=ml).json["status"] == "live"
+    wait_for(lambda: predict(client, ds, live["endpoint"]).status_code == 200, timeout=10, what="version 1")
+    assert served_version(client, ds, live["endpoint"]) == 1
+
+
+def test_bad_requests_change_nothing(client, ml, ds, app):
+    model = model_with_versions(client, ds)
+    url = f"/api/v1/models/{model['id']}/deployments"
+    post = lambda body, headers=ml: client.post(url, json={"environment": "staging", **body}, headers=headers)  # noqa: E731
+    assert client.post("/api/v1/models/nope/deployments", json={"environment": "staging"}, headers=ml).status_code == 404
+    assert post({"version": 7}).status_code == 404
+    for body, field in [
+        ({"environment": "moon"}, "environment"),
+        ({"strategy": "canary", "canary": {"steps": [50, 20, 100]}}, "canary"),
+        ({"strategy": "canary", "canary": {"steps": [10, 50]}}, "canary"),
+        ({"strategy": "canary", "canary": {"steps": [10, 150]}}, "canary"),
+        ({"scaling_config": {"min_replicas": 5, "max_replicas": 2}}, "scaling_config"),
+        ({"health_check_config": {"interval": -1}}, "health_check_config"),
+        ({"monitoring_config": {"alert_thresholds": {"error_rate": 101}}}, "monitoring_config"),
+        ({"deployment_config": {"replicas": 0}}, "deployment_config"),
+        ({"deployment_config": {"resources": {"memory": "lots"}}}, "deployment_config"),
+        ({"canary": {"steps": [100]}}, "canary"),
+    ]:
+        response = post(body)
+        assert response.status_code == 422, (body, response.json)
+        assert field in response.json["errors"]["json"], (body, response.json)
+    assert post({}, headers=ds).status_code == 403
+    assert post({}, headers=bearer(app, "viewer")).status_code == 403
+    assert client.post(f"/api/v1/models/{model['id']}/archive", headers=ds).status_code == 200
+    assert post({}).status_code == 409
+    assert client.get("/api/v1/endpoints", headers=ds).json["items"] == []
+    assert client.get(url, headers=ds).json["items"] == []
+
+
+def test_predictions_refuse_bad_instances(client, ml, ds, app):
+    model = model_with_versions(client, ds, name="guarded")
+    endpoint = wait_ended(client, ml, deploy(client, ml, model["id"]))["endpoint"]
+    wait_for(lambda: predict(client, ds, endpoint).status_code == 200, timeout=10, what="the version to serve")
+    missing = predict(client, ds, endpoint, [iris_row(), {"sepal_length": 1.0}])
+    assert missing.status_code == 422 and "1" in str(missing.json["errors"])
+    assert predict(client, ds, endpoint, [iris_row(sepal_width="wide")]).status_code == 422
+    assert predict(client, ds, endpoint, [iris_row(colour=1)]).status_code == 422
+    assert predict(client, ds, endpoint, []).status_code == 422
+    assert client.post(f"/api/v1/endpoints/{endpoint}/predict", json={"rows": []}, headers=ds).status_code == 422
+    assert predict(client, ds, endpoint, [iris_row()] * 10_001).status_code == 413
+    assert predict(client, ds, "no-such-endpoint").status_code == 404
+    assert predict(client, bearer(app, "viewer"), endpoint).status_code == 403
+    assert client.post(f"/api/v1/endpoints/{endpoint}/predict", json={"instances": [iris_row()]}).status_code == 401
+
+
+def test_an_endpoint_with_nothing_live_is_503(client, ml, ds):
+    model = model_with_versions(client, ds)
+    accepted = deploy(client, ml, model["id"])
+    live = wait_ended(client, ml, accepted)
+    # Roll back the endpoint's only version during its life: nothing is left to serve.
+    # (A first deployment cannot be rolled back by request; a failed replacement leaves it serving.)
+    assert live["status"] == "live"
+    model_two = create_model(client, ds, features=["x"])
+    assert upload_version(client, ds, model_two["id"], b"junk").status_code == 201
+    failed = wait_ended(client, ml, deploy(client, ml, model_two["id"]))
+    assert failed["status"] == "failed"
+    answer = predict(client, ds, failed["endpoint"], [{"x": 1.0}])
+    assert answer.status_code == 503 and answer.mimetype == "application/problem+json"
+    time.sleep(0)  # the endpoint exists (it was created by the deployment), it only serves nothing

@@ -1,0 +1,57 @@
+"""Models to deploy, and the requests that deploy them and follow a rollout to its end."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from tests.support.polling import wait_for
+from tests.support.registry import create_model, upload_version
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+ENDED = ("live", "failed", "rolled_back", "superseded")
+# Health checks that pass in well under a second: the point of most tests is what happens after.
+QUICK = {"health_check_config": {"timeout": 5, "success_threshold": 2, "failure_threshold": 2}}
+
+
+@functools.cache
+def skops_model(seed: int = 0) -> bytes:
+    """A logistic regression on iris, fitted on a frame of FEATURES, as a skops file (what users upload)."""
+    import skops.io
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.drop(columns="target")
+    frame.columns = FEATURES
+    model = LogisticRegression(max_iter=200 + seed, random_state=seed).fit(frame, iris.target)
+    return skops.io.dumps(model)
+
+
+def iris_row(**changes: Any) -> dict[str, Any]:
+    return {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, **changes}
+
+
+def model_with_versions(client: FlaskClient, headers: dict, count: int = 1, **fields) -> dict:
+    model = create_model(client, headers, features=FEATURES, **fields)
+    for seed in range(count):
+        response = upload_version(client, headers, model["id"], skops_model(seed), filename="model.skops")
+        assert response.status_code == 201, response.json
+    return model
+
+
+def deploy(client: FlaskClient, headers: dict, model_id: str, **body) -> dict:
+    response = client.post(f"/api/v1/models/{model_id}/deployments",
+                           json={"environment": "production", **QUICK, **body}, headers=headers)
+    assert response.status_code == 202, response.json
+    return response.json
+
+
+def wait_ended(client: FlaskClient, headers: dict, deployment: dict, timeout: float = 60.0) -> dict:
+    def ended():
+        found = client.get(deployment["url"], headers=headers).json
+        return found if found["status"] in ENDED else None
+
+    return wait_for(ended, timeout=timeout, what=f"deployment {deployment['id']} to end")
