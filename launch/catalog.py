@@ -12,11 +12,12 @@ import importlib
 from typing import Any
 
 from services.identity.service import SERVICE as IDENTITY
+from services.monitoring.service import SERVICE as MONITORING
 from services.registry.service import SERVICE as REGISTRY
 from services.training.service import SERVICE as TRAINING
 from shared.service_spec import BeatEntry, ServiceSpec
 
-SERVICES: tuple[ServiceSpec, ...] = (IDENTITY, REGISTRY, TRAINING)
+SERVICES: tuple[ServiceSpec, ...] = (IDENTITY, REGISTRY, TRAINING, MONITORING)
 
 # What every service shares: the audit log, the outbox and consumer bookkeeping, idempotency keys, and
 # beat's housekeeping on the "default" queue. It serves no routes of its own.
