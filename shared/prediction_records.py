@@ -24,7 +24,11 @@ def prediction_record(*, model_id: uuid.UUID | str, version: int, request_id: st
                       deployment_id: uuid.UUID | str | None = None, unit_id: str | None = None,
                       features: dict[str, Any] | None = None, probabilities: Any = None,
                       latency_ms: float | None = None, error: str | None = None) -> dict[str, Any]:
-    """The record of one prediction (or of one that failed: `error` and no `prediction`), JSON-safe."""
+    """The record of one prediction (or of one that failed: `error` and no `prediction`), JSON-safe.
+
+    `features`, `prediction` and `probabilities` must hold plain JSON values already (numpy's through
+    `.tolist()` or `.item()`): the log drops a record the broker's JSON cannot carry.
+    """
     if predicted_at.tzinfo is None:
         raise ValueError("predicted_at must carry its time zone")
     return {
