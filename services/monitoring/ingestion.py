@@ -14,7 +14,7 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,7 +63,7 @@ def store_predictions(*, session: Session, records: list[Any]) -> Ingested:
         try:
             with session.begin_nested():
                 outcome.stored += _insert(session, [row for _, row in chunk])
-        except sa.exc.StatementError as exc:
+        except Exception as exc:
             if not _refused_data(exc):
                 raise
             log.warning("a batch of %d predictions was refused whole (%s); storing them one at a time",
@@ -77,7 +77,8 @@ def store_predictions(*, session: Session, records: list[Any]) -> Ingested:
 def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(TABLE).values(rows).on_conflict_do_nothing(index_elements=["model_id", "request_id"])
-    return session.execute(statement).rowcount
+    # preserve_rowcount: SQLAlchemy reports an INSERT's rowcount (the rows not skipped) only when asked.
+    return session.execute(statement, execution_options={"preserve_rowcount": True}).rowcount
 
 
 def _insert_one_at_a_time(session: Session, rows: list[tuple[int, dict[str, Any]]], outcome: Ingested) -> None:
@@ -85,18 +86,19 @@ def _insert_one_at_a_time(session: Session, rows: list[tuple[int, dict[str, Any]
         try:
             with session.begin_nested():
                 outcome.stored += _insert(session, [row])
-        except sa.exc.StatementError as exc:
+        except Exception as exc:
             if not _refused_data(exc):
                 raise
             outcome.rejected.append((index, f"the database refused it: {getattr(exc, 'orig', None) or exc}"))
 
 
-def _refused_data(exc: sa.exc.StatementError) -> bool:
-    """Whether the database (or a type's bind step) refused the values, rather than the connection or a
-    lock failing (OperationalError: the task's retry is for those) or the SQL being wrong (a bug)."""
+def _refused_data(exc: Exception) -> bool:
+    """Whether the values were refused: by the database, or on their way to it (a bind step or the driver
+    failing to encode one), rather than the connection or a lock failing (OperationalError: the task's
+    retry is for those) or the SQL being wrong (a bug)."""
     if isinstance(exc, sa.exc.DBAPIError):
         return isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError))
-    return True
+    return isinstance(exc, (sa.exc.StatementError, ValueError, TypeError))
 
 
 def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
@@ -156,8 +158,7 @@ def _text(record: dict, name: str, length: int | None) -> str | None:
         return None
     if not isinstance(value, str) or (name != "error" and not value):
         raise BadRecord(f"{name}: a non-empty string, not {value!r}")
-    if "\x00" in value:
-        raise BadRecord(f"{name}: contains a NUL character")  # Postgres stores no NUL in text
+    _check_string(name, value)
     if length is not None and len(value) > length:
         raise BadRecord(f"{name}: longer than {length} characters")
     return value
@@ -170,7 +171,8 @@ def _timestamp(value: Any) -> datetime:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise BadRecord(f"predicted_at: an ISO 8601 time with its zone, not {value!r}")
-    return moment
+    # In UTC: SQLite keeps a time's wall clock and drops its zone.
+    return moment.astimezone(timezone.utc)
 
 
 def _json(name: str, value: Any, *, missing_for_nan: bool = False, depth: int = 0) -> Any:
@@ -186,14 +188,26 @@ def _json(name: str, value: Any, *, missing_for_nan: bool = False, depth: int = 
             return None
         raise BadRecord(f"{name}: {value} is not a number JSON can hold")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise BadRecord(f"{name}: contains a NUL character")
+        _check_string(name, value)
         return value
     if isinstance(value, list):
         return [_json(name, item, missing_for_nan=missing_for_nan, depth=depth + 1) for item in value]
     if isinstance(value, dict):
-        if not all(isinstance(key, str) and "\x00" not in key for key in value):
-            raise BadRecord(f"{name}: object keys are strings without NUL")
+        for key in value:
+            if not isinstance(key, str):
+                raise BadRecord(f"{name}: object keys are strings")
+            _check_string(name, key)
         return {key: _json(name, item, missing_for_nan=missing_for_nan, depth=depth + 1)
                 for key, item in value.items()}
     raise BadRecord(f"{name}: {type(value).__name__} is not JSON")
+
+
+def _check_string(name: str, value: str) -> None:
+    # Postgres stores no NUL in text or JSONB, and the driver cannot encode a lone surrogate ("\\ud800",
+    # which JSON can carry) as UTF-8: either would fail the batch's one statement.
+    if "\x00" in value:
+        raise BadRecord(f"{name}: contains a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadRecord(f"{name}: not valid Unicode (a lone surrogate)") from None

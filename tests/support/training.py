@@ -58,10 +58,11 @@ class Worker:
 
 
 @contextlib.contextmanager
-def celery_worker(settings: dict[str, Any], log_path: Path, *, concurrency: int = 2) -> Iterator[Worker]:
-    """A worker consuming this run's hpo and default queues; stopped, and its queues deleted, afterwards."""
+def celery_worker(settings: dict[str, Any], log_path: Path, *, concurrency: int = 2,
+                  pools: tuple[str, ...] = ("hpo", "default")) -> Iterator[Worker]:
+    """A worker consuming this run's queues of `pools`; stopped, and its queues deleted, afterwards."""
     prefix = settings["task_queue_prefix"]
-    queues = [prefix + pool for pool in ("hpo", "default")]
+    queues = [prefix + pool for pool in pools]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "INFO",
