@@ -12,7 +12,8 @@ from shared.web import create_service_app
 
 
 def _build(name: str, specs: tuple[ServiceSpec, ...], settings: Settings | dict | None) -> Flask:
-    return create_service_app(name, [catalog.resolve(spec.register) for spec in specs], settings,
+    # A service without routes (monitoring, for now: only its workers run) adds none.
+    return create_service_app(name, [catalog.resolve(spec.register) for spec in specs if spec.register], settings,
                               credentials=catalog.credentials(),
                               readiness=tuple(dict.fromkeys(check for spec in specs for check in spec.readiness)))
 

@@ -13,12 +13,13 @@ from typing import Any
 
 from services.deployment.service import SERVICE as DEPLOYMENT
 from services.identity.service import SERVICE as IDENTITY
+from services.monitoring.service import SERVICE as MONITORING
 from services.registry.service import SERVICE as REGISTRY
 from services.serving.service import SERVICE as SERVING
 from services.training.service import SERVICE as TRAINING
 from shared.service_spec import BeatEntry, ServiceSpec
 
-SERVICES: tuple[ServiceSpec, ...] = (IDENTITY, REGISTRY, TRAINING, DEPLOYMENT, SERVING)
+SERVICES: tuple[ServiceSpec, ...] = (IDENTITY, REGISTRY, TRAINING, DEPLOYMENT, SERVING, MONITORING)
 
 # What every service shares: the audit log, the outbox and consumer bookkeeping, idempotency keys, and
 # beat's housekeeping on the "default" queue. It serves no routes of its own.

@@ -58,10 +58,12 @@ class Worker:
 
 
 @contextlib.contextmanager
-def celery_worker(settings: dict[str, Any], log_path: Path, *, concurrency: int = 2) -> Iterator[Worker]:
-    """A worker consuming every queue of this run (the catalog's); stopped, and its queues deleted, afterwards."""
+def celery_worker(settings: dict[str, Any], log_path: Path, *, concurrency: int = 2,
+                  pools: tuple[str, ...] | None = None) -> Iterator[Worker]:
+    """A worker consuming this run's queues of `pools` (default: every queue of the catalog); stopped, and
+    its queues deleted, afterwards."""
     prefix = settings["task_queue_prefix"]
-    queues = [prefix + pool for pool in catalog.queues()]
+    queues = [prefix + pool for pool in pools or catalog.queues()]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "INFO",

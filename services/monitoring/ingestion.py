@@ -1,0 +1,233 @@
+"""Storing prediction records (shared.prediction_records) as rows of the predictions table.
+
+A batch is one multi-row INSERT ... ON CONFLICT (model_id, request_id) DO NOTHING, on Postgres (its rows
+read from one JSON document) and on SQLite (a VALUES list): a request id already stored for its model is skipped, so a batch stored twice adds nothing.
+One bad record must not cost the others their place, and one statement fails whole: each record is
+checked first against what the databases refuse (a string with NUL, NaN in JSONB, a value too long for
+its column), and rejected alone. Should the statement still fail on data, the batch is stored a row at a
+time, each in a savepoint, so that only the rows the database refuses are lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services.monitoring.tables import NAME_LENGTH, REQUEST_ID_LENGTH, Prediction
+from shared.db import utcnow
+from shared.prediction_records import FIELDS, REQUIRED
+
+log = logging.getLogger(__name__)
+
+# Rows per statement and savepoint: bounds the JSON document a statement carries, and the rows retried
+# one at a time when a statement is refused.
+ROWS_PER_STATEMENT = 1000
+JSON_DEPTH = 32
+TABLE = Prediction.__table__
+
+
+class BadRecord(ValueError):
+    """A record the store cannot hold; the message says which field and why."""
+
+
+@dataclass
+class Ingested:
+    """What became of a batch: rows stored, records whose request id was already stored, and the
+    rejected records' positions in the batch with the reason."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def store_predictions(*, session: Session, records: list[Any]) -> Ingested:
+    """Store the valid records of a batch once per (model, request id); report the rest."""
+    outcome = Ingested()
+    rows: list[tuple[int, dict[str, Any]]] = []
+    received_at = utcnow()
+    for index, record in enumerate(records):
+        try:
+            rows.append((index, prediction_row(record, received_at=received_at)))
+        except BadRecord as exc:
+            outcome.rejected.append((index, str(exc)))
+    refused_before = len(outcome.rejected)
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start:start + ROWS_PER_STATEMENT]
+        try:
+            with session.begin_nested():
+                outcome.stored += _insert(session, [row for _, row in chunk])
+        except Exception as exc:
+            if not _refused_data(exc):
+                raise
+            log.warning("a batch of %d predictions was refused whole (%s); storing them one at a time",
+                        len(chunk), exc.__class__.__name__)
+            _insert_one_at_a_time(session, chunk, outcome)
+    refused_by_database = len(outcome.rejected) - refused_before
+    outcome.duplicates = len(rows) - outcome.stored - refused_by_database
+    return outcome
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert `rows` in one statement, skipping request ids stored before; the number inserted."""
+    if session.get_bind().dialect.name == "postgresql":
+        # The batch as one JSON document that Postgres turns into rows: one parameter, which the driver
+        # sends as it is. A VALUES list of 7,000 parameters was converted anew for every batch (psycopg
+        # caches no statement over 4 kB), and arrays per column element by element: most of the time.
+        document = json.dumps(rows, default=str)  # ids and times as text, which Postgres reads back
+        return session.execute(_FROM_JSON, {"rows": document}, execution_options={"preserve_rowcount": True}) \
+            .rowcount
+    # SQLite: an executemany with RETURNING goes as one multi-row INSERT per page of rows, compiled once
+    # ("insertmanyvalues"); the rows returned are those inserted.
+    return len(session.execute(_SQLITE_INSERT, rows).all())
+
+
+_COLUMNS = ", ".join(column.name for column in TABLE.columns)
+# A JSON null becomes SQL NULL in every column, JSONB ones included.
+_FROM_JSON = sa.text(
+    f"INSERT INTO {TABLE.name} ({_COLUMNS}) SELECT {_COLUMNS} FROM json_to_recordset(CAST(:rows AS json)) AS r("
+    + ", ".join(f"{column.name} {column.type.compile(postgresql.dialect())}" for column in TABLE.columns)
+    + ") ON CONFLICT (model_id, request_id) DO NOTHING"
+)
+_SQLITE_INSERT = sqlite.insert(TABLE).on_conflict_do_nothing(index_elements=["model_id", "request_id"]) \
+    .returning(TABLE.c.id)
+
+
+def _insert_one_at_a_time(session: Session, rows: list[tuple[int, dict[str, Any]]], outcome: Ingested) -> None:
+    for index, row in rows:
+        try:
+            with session.begin_nested():
+                outcome.stored += _insert(session, [row])
+        except Exception as exc:
+            if not _refused_data(exc):
+                raise
+            outcome.rejected.append((index, f"the database refused it: {getattr(exc, 'orig', None) or exc}"))
+
+
+def _refused_data(exc: Exception) -> bool:
+    """Whether the values were refused: by the database, or on their way to it (a bind step or the driver
+    failing to encode one), rather than the connection or a lock failing (OperationalError: the task's
+    retry is for those) or the SQL being wrong (a bug)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError))
+    return isinstance(exc, (sa.exc.StatementError, ValueError, TypeError))
+
+
+def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
+    """The table row of `record`, or BadRecord naming what is wrong with it."""
+    if not isinstance(record, dict):
+        raise BadRecord(f"a record is a JSON object, not {type(record).__name__}")
+    unknown = set(record) - set(FIELDS)
+    if unknown:
+        raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    missing = [name for name in REQUIRED if record.get(name) is None]
+    if missing:
+        raise BadRecord(f"missing: {', '.join(missing)}")
+    if record.get("prediction") is None and not record.get("error"):
+        raise BadRecord("a record has a prediction, or an error when the prediction failed")
+    version = record["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < 2**31:
+        raise BadRecord(f"version: a version number, not {version!r}")
+    latency = record.get("latency_ms")
+    if latency is not None and (not isinstance(latency, (int, float)) or isinstance(latency, bool)
+                                or not math.isfinite(latency) or latency < 0):
+        raise BadRecord(f"latency_ms: a finite number of milliseconds, not {latency!r}")
+    features = record.get("features")
+    if features is not None and not isinstance(features, dict):
+        raise BadRecord("features: an object of feature names and values")
+    return {
+        "id": uuid.uuid4(),
+        "model_id": _uuid(record, "model_id"),
+        "version": version,
+        "endpoint": _text(record, "endpoint", NAME_LENGTH),
+        "deployment_id": _uuid(record, "deployment_id"),
+        "request_id": _text(record, "request_id", REQUEST_ID_LENGTH),
+        "unit_id": _text(record, "unit_id", NAME_LENGTH),
+        # As the monitoring issue asks: a feature's NaN or infinity is a missing value, not a bad record.
+        "features": _json("features", features, missing_for_nan=True),
+        "prediction": _json("prediction", record.get("prediction")),
+        "probabilities": _json("probabilities", record.get("probabilities")),
+        "latency_ms": None if latency is None else float(latency),
+        "error": _text(record, "error", None),
+        "predicted_at": _timestamp(record["predicted_at"]),
+        "received_at": received_at,
+    }
+
+
+def _uuid(record: dict, name: str) -> uuid.UUID | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        raise BadRecord(f"{name}: a UUID, not {value!r}") from None
+
+
+def _text(record: dict, name: str, length: int | None) -> str | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or (name != "error" and not value):
+        raise BadRecord(f"{name}: a non-empty string, not {value!r}")
+    _check_string(name, value)
+    if length is not None and len(value) > length:
+        raise BadRecord(f"{name}: longer than {length} characters")
+    return value
+
+
+def _timestamp(value: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise BadRecord(f"predicted_at: an ISO 8601 time with its zone, not {value!r}")
+    # In UTC: SQLite keeps a time's wall clock and drops its zone.
+    return moment.astimezone(timezone.utc)
+
+
+def _json(name: str, value: Any, *, missing_for_nan: bool = False, depth: int = 0) -> Any:
+    """`value` as JSONB takes it: objects with string keys, finite numbers, strings without NUL."""
+    if depth > JSON_DEPTH:
+        raise BadRecord(f"{name}: nested deeper than {JSON_DEPTH}")
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        if missing_for_nan:
+            return None
+        raise BadRecord(f"{name}: {value} is not a number JSON can hold")
+    if isinstance(value, str):
+        _check_string(name, value)
+        return value
+    if isinstance(value, list):
+        return [_json(name, item, missing_for_nan=missing_for_nan, depth=depth + 1) for item in value]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise BadRecord(f"{name}: object keys are strings")
+            _check_string(name, key)
+        return {key: _json(name, item, missing_for_nan=missing_for_nan, depth=depth + 1)
+                for key, item in value.items()}
+    raise BadRecord(f"{name}: {type(value).__name__} is not JSON")
+
+
+def _check_string(name: str, value: str) -> None:
+    # Postgres stores no NUL in text or JSONB, and the driver cannot encode a lone surrogate ("\\ud800",
+    # which JSON can carry) as UTF-8: either would fail the batch's one statement.
+    if "\x00" in value:
+        raise BadRecord(f"{name}: contains a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadRecord(f"{name}: not valid Unicode (a lone surrogate)") from None

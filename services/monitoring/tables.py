@@ -1,0 +1,47 @@
+"""The predictions store: one row per prediction a model served (or failed to serve).
+
+Only monitoring writes it. A request id is stored once per model (the unique key), so a batch the
+ingest worker runs twice, or a record sent twice, leaves one row. Reads go by model and time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base, UUIDPrimaryKey, utcnow
+
+# None is SQL NULL here, not the JSON value null: "no features" must read as IS NULL.
+NullableJSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+REQUEST_ID_LENGTH = 255
+NAME_LENGTH = 255
+
+
+class Prediction(UUIDPrimaryKey, Base):
+    __tablename__ = "predictions"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    endpoint: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    deployment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    request_id: Mapped[str] = mapped_column(sa.String(REQUEST_ID_LENGTH))
+    unit_id: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    features: Mapped[dict | None] = mapped_column(NullableJSON)
+    # NULL only for a failed prediction, which has an error instead.
+    prediction: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
+    probabilities: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(sa.Float)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    predicted_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        sa.UniqueConstraint("model_id", "request_id", name="uq_predictions_model_id_request_id"),
+        sa.Index("ix_predictions_model_id_predicted_at", "model_id", "predicted_at"),
+    )

@@ -1,0 +1,37 @@
+"""The ingest pool's task: store a batch of serving's prediction records in monitoring's store.
+
+The batch is the task's argument (plain JSON records, shared.prediction_records); storing it twice
+(acks_late re-delivers the task of a worker that died) stores nothing twice, by the store's unique key.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy.exc import OperationalError
+
+from services.monitoring.ingestion import store_predictions as store
+from shared.prediction_records import STORE_PREDICTIONS
+from workers.database_task import DatabaseTask
+
+log = logging.getLogger(__name__)
+
+# Reasons logged per batch: enough to find the producer's mistake, not a log line per bad record.
+REASONS_LOGGED = 5
+
+
+@shared_task(bind=True, base=DatabaseTask, name=STORE_PREDICTIONS, autoretry_for=(OperationalError,),
+             retry_backoff=1, retry_backoff_max=60, retry_jitter=True, max_retries=8)
+def store_predictions(self: DatabaseTask, records: list[Any]) -> dict[str, int]:
+    """Store a batch of prediction records; a bad record is logged and counted, and the rest stored."""
+    # A lost connection, a deadlock or a busy SQLite is retried with backoff (autoretry_for) as a new
+    # message carrying the same batch: the rows of the failed attempt rolled back with it.
+    with self.transaction() as session:
+        outcome = store(session=session, records=records)
+    if outcome.rejected:
+        log.warning("stored %d of %d prediction records; rejected %d: %s", outcome.stored, len(records),
+                    len(outcome.rejected),
+                    "; ".join(f"#{index}: {reason}" for index, reason in outcome.rejected[:REASONS_LOGGED]))
+    return {"stored": outcome.stored, "duplicates": outcome.duplicates, "rejected": len(outcome.rejected)}
