@@ -21,7 +21,9 @@ from shared.auth import issue_token, requires
 from shared.config import Settings
 from shared.errors import IntegrityFailure
 from shared.schemas import StrictSchema
+from shared.prediction_records import QUEUE as PREDICTIONS_QUEUE
 from shared.service_client import fetcher
+from shared.tasks import task_sender
 from shared.web import Blueprint, MethodView, Runtime, runtime
 
 blp = Blueprint("serving", __name__, url_prefix="/api/v1/endpoints", description="Predictions")
@@ -91,15 +93,24 @@ def _loader(settings: Settings):
     return load
 
 
+_creating = threading.Lock()
+
+
 def _serving() -> Serving:
+    """The process's replica, statistics and prediction log, made on its first request: after gunicorn
+    forked, so that their threads run in the worker that serves."""
     app = current_app._get_current_object()
     serving = app.extensions.get(SERVING_KEY)
-    if serving is None:
-        rt = runtime()
-        replica = Replica(fetcher(rt.settings.deployment_url, app), _ServiceToken(app), _loader(rt.settings))
-        serving = app.extensions.setdefault(SERVING_KEY, Serving(replica, ServingStats(rt.registry),
-                                                                 PredictionLog.from_settings(rt.settings)))
-    return serving
+    if serving is not None:
+        return serving
+    with _creating:
+        if SERVING_KEY not in app.extensions:
+            rt = runtime()
+            replica = Replica(fetcher(rt.settings.deployment_url, app), _ServiceToken(app), _loader(rt.settings))
+            log = PredictionLog(task_sender(rt.settings), rt.settings.task_queue(PREDICTIONS_QUEUE),
+                                registry=rt.registry)
+            app.extensions[SERVING_KEY] = Serving(replica, ServingStats(rt.registry), log)
+        return app.extensions[SERVING_KEY]
 
 
 @blp.route("/<string:name>/predict")

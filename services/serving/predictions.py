@@ -10,11 +10,15 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 from services.serving.instances import validate_instances
+from services.serving.prediction_log import PredictionLog
 from services.serving.replica import NothingLive, Replica, bucket, choose
+from services.serving.window import ServingStats
 from shared.errors import DomainError, ValidationFailed
+from shared.prediction_records import prediction_record
 
 
 class PredictionFailed(DomainError):
@@ -29,8 +33,9 @@ def _request_ids(given: str | None, count: int) -> list[str]:
     return [given] if count == 1 else [f"{given}-{index}" for index in range(count)]
 
 
-def predict(*, replica: Replica, stats, prediction_log, endpoint: str, body: dict[str, Any],
-            max_rows: int) -> dict[str, Any]:
+def predict(*, replica: Replica, stats: ServingStats, prediction_log: PredictionLog, endpoint: str,
+            body: dict[str, Any], max_rows: int) -> dict[str, Any]:
+    """Answer with the version the request's unit meets; every row is handed to the prediction log."""
     desired = replica.desired(endpoint)
     routes = desired.routes_at(time.time())
     if not routes:
@@ -54,9 +59,14 @@ def predict(*, replica: Replica, stats, prediction_log, endpoint: str, body: dic
     seconds = time.perf_counter() - started
     stats.record(endpoint, route.version, seconds, False, len(rows))
     request_ids = _request_ids(body.get("request_id"), len(rows))
-    prediction_log.add(endpoint=endpoint, model_id=desired.model_id, version=route.version,
-                       deployment_id=route.deployment_id, request_ids=request_ids, unit_id=body.get("unit_id"),
-                       rows=rows, predictions=predictions, probabilities=probabilities, seconds=seconds)
+    predicted_at, latency_ms = datetime.now(timezone.utc), seconds * 1000.0
+    prediction_log.add([
+        prediction_record(model_id=desired.model_id, version=route.version, request_id=request_id,
+                          predicted_at=predicted_at, prediction=prediction, endpoint=endpoint,
+                          deployment_id=route.deployment_id, unit_id=body.get("unit_id"), features=row,
+                          probabilities=probabilities[index] if probabilities is not None else None,
+                          latency_ms=latency_ms)
+        for index, (request_id, row, prediction) in enumerate(zip(request_ids, rows, predictions))])
     answer = {"predictions": predictions, "model_version": route.version, "request_ids": request_ids,
               "endpoint": endpoint}
     if probabilities is not None:
