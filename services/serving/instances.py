@@ -16,6 +16,7 @@ per-field walk that names what is wrong runs only for a row that fails them.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Callable
 
@@ -66,12 +67,12 @@ def _category_error(value: Any, nullable: bool) -> str | None:
 
 
 class _Checker:
-    """The checks for one model's features, prepared once per call."""
+    """The checks for one model's features, prepared once per model (see `_checker`)."""
 
-    def __init__(self, features: list[str], kinds: dict[str, str], nullable: frozenset[str]):
-        self.features, self.kinds, self.nullable = features, kinds, nullable
+    def __init__(self, features: tuple[str, ...], kinds: tuple[tuple[str, str], ...], nullable: frozenset[str]):
+        self.features, self.kinds, self.nullable = features, dict(kinds), nullable
         self.expected = frozenset(features)
-        numeric = [name for name in features if kinds.get(name, "numeric") == "numeric"]
+        numeric = [name for name in features if self.kinds.get(name, "numeric") == "numeric"]
         self.numbers = _values(numeric)
         self.categories = _values([name for name in features if name not in set(numeric)])
 
@@ -101,6 +102,12 @@ class _Checker:
         return found
 
 
+@lru_cache(maxsize=64)
+def _checker(features: tuple[str, ...], kinds: tuple[tuple[str, str], ...], nullable: frozenset[str]) -> _Checker:
+    # A replica serves a few versions: their checkers are built once, not on each request.
+    return _Checker(features, kinds, nullable)
+
+
 def validate_instances(instances: Any, *, features: list[str], kinds: dict[str, str], max_rows: int,
                        nullable: frozenset[str] = frozenset()) -> list[dict]:
     """`instances` unchanged if every row has exactly `features`, of the right kind; ValidationFailed naming
@@ -112,7 +119,7 @@ def validate_instances(instances: Any, *, features: list[str], kinds: dict[str, 
     if len(instances) > max_rows:
         raise PayloadTooLarge(f"{len(instances)} instances is more than the {max_rows} one request may hold; "
                               "split them into smaller batches.")
-    checker = _Checker(features, kinds, nullable)
+    checker = _checker(tuple(features), tuple(kinds.items()), frozenset(nullable))
     passes = checker.passes
     if all(map(passes, instances)):
         return instances
