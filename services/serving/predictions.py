@@ -44,7 +44,8 @@ def predict(*, replica: Replica, stats: ServingStats, prediction_log: Prediction
     route = choose(routes, bucket(endpoint, unit) if unit else random.random() * 100.0)
     deployment = desired.deployments[route.deployment_id]
     model = replica.model(deployment)
-    rows = validate_instances(body.get("instances"), features=model.features, kinds=model.kinds, max_rows=max_rows)
+    rows = validate_instances(body.get("instances"), features=model.features, kinds=model.kinds, max_rows=max_rows,
+                              nullable=model.nullable)
     started = time.perf_counter()
     try:
         predictions, probabilities = model.predict(rows)
