@@ -152,7 +152,8 @@ def _update_progress(job: TrainingJob, spec: TrainingSpec, trials: list[Trial]) 
     sign = 1 if spec.direction == "maximize" else -1
     # Ties go to the earlier trial, so the best trial is deterministic.
     best = max(scored, key=lambda trial: (sign * trial.mean, -trial.number))
-    job.best_value, job.best_params, job.best_trial = best.mean, best.params, best.number
+    # The whole parameter set, fixed and searched: what the final fit uses and the version records.
+    job.best_value, job.best_params, job.best_trial = best.mean, spec.estimator_params(best.params), best.number
     job.cv_scores = {"metric": spec.metric, "mean": best.mean, "std": best.std, "folds": best.fold_scores}
 
 

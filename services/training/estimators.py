@@ -49,9 +49,15 @@ class EstimatorSpec:
 
     def make(self, params: dict[str, Any], random_state: int, early_stopping: bool, *,
              model_type: str | None = None) -> BaseEstimator:
-        """The estimator of `model_type` (default: the family's first) with `params` applied."""
+        """The estimator of `model_type` (default: the family's first) with `params` applied.
+
+        A `random_state` among `params` (a model's own hyperparameter) seeds the estimator instead of
+        the training's. (search_space.parse_fixed_params refuses it for an estimator without one.)
+        """
         kind = model_type or self.model_types[0]
-        return self.builders[kind](dict(params), random_state, early_stopping)
+        params = dict(params)
+        random_state = params.pop("random_state", random_state)
+        return self.builders[kind](params, random_state, early_stopping)
 
     def default_space(self, model_type: str) -> dict[str, dict[str, Any]]:
         return self.default_spaces[model_type]

@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 from services.training.data_checks import TrainingDataError, check_class_counts
 from services.training.estimators import resolve_estimator
 from services.training.job_state import end_job, lock_job
-from services.training.metrics import METRICS, default_metric
+from services.training.metrics import METRICS, canonical_metric, default_metric
 from services.training.tables import CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TrainingJob, Trial
-from shared.registry_client import RegistryClient
-from services.training.search_space import SearchSpaceError, parse_search_space
+from services.training.search_space import (
+    HyperparameterError, SearchSpaceError, parse_fixed_params, parse_search_space,
+)
 from services.training.service import QUEUE, START_TRAINING
 from services.training.spec import (
     Augmentation, FeatureSelection, Imputation, Preprocessing, TrainingSpec, spec_errors,
@@ -36,6 +37,7 @@ from shared.csv_format import NULL_TOKENS, header_problem
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.pagination import Page, Sorting, paginate
+from shared.registry_client import RegistryClient
 from shared.tasks import enqueue_after_commit
 
 TRAINABLE_TYPES = ("classification", "regression")
@@ -201,6 +203,13 @@ def _spec(body: dict[str, Any], model: dict[str, Any], data: TrainingData, setti
         estimator = resolve_estimator(body["estimator"], model_type)
     except ValueError as exc:
         raise _invalid("estimator", str(exc)) from None
+    try:
+        hyperparameters = parse_fixed_params(model.get("hyperparameters") or {}, estimator, model_type)
+    except HyperparameterError as exc:
+        raise ValidationFailed(
+            f"The model's hyperparameters are the starting parameters of its trainings, and {exc.detail} "
+            f"Change them on the model, or name an estimator that takes them.",
+            errors={"hyperparameters": exc.errors}) from None
     search_space: dict[str, Any] = {}
     if body["enable_hyperparameter_optimization"]:
         try:
@@ -209,7 +218,7 @@ def _spec(body: dict[str, Any], model: dict[str, Any], data: TrainingData, setti
         except SearchSpaceError as exc:
             raise ValidationFailed("The search space is not valid for this estimator.",
                                    errors={"optimization": {"search_space": exc.errors}}) from None
-    metric = optimization["metric"] or default_metric(model_type)
+    metric = canonical_metric(optimization["metric"] or default_metric(model_type))
     pre, aug = body["preprocessing"], body["augmentation"]
     spec = TrainingSpec(
         model_type=model_type, features=tuple(features), target=target, estimator=body["estimator"],
@@ -222,10 +231,10 @@ def _spec(body: dict[str, Any], model: dict[str, Any], data: TrainingData, setti
         early_stopping=body["enable_early_stopping"], random_state=body["random_state"], metric=metric,
         direction=optimization["direction"] or (METRICS[metric].direction if metric in METRICS else ""),
         strategy=optimization["strategy"],
-        # Without HPO one trial runs the estimator's defaults; its CV scores are still reported.
+        # Without HPO one trial fits the model's hyperparameters; its CV scores are still reported.
         max_trials=optimization["max_trials"] if body["enable_hyperparameter_optimization"] else 1,
         parallelism=optimization["parallelism"] or settings.hpo_parallelism,
-        search_space=search_space,
+        search_space=search_space, hyperparameters=hyperparameters,
     )
     errors = spec_errors(spec)
     if errors:

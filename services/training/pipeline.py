@@ -94,7 +94,8 @@ def _selector(spec: TrainingSpec, feature_kinds: dict[str, str]) -> BaseEstimato
 
 def build_pipeline(spec: TrainingSpec, params: dict[str, Any], feature_kinds: dict[str, str], *,
                    probability: bool = False) -> Pipeline:
-    """The unfitted pipeline for `spec` with the estimator's `params`.
+    """The unfitted pipeline for `spec` with the estimator's `params` (the searched ones, over the spec's
+    fixed hyperparameters).
 
     `probability` wraps an estimator without predict_proba (SVC) in sigmoid calibration, as
     scikit-learn 1.9 advises instead of SVC(probability=True); a deterministic 3-fold split.
@@ -110,7 +111,8 @@ def build_pipeline(spec: TrainingSpec, params: dict[str, Any], feature_kinds: di
     selector = _selector(spec, feature_kinds)
     if selector is not None:
         steps.append(("select", selector))
-    estimator = family.make(params, spec.random_state, spec.early_stopping, model_type=spec.model_type)
+    estimator = family.make(spec.estimator_params(params), spec.random_state, spec.early_stopping,
+                            model_type=spec.model_type)
     if probability and not hasattr(estimator, "predict_proba"):
         estimator = CalibratedClassifierCV(estimator, method="sigmoid", cv=3, ensemble=False)
     steps.append(("estimator", estimator))

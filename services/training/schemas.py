@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.training.tables import JOB_STATUSES, TRIAL_STATES
 from shared.pagination import ListArgs
@@ -12,6 +12,8 @@ from shared.schemas import StrictSchema, UtcDateTime
 STRATEGIES = ("grid", "random", "bayesian", "genetic", "tpe")
 MAX_TRIALS = 1000
 MAX_FOLDS = 20
+DEFAULT_ESTIMATOR = "random_forest"  # trains both model types; the brief's hyperparameters are a forest's
+DEFAULT_MAX_TRIALS = 20
 
 
 def _split(default: float) -> fields.Float:
@@ -25,6 +27,22 @@ class ImputationSchema(StrictSchema):
     categorical = fields.String(load_default="most_frequent", validate=validate.OneOf(("most_frequent", "constant")))
 
 
+class ShorthandNested(fields.Nested):
+    """A nested object that may also be given as a plain string, meaning {`shorthand`: string}.
+
+    The brief writes `"feature_selection": "mutual_info"` for `{"method": "mutual_info"}`.
+    """
+
+    def __init__(self, nested, *, shorthand: str, **kwargs):
+        super().__init__(nested, **kwargs)
+        self.shorthand = shorthand
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = {self.shorthand: value}
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class FeatureSelectionSchema(StrictSchema):
     method = fields.String(load_default="none", validate=validate.OneOf(("mutual_info", "f_test", "variance", "none")))
     k = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1))
@@ -32,9 +50,20 @@ class FeatureSelectionSchema(StrictSchema):
 
 class PreprocessingSchema(StrictSchema):
     scaling = fields.String(load_default="standard", validate=validate.OneOf(("standard", "minmax", "robust", "none")))
-    encoding = fields.String(load_default="onehot", validate=validate.OneOf(("onehot", "ordinal")))
+    encoding = fields.String(load_default="onehot", validate=validate.OneOf(("onehot", "ordinal", "label")),
+                             metadata={"description": "label is another name for ordinal (the brief's); "
+                                                      "the target is label-encoded whatever this says"})
     imputation = fields.Nested(ImputationSchema, load_default=lambda: ImputationSchema().load({}))
-    feature_selection = fields.Nested(FeatureSelectionSchema, load_default=lambda: FeatureSelectionSchema().load({}))
+    feature_selection = ShorthandNested(
+        FeatureSelectionSchema, shorthand="method", load_default=lambda: FeatureSelectionSchema().load({}),
+        metadata={"description": 'an object, or a method name alone: "mutual_info" is {"method": "mutual_info"}'})
+
+    @post_load
+    def _label_is_ordinal(self, data, **_):
+        # One name per encoding from here on: the spec, the job and the pipeline say "ordinal".
+        if data["encoding"] == "label":
+            data["encoding"] = "ordinal"
+        return data
 
 
 class AugmentationSchema(StrictSchema):
@@ -45,7 +74,9 @@ class AugmentationSchema(StrictSchema):
 
 class OptimizationSchema(StrictSchema):
     strategy = fields.String(load_default="tpe", validate=validate.OneOf(STRATEGIES))
-    max_trials = fields.Integer(load_default=20, strict=True, validate=validate.Range(min=1, max=MAX_TRIALS))
+    # No load_default: the request's top-level max_trials may give it instead; the default is applied there.
+    max_trials = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_TRIALS),
+                                metadata={"description": f"default {DEFAULT_MAX_TRIALS}"})
     metric = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
     direction = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("maximize", "minimize")))
     search_space = fields.Dict(keys=fields.String(), load_default=None, allow_none=True)
@@ -63,12 +94,16 @@ class TrainingRequestSchema(StrictSchema):
     features = fields.List(fields.String(validate=validate.Length(min=1, max=255)), load_default=None,
                            allow_none=True, metadata={"description": "defaults to the model's features, else every "
                                                                      "column but the target"})
-    estimator = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    estimator = fields.String(load_default=DEFAULT_ESTIMATOR, validate=validate.Length(min=1, max=64),
+                              metadata={"description": "its starting parameters are the model's hyperparameters"})
     validation_split = _split(0.1)
     test_split = _split(0.2)
     cross_validation_folds = fields.Integer(load_default=5, strict=True, validate=validate.Range(min=2, max=MAX_FOLDS))
     enable_hyperparameter_optimization = fields.Boolean(load_default=True)
     optimization = fields.Nested(OptimizationSchema, load_default=lambda: OptimizationSchema().load({}))
+    max_trials = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                validate=validate.Range(min=1, max=MAX_TRIALS),
+                                metadata={"description": "the same as optimization.max_trials (the brief's place)"})
     enable_early_stopping = fields.Boolean(load_default=False)
     random_state = fields.Integer(load_default=42, strict=True, validate=validate.Range(min=0, max=2**32 - 1))
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
@@ -81,6 +116,17 @@ class TrainingRequestSchema(StrictSchema):
             raise ValidationError("Give exactly one of dataset_id and training_data_path.", "dataset_id")
         if data["validation_split"] + data["test_split"] >= 0.9:
             raise ValidationError("validation_split + test_split must be below 0.9.", "test_split")
+        top, nested = data.get("max_trials"), data["optimization"].get("max_trials")
+        if top is not None and nested is not None and top != nested:
+            raise ValidationError(f"max_trials ({top}) and optimization.max_trials ({nested}) are the same "
+                                  "setting and disagree; give one of them.", "max_trials")
+
+    @post_load
+    def _one_place_for_max_trials(self, data, **_):
+        top = data.pop("max_trials")
+        optimization = data["optimization"]
+        optimization["max_trials"] = optimization.get("max_trials") or top or DEFAULT_MAX_TRIALS
+        return data
 
 
 class TrainingAcceptedSchema(Schema):

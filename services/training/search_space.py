@@ -124,16 +124,48 @@ def _check_accepted(estimator_spec: Any, model_type: str, name: str, definition:
     """
     values = definition["choices"] if definition["type"] == "categorical" else [definition["low"], definition["high"]]
     for value in values:
+        _check_value(estimator_spec, model_type, name, value, doing="searched")
+
+
+def _check_value(estimator_spec: Any, model_type: str, name: str, value: Any, *, doing: str) -> None:
+    try:
+        estimator = estimator_spec.make({name: value}, random_state=0, early_stopping=False, model_type=model_type)
+    except TypeError:
+        # make() passes this parameter itself (n_jobs, max_iter, early-stopping settings...).
+        raise ValueError(f"{name!r} is set by the platform for this estimator and cannot be {doing}.") from None
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{value!r} is not accepted: {exc}") from None
+
+
+class HyperparameterError(ValidationFailed):
+    """A model's hyperparameters name parameters or values the estimator cannot take; `errors` is keyed by name."""
+
+
+def parse_fixed_params(raw: Mapping[str, Any], estimator_spec: Any, model_type: str) -> dict[str, Any]:
+    """Check fixed parameters (a model's hyperparameters) against the estimator and return them.
+
+    Unlike a search space, `random_state` may be fixed: it seeds the estimator (estimators.make).
+    HyperparameterError.errors maps each parameter the estimator does not take, or takes but not with
+    this value, to its message.
+    """
+    estimator = estimator_spec.make({}, random_state=0, early_stopping=False, model_type=model_type)
+    known = set(estimator.get_params(deep=False))
+    errors: dict[str, list[str]] = {}
+    for name in sorted(raw):
+        if name not in known:
+            errors[name] = [f"{type(estimator).__name__} ({model_type}) takes no parameter {name!r}; "
+                            f"it takes: {', '.join(sorted(known))}."]
+            continue
         try:
-            estimator = estimator_spec.make({name: value}, random_state=0, early_stopping=False,
-                                            model_type=model_type)
-        except TypeError:
-            # make() passes this parameter itself (n_jobs, max_iter, early-stopping settings...).
-            raise ValueError(f"{name!r} is set by the platform for this estimator and cannot be searched.") from None
-        try:
-            estimator._validate_params()
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{value!r} is not accepted: {exc}") from None
+            _check_value(estimator_spec, model_type, name, raw[name], doing="set")
+        except ValueError as exc:
+            errors[name] = [str(exc)]
+    if errors:
+        raise HyperparameterError(f"{type(estimator).__name__} ({model_type}) cannot take "
+                                  f"{', '.join(map(repr, errors))}.", errors=errors)
+    return dict(raw)
 
 
 def space_size(space: Mapping[str, Mapping[str, Any]]) -> int | None:

@@ -72,6 +72,14 @@ class TrainingSpec:
     parallelism: int = 1
     # Normalised by search_space.parse_search_space; {} means the estimator's default space.
     search_space: dict[str, Any] = field(default_factory=dict)
+    # The model's hyperparameters, checked by search_space.parse_fixed_params: the parameters of every
+    # fit, except those the search space varies. A random_state here seeds the estimator; the training's
+    # random_state still seeds the splits, folds, samplers and the search.
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def estimator_params(self, searched: dict[str, Any]) -> dict[str, Any]:
+        """The estimator's parameters for one fit: the fixed hyperparameters, with `searched` over them."""
+        return {**self.hyperparameters, **searched}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (tuples become lists), for the job row and Celery messages."""

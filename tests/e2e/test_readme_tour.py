@@ -75,12 +75,17 @@ def test_the_readme_tour_runs_top_to_bottom_against_make_run(tmp_path):
         made = {path.name for path in workdir.iterdir()}
         assert {"churn-v1.skops", "customers.csv"} <= made, made  # downloads, beside the uploaded files
         assert (workdir / "customers.csv").read_bytes() == (workdir / "march-export.csv").read_bytes()
-        assert "succeeded" in done.stdout.splitlines()  # the poll loop's last word
+        # The poll loops' last words: the brief's example 2, then the cancer training.
+        assert done.stdout.splitlines().count("succeeded") == 2, done.stdout[-4000:]
         # The cancelled second training leaves the model trained, once every event has been handled.
         wait_for(lambda: _all_events_sent(var_dir / "modelyard.db"), timeout=10, what="every event to be handled")
         http = login(base, PASSWORD)
         assert http.get(f"{base}/api/v1/models/cancer").json()["status"] == "trained"
         jobs = http.get(f"{base}/api/v1/models/cancer/trainings").json()["items"]
         assert [(job["status"], job["phase"]) for job in jobs] == [("cancelled", None), ("succeeded", None)]
+        # The brief's example 2, sent as written: a random forest from the model's hyperparameters.
+        [churn] = http.get(f"{base}/api/v1/models/Customer%20Churn%20Predictor/trainings").json()["items"]
+        assert (churn["status"], churn["estimator"], churn["best_params"]["random_state"]) == \
+            ("succeeded", "random_forest", 42)
     finally:
         run.stop()

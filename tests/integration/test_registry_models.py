@@ -226,3 +226,16 @@ def test_hard_delete_removes_the_model_with_its_versions_and_aliases(app, client
     assert [(event["payload"]["model_id"], event["payload"]["changes"]) for event in deleted] == [(model["id"], {"versions": 1})]
     # The name is free again.
     create_model(client, ds, model["name"])
+
+
+@pytest.mark.parametrize("method, path", [("post", ""), ("patch", "/{id}")])
+def test_created_by_in_a_models_body_is_a_422_saying_the_creator_comes_from_the_credentials(
+        client, ds, method, path):
+    model = create_model(client, ds, "existing")
+    body = {"created_by": "someone-else"} if method == "patch" else model_body(created_by="someone-else")
+    response = getattr(client, method)("/api/v1/models" + path.format(id=model["id"]), json=body, headers=ds)
+    assert response.status_code == 422, response.json
+    assert response.mimetype == "application/problem+json"
+    assert "taken from the credentials" in response.json["detail"]
+    assert list(response.json["errors"]) == ["created_by"]
+    assert client.get(f"/api/v1/models/{model['id']}", headers=ds).json["created_by"] == "dana"

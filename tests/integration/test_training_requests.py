@@ -256,3 +256,55 @@ def test_a_training_is_requested_and_listed_by_the_models_name(app, client, ds, 
     assert unknown.status_code == 404 and "'no-such-model'" in unknown.json["detail"]
     with Connection(settings["broker_url"]) as connection:
         connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
+
+
+def test_the_briefs_names_are_accepted_and_stored_as_ours(client, ds, settings, model, dataset):
+    body = {"dataset_id": dataset["id"], "cross_validation_folds": 3, "max_trials": 3,
+            "optimization": {"metric": "f1_score"},
+            "preprocessing": {"encoding": "label", "feature_selection": "mutual_info"}}
+    response = post(client, ds, model["id"], **body)
+    assert response.status_code == 202, response.json
+    job = client.get(response.json["url"], headers=ds).json
+    assert (job["estimator"], job["metric"], job["spec"]["max_trials"]) == ("random_forest", "f1", 3)
+    assert job["spec"]["preprocessing"]["encoding"] == "ordinal"
+    assert job["spec"]["preprocessing"]["feature_selection"] == {"method": "mutual_info", "k": None}
+    same_twice = {**body, "estimator": "random_forest", "optimization": {"max_trials": 3}}
+    assert post(client, ds, model["id"], **same_twice).status_code == 202  # the same number in both places
+    with Connection(settings["broker_url"]) as connection:
+        connection.default_channel.queue_purge(settings["task_queue_prefix"] + "hpo")
+
+
+def test_max_trials_given_twice_and_different_is_a_422(app, client, ds, settings, model, dataset):
+    response = post(client, ds, model["id"], **valid(dataset, max_trials=20, optimization={"max_trials": 5}))
+    assert response.status_code == 422, response.json
+    assert "optimization.max_trials" in response.json["errors"]["max_trials"][0]
+    nothing_was_written(app, settings)
+
+
+def test_a_feature_selection_method_alone_is_still_checked(app, client, ds, settings, model, dataset):
+    response = post(client, ds, model["id"], **valid(dataset, preprocessing={"feature_selection": "chi2"}))
+    assert response.status_code == 422, response.json
+    assert "method" in response.json["errors"]["preprocessing"]["feature_selection"]
+    nothing_was_written(app, settings)
+
+
+@pytest.mark.parametrize("hyperparameters, estimator, bad", [
+    ({"n_estimators": 100, "C": 1.0}, None, ["C"]),             # the default random forest has no C
+    ({"n_estimators": 100, "C": 1.0}, "svm", ["n_estimators"]),  # an SVM has C, not trees
+    ({"max_depth": -1}, None, ["max_depth"]),                   # a parameter it has, a value it refuses
+    ({"n_jobs": 4}, None, ["n_jobs"]),                          # set by the platform
+    ({"random_state": 42}, "knn", ["random_state"]),            # k-nearest neighbours take no seed
+])
+def test_a_model_hyperparameter_the_estimator_does_not_take_is_a_422_naming_it(
+        app, client, ds, settings, dataset, hyperparameters, estimator, bad):
+    model = create_model(client, ds, type="classification", target_variable="target", hyperparameters=hyperparameters)
+    body = valid(dataset)
+    if estimator is None:
+        del body["estimator"]
+    else:
+        body["estimator"] = estimator
+    response = post(client, ds, model["id"], **body)
+    assert response.status_code == 422, response.json
+    assert list(response.json["errors"]["hyperparameters"]) == bad
+    assert f"'{bad[0]}'" in response.json["detail"] and "model's hyperparameters" in response.json["detail"]
+    nothing_was_written(app, settings)

@@ -137,6 +137,23 @@ def bundled_frame(name: str) -> tuple[pd.DataFrame, str]:
     return frame, "target"
 
 
+def churn_frame(rows: int = 300, seed: int = 0) -> pd.DataFrame:
+    """The brief's churn data: features age, income, usage_frequency, support_calls and target churned,
+    with churn likelier for customers who call support often and use the product little."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "age": rng.integers(18, 80, rows),
+        "income": rng.normal(55_000, 15_000, rows).round(2),
+        "usage_frequency": rng.integers(0, 30, rows),
+        "support_calls": rng.poisson(2, rows),
+    })
+    odds = 0.6 * frame["support_calls"] - 0.15 * frame["usage_frequency"] + rng.normal(0, 1, rows)
+    frame["churned"] = (odds > 0).astype(int)
+    return frame
+
+
 def upload_frame(client: FlaskClient, headers: dict, frame: pd.DataFrame, name: str) -> dict:
     response = client.post("/api/v1/datasets", data={"file": (io.BytesIO(csv_bytes(frame)), f"{name}.csv")},
                            headers=headers, content_type="multipart/form-data")

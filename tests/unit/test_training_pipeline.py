@@ -202,8 +202,19 @@ def test_a_spec_round_trips_through_plain_json_types():
     spec = spec_for(CLF, preprocessing=Preprocessing("robust", "ordinal", Imputation("constant", "constant"),
                                                      FeatureSelection("mutual_info", 5)),
                     augmentation=Augmentation(True, ("random_oversampling",)), metric="f1", direction="maximize",
-                    search_space={"C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}})
+                    search_space={"C": {"type": "float", "low": 0.1, "high": 10.0, "log": True}},
+                    hyperparameters={"C": 2.0, "random_state": 5})
     assert TrainingSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_the_models_hyperparameters_are_fixed_unless_searched_and_their_random_state_seeds_the_estimator():
+    spec = spec_for(CLF, estimator="random_forest", random_state=3,
+                    hyperparameters={"n_estimators": 12, "max_depth": 4, "random_state": 42})
+    data = split(CLF, spec)
+    forest = build_pipeline(spec, {"max_depth": 7}, data.feature_kinds).named_steps["estimator"]
+    assert (forest.n_estimators, forest.max_depth, forest.random_state) == (12, 7, 42)
+    unseeded = build_pipeline(spec_for(CLF, estimator="random_forest", random_state=3), {}, data.feature_kinds)
+    assert unseeded.named_steps["estimator"].random_state == 3  # the training's, when the model names none
 
 
 def test_spec_errors_name_each_field_that_cannot_train():
