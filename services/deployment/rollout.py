@@ -1,7 +1,8 @@
 """The rollout state machine, one transaction per step, run by the `deploy` queue's tasks (workers/deploy.py).
 
-pending -> deploying -> health_checking -> [canary, step by step] -> live, superseding the deployment
-live before; or -> failed, before any traffic moved; or -> rolled_back, after. Each step re-reads the
+pending -> deploying -> health_checking -> [canary, step by step] -> switching -> live, superseding the
+deployment live before (`switching`: all traffic goes to the candidate once the switch written ahead
+takes effect, so that `live` means every replica serves it); or -> failed, before any traffic moved; or -> rolled_back, after. Each step re-reads the
 deployment under a row lock and acts only if it is where the step expects it, so a task delivered
 twice (a redelivery, or the stall sweep's re-send) changes nothing the second time.
 """
@@ -21,7 +22,8 @@ from services.deployment import traffic
 from services.deployment.deployments import PRODUCER, TASK_GRACE, model_live, outcome_payload, transition
 from services.deployment.service import NEXT_STEP, ROLL_OUT
 from services.deployment.tables import (
-    CANARY_STEPS, DEPLOYING, FAILED, HEALTH_CHECKING, LIVE, PENDING, SUPERSEDED, Deployment, Endpoint,
+    CANARY_STEPS, DEPLOYING, FAILED, HEALTH_CHECKING, IN_PROGRESS, LIVE, PENDING, SUPERSEDED, SWITCHING, Deployment,
+    Endpoint,
 )
 from shared.db import select_for_update, utcnow
 from shared.events.outbox import emit
@@ -122,11 +124,15 @@ def checked(session: Session, deployment_id: uuid.UUID, results: list[dict], fai
 
 
 def advance(session: Session, deployment_id: uuid.UUID, step: int, queue: str) -> None:
-    """A canary's next step, if the rollout is still at the one before."""
+    """The rollout's next step (past the last: live), if it is still at the one before."""
     deployment = _locked(session, deployment_id)
-    if deployment is None or deployment.status != CANARY_STEPS or deployment.step != step - 1:
+    if deployment is None or deployment.status not in (CANARY_STEPS, SWITCHING) or deployment.step != step - 1:
         return
-    _move_traffic(session, deployment, session.get(Endpoint, deployment.endpoint_id), step, queue)
+    endpoint = session.get(Endpoint, deployment.endpoint_id)
+    if step < len(deployment.steps):
+        _move_traffic(session, deployment, endpoint, step, queue)
+    else:
+        _go_live(session, deployment, endpoint)
 
 
 def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, step: int, queue: str) -> None:
@@ -142,14 +148,22 @@ def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, 
         transition(session, deployment, CANARY_STEPS, f"step {step + 1} of {len(deployment.steps)}: "
                                                       f"{weight}% of traffic to version {deployment.version}")
         countdown = traffic.SWITCH_AHEAD_SECONDS + deployment.step_pause_seconds
-        deployment.next_action_at = utcnow() + timedelta(seconds=countdown) + TASK_GRACE
-        enqueue_after_commit(session, NEXT_STEP, str(deployment.id), step + 1, queue=queue, countdown=countdown)
-        return
+    else:
+        transition(session, deployment, SWITCHING, f"all traffic goes to version {deployment.version} at "
+                                                   f"{traffic.effective_at(change).isoformat()}")
+        countdown = traffic.SWITCH_AHEAD_SECONDS
+    deployment.next_action_at = utcnow() + timedelta(seconds=countdown) + TASK_GRACE
+    enqueue_after_commit(session, NEXT_STEP, str(deployment.id), step + 1, queue=queue, countdown=countdown)
+
+
+def _go_live(session: Session, deployment: Deployment, endpoint: Endpoint) -> None:
+    """The switch to the candidate is in effect: it is live, and the deployment it replaced superseded."""
+    previous = session.get(Deployment, deployment.previous_id) if deployment.previous_id else None
     for replaced in session.scalars(sa.select(Deployment).where(
             Deployment.endpoint_id == endpoint.id, Deployment.status == LIVE, Deployment.id != deployment.id)):
         transition(session, replaced, SUPERSEDED, f"replaced by version {deployment.version}")
     transition(session, deployment, LIVE, f"version {deployment.version} takes all traffic")
-    deployment.live_at, deployment.next_action_at = traffic.effective_at(change), None
+    deployment.live_at, deployment.next_action_at = utcnow(), None
     emit(session, "deployment.live", outcome_payload(deployment, endpoint, model_live=True,
                                                      previous_version=previous.version if previous else None),
          producer=PRODUCER)
@@ -158,11 +172,10 @@ def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, 
 def redispatch(session: Session, queue: str) -> int:
     """Send again the task of every rollout whose next step is overdue (its task never arrived)."""
     overdue = session.scalars(sa.select(Deployment).where(
-        Deployment.status.in_((PENDING, DEPLOYING, HEALTH_CHECKING, CANARY_STEPS)),
-        Deployment.next_action_at < utcnow()))
+        Deployment.status.in_(IN_PROGRESS), Deployment.next_action_at < utcnow()))
     sent = 0
     for deployment in overdue:
-        if deployment.status == CANARY_STEPS:
+        if deployment.status in (CANARY_STEPS, SWITCHING):
             enqueue_after_commit(session, NEXT_STEP, str(deployment.id), deployment.step + 1, queue=queue)
         else:
             enqueue_after_commit(session, ROLL_OUT, str(deployment.id), queue=queue)

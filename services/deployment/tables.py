@@ -20,12 +20,13 @@ ENVIRONMENTS = ("development", "staging", "production")
 STRATEGIES = ("blue_green", "canary")
 BLUE_GREEN, CANARY = STRATEGIES
 
-STATUSES = ("pending", "deploying", "health_checking", "canary", "live", "superseded", "failed", "rolled_back")
-PENDING, DEPLOYING, HEALTH_CHECKING, CANARY_STEPS, LIVE, SUPERSEDED, FAILED, ROLLED_BACK = STATUSES
+STATUSES = ("pending", "deploying", "health_checking", "canary", "switching", "live", "superseded", "failed",
+            "rolled_back")
+PENDING, DEPLOYING, HEALTH_CHECKING, CANARY_STEPS, SWITCHING, LIVE, SUPERSEDED, FAILED, ROLLED_BACK = STATUSES
 # A deployment in one of these holds its endpoint: a second one there is a 409 until it ends.
-IN_PROGRESS = (PENDING, DEPLOYING, HEALTH_CHECKING, CANARY_STEPS)
-# Traffic moved to the candidate in these; a rollback returns it.
-SERVING = (CANARY_STEPS, LIVE)
+IN_PROGRESS = (PENDING, DEPLOYING, HEALTH_CHECKING, CANARY_STEPS, SWITCHING)
+# Traffic moved (or is moving) to the candidate in these; a rollback returns it.
+SERVING = (CANARY_STEPS, SWITCHING, LIVE)
 
 
 class Endpoint(UUIDPrimaryKey, Base):

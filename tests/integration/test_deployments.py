@@ -61,14 +61,13 @@ def test_a_version_goes_live_and_answers_predictions_naming_itself(client, ml, d
     assert accepted["endpoint_url"] == "/api/v1/endpoints/iris-classifier-production/predict"
     deployment = wait_ended(client, ml, accepted)
     assert deployment["status"] == "live", deployment
-    assert [t["to_status"] for t in deployment["transitions"]] == ["pending", "deploying", "health_checking", "live"]
+    assert [t["to_status"] for t in deployment["transitions"]] == ["pending", "deploying", "health_checking", "switching",
+                                                                    "live"]
     assert all(t["reason"] for t in deployment["transitions"])
     assert [check["ok"] for check in deployment["health"]] == [True, True, True]  # the load, then two smoke predictions
     endpoint = client.get("/api/v1/endpoints/iris-classifier-production", headers=ds).json
     assert endpoint["live_version"] == 1 and endpoint["candidate_version"] is None
-    # The switch was written ahead: predictions start once it is in effect.
-    wait_for(lambda: predict(client, ds, "iris-classifier-production").status_code == 200, timeout=10,
-             what="the first version to serve")
+    # Live means in effect: the first prediction after it is served.
     answer = predict(client, ds, "iris-classifier-production", [iris_row(), iris_row(petal_length=5.0)],
                      request_id="req-1").json
     assert answer["model_version"] == 1 and answer["predictions"][0] == 0
@@ -87,7 +86,7 @@ def test_blue_green_then_rollback_and_the_history_of_what_served(client, ml, ds)
     model = model_with_versions(client, ds, count=2)
     first = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
     endpoint = first["endpoint"]
-    wait_for(lambda: predict(client, ds, endpoint).status_code == 200, timeout=10, what="version 1 to serve")
+    assert served_version(client, ds, endpoint) == 1
     between = datetime.now(timezone.utc)
     second_accepted = deploy(client, ml, model["id"], version=2)
     # One rollout at a time per endpoint.
@@ -96,7 +95,7 @@ def test_blue_green_then_rollback_and_the_history_of_what_served(client, ml, ds)
     second = wait_ended(client, ml, second_accepted)
     assert second["status"] == "live" and second["previous_id"] == first["id"]
     assert client.get(f"/api/v1/deployments/{first['id']}", headers=ml).json["status"] == "superseded"
-    wait_for(lambda: served_version(client, ds, endpoint) == 2, timeout=10, what="version 2 to serve")
+    assert served_version(client, ds, endpoint) == 2
     after = datetime.now(timezone.utc)
 
     rolled = client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml)
@@ -127,7 +126,7 @@ def test_a_canary_moves_traffic_step_by_step(client, ml, ds):
                                            canary={"steps": [50, 100], "pause_seconds": 1}))
     assert canary["status"] == "live"
     moves = [t["to_status"] for t in canary["transitions"]]
-    assert moves == ["pending", "deploying", "health_checking", "canary", "live"]
+    assert moves == ["pending", "deploying", "health_checking", "canary", "switching", "live"]
     assert "50% of traffic" in canary["transitions"][3]["reason"]
 
 
