@@ -105,7 +105,7 @@ class SentTasks:
     def __init__(self):
         self.sent = []
 
-    def send_task(self, name, args, queue):
+    def send_task(self, name, args, queue, countdown=None):
         if name == "fail":
             raise ConnectionError("broker unreachable")
         self.sent.append((name, args, queue))
