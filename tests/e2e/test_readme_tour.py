@@ -77,6 +77,8 @@ def test_the_readme_tour_runs_top_to_bottom_against_make_run(tmp_path):
         assert (workdir / "customers.csv").read_bytes() == (workdir / "march-export.csv").read_bytes()
         # The poll loops' last words: the brief's example 2, then the cancer training.
         assert done.stdout.splitlines().count("succeeded") == 2, done.stdout[-4000:]
+        # The brief's example 3: the churn model's deployment went live.
+        assert "live" in done.stdout.splitlines(), done.stdout[-4000:]
         # The cancelled second training leaves the model trained, once every event has been handled.
         wait_for(lambda: _all_events_sent(var_dir / "modelyard.db"), timeout=10, what="every event to be handled")
         http = login(base, PASSWORD)
@@ -87,5 +89,7 @@ def test_the_readme_tour_runs_top_to_bottom_against_make_run(tmp_path):
         [churn] = http.get(f"{base}/api/v1/models/Customer%20Churn%20Predictor/trainings").json()["items"]
         assert (churn["status"], churn["estimator"], churn["best_params"]["random_state"]) == \
             ("succeeded", "random_forest", 42)
+        churn_model = f"{base}/api/v1/models/Customer%20Churn%20Predictor"
+        wait_for(lambda: http.get(churn_model).json()["status"] == "deployed", timeout=10, what="the model deployed")
     finally:
         run.stop()
