@@ -16,8 +16,8 @@ from shared.errors import DomainError
 
 TIMEOUT_SECONDS = 10
 
-# (path, headers) -> (status, JSON body or None)
-Fetch = Callable[[str, dict[str, str]], tuple[int, Any]]
+# (path, headers, JSON body to POST or None to GET) -> (status, JSON body or None)
+Fetch = Callable[..., tuple[int, Any]]
 
 
 class ServiceUnavailable(DomainError):
@@ -25,8 +25,12 @@ class ServiceUnavailable(DomainError):
 
 
 def over_http(base_url: str, *, timeout: float = TIMEOUT_SECONDS) -> Fetch:
-    def fetch(path: str, headers: dict[str, str]) -> tuple[int, Any]:
-        call = urllib.request.Request(base_url.rstrip("/") + path, headers={**headers, "Accept": "application/json"})
+    def fetch(path: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
+        headers = {**headers, "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        call = urllib.request.Request(base_url.rstrip("/") + path, data=data, headers=headers)
         try:
             with urllib.request.urlopen(call, timeout=timeout) as response:
                 return response.status, json.loads(response.read() or b"null")
@@ -42,10 +46,13 @@ def over_http(base_url: str, *, timeout: float = TIMEOUT_SECONDS) -> Fetch:
 
 
 def in_process(app: Flask) -> Fetch:
-    def fetch(path: str, headers: dict[str, str]) -> tuple[int, Any]:
+    def fetch(path: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
+        client = app.test_client()
+        call = (lambda: client.get(path, headers=headers)) if body is None else \
+            (lambda: client.post(path, headers=headers, json=body))
         # An empty context: the nested request must not share (and close) the caller's `g`, its
         # database session or its actor, which a nested request in the same context would.
-        response = contextvars.Context().run(lambda: app.test_client().get(path, headers=headers))
+        response = contextvars.Context().run(call)
         return response.status_code, response.get_json(silent=True)
 
     return fetch

@@ -14,7 +14,7 @@ import uuid
 from celery import shared_task
 
 from services.deployment import rollout
-from services.deployment.service import NEXT_STEP, QUEUE, REDISPATCH_STALLED, ROLL_OUT
+from services.deployment.service import NEXT_STEP, OBSERVE, QUEUE, REDISPATCH_STALLED, ROLL_OUT
 from shared.artifacts import ArtifactStore
 from shared.errors import IntegrityFailure
 from workers.database_task import DatabaseTask
@@ -79,3 +79,10 @@ def redispatch_stalled(self: DatabaseTask) -> int:
     if sent:
         log.warning("re-sent %d stalled rollout tasks", sent)
     return sent
+
+
+@shared_task(bind=True, base=DatabaseTask, name=OBSERVE)
+def observe(self: DatabaseTask, deployment_id: str) -> None:
+    """Judge a rollout's candidate on the replicas' reports; roll back on a breached threshold."""
+    with self.transaction() as session:
+        rollout.observe(session, uuid.UUID(deployment_id), _queue(self))

@@ -8,10 +8,10 @@ import uuid
 from flask import url_for
 from flask_smorest import Api
 
-from services.deployment import deployments
+from services.deployment import deployments, observation
 from services.deployment.schemas import (
     DeploymentAcceptedSchema, DeploymentListArgs, DeploymentRequestSchema, DeploymentSchema, DesiredStateSchema,
-    EndpointSchema, HistoryArgs, ServedAtSchema,
+    EndpointSchema, HistoryArgs, ReplicaReportSchema, ServedAtSchema,
 )
 from services.deployment.service import QUEUE
 from shared.auth import current_actor, requires
@@ -115,6 +115,18 @@ class EndpointHistory(MethodView):
         """Which version (or versions, and their weights) served at a moment (`at`, default now)."""
         session = db_session()
         return deployments.history(session, deployments.get_endpoint(session, name), args["at"])
+
+
+@endpoints.route("/<string:name>/reports")
+class EndpointReports(MethodView):
+    @requires("ml_engineer")
+    @endpoints.arguments(ReplicaReportSchema)
+    @endpoints.response(204)
+    def post(self, body, name: str):
+        """A serving replica's counts, errors and latency per version, and its CPU and memory (replicas send
+        these every few seconds; the rollout's observation and the endpoint's replica list read them)."""
+        session = db_session()
+        observation.record_report(session, deployments.get_endpoint(session, name), body)
 
 
 @endpoints.route("/<string:name>/desired-state")

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.deployment import traffic
+from services.deployment import observation, traffic
 from services.deployment.service import ROLL_OUT
 from services.deployment.tables import (
     CANARY, FAILED, IN_PROGRESS, LIVE, PENDING, ROLLED_BACK, SERVING, SUPERSEDED, Deployment, Endpoint, Transition,
@@ -258,7 +258,7 @@ def describe_endpoint(session: Session, endpoint: Endpoint, url: str) -> dict[st
             "candidate_version": candidate.version if candidate else None,
             "candidate_deployment_id": candidate.id if candidate else None,
             "traffic": served.change, "pending_traffic": ahead[-1] if ahead else None,
-            "created_at": endpoint.created_at}
+            "replicas": observation.replicas(session, endpoint.id), "created_at": endpoint.created_at}
 
 
 def list_endpoints(session: Session, *, limit: int, cursor: str | None, sort: str | None) -> Page:

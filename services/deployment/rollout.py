@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.deployment import traffic
-from services.deployment.deployments import PRODUCER, TASK_GRACE, model_live, outcome_payload, transition
-from services.deployment.service import NEXT_STEP, ROLL_OUT
+from services.deployment import observation
+from services.deployment.deployments import PRODUCER, TASK_GRACE, model_live, outcome_payload, roll_back, transition
+from services.deployment.service import NEXT_STEP, OBSERVE, ROLL_OUT
 from services.deployment.tables import (
     CANARY_STEPS, DEPLOYING, FAILED, HEALTH_CHECKING, IN_PROGRESS, LIVE, PENDING, SUPERSEDED, SWITCHING, Deployment,
     Endpoint,
@@ -32,6 +33,8 @@ from shared.tasks import enqueue_after_commit
 # A health check in progress is not stalled until the slowest one allowed (schemas.MAX_HEALTH_CHECK_SECONDS)
 # would have ended.
 STALL_GRACE = timedelta(seconds=600)
+# How often a rollout under observation is judged: replicas report every 2 s (services/serving/replica.py).
+OBSERVE_EVERY_SECONDS = 1.0
 
 
 def _locked(session: Session, deployment_id: uuid.UUID) -> Deployment | None:
@@ -154,6 +157,10 @@ def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, 
         countdown = traffic.SWITCH_AHEAD_SECONDS
     deployment.next_action_at = utcnow() + timedelta(seconds=countdown) + TASK_GRACE
     enqueue_after_commit(session, NEXT_STEP, str(deployment.id), step + 1, queue=queue, countdown=countdown)
+    if step == 0:
+        # One watch per rollout, from its first traffic to the end of the observation window.
+        enqueue_after_commit(session, OBSERVE, str(deployment.id), queue=queue,
+                             countdown=traffic.SWITCH_AHEAD_SECONDS + OBSERVE_EVERY_SECONDS)
 
 
 def _go_live(session: Session, deployment: Deployment, endpoint: Endpoint) -> None:
@@ -167,6 +174,28 @@ def _go_live(session: Session, deployment: Deployment, endpoint: Endpoint) -> No
     emit(session, "deployment.live", outcome_payload(deployment, endpoint, model_live=True,
                                                      previous_version=previous.version if previous else None),
          producer=PRODUCER)
+
+
+def _observing(deployment: Deployment) -> bool:
+    if deployment.status in (CANARY_STEPS, SWITCHING):
+        return True
+    window = timedelta(seconds=deployment.config["monitoring_config"]["observation_seconds"])
+    return deployment.status == LIVE and deployment.live_at is not None and \
+        utcnow() < traffic.aware(deployment.live_at) + window
+
+
+def observe(session: Session, deployment_id: uuid.UUID, queue: str) -> None:
+    """Judge the candidate on what the replicas saw: roll back on a breached threshold, else look again
+    shortly, until the observation window after it went live has passed."""
+    deployment = _locked(session, deployment_id)
+    if deployment is None or not _observing(deployment):
+        return
+    problem = observation.breach(observation.observed(session, deployment.endpoint_id, deployment.version),
+                                 deployment.config["monitoring_config"])
+    if problem is not None:
+        roll_back(session, deployment, reason=f"automatic rollback: {problem}")
+        return
+    enqueue_after_commit(session, OBSERVE, str(deployment.id), queue=queue, countdown=OBSERVE_EVERY_SECONDS)
 
 
 def redispatch(session: Session, queue: str) -> int:

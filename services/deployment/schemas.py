@@ -89,8 +89,10 @@ class MonitoringConfigSchema(StrictSchema):
     enable_metrics = fields.Boolean(load_default=True)
     enable_logging = fields.Boolean(load_default=True)
     enable_tracing = fields.Boolean(load_default=False)
-    # How long after traffic moved the previous version stays loaded and the candidate is watched.
+    # How long after all traffic moved the candidate is still watched (and rolled back on a breach).
     observation_seconds = _seconds(60)
+    # Fewer requests than this to the candidate make no judgement: one error in two is not a 50% rate.
+    min_requests = fields.Integer(load_default=20, strict=True, validate=validate.Range(min=1, max=1_000_000))
     alert_thresholds = fields.Nested(AlertThresholdsSchema, load_default=lambda: AlertThresholdsSchema().load({}))
 
 
@@ -190,6 +192,37 @@ class TrafficSchema(Schema):
     deployment_id = fields.UUID(allow_none=True)
 
 
+class ReplicaVersionSchema(Schema):
+    requests = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    errors = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    error_rate = fields.Float(allow_nan=False)
+    rows = fields.Integer(strict=True, validate=validate.Range(min=0))
+    latency_ms = fields.Dict(keys=fields.String(validate=validate.OneOf(("p50", "p95", "p99"))),
+                             values=fields.Float(allow_nan=False, allow_none=True))
+
+
+class ReplicaReportSchema(StrictSchema):
+    """What a serving replica reports of an endpoint, every few seconds."""
+
+    replica = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    window_seconds = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=1, max=3600))
+    versions = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[0-9]{1,9}$")),
+                           values=fields.Nested(ReplicaVersionSchema), required=True,
+                           validate=validate.Length(max=100))
+    cpu_percent = fields.Float(load_default=None, allow_none=True, allow_nan=False)
+    rss_bytes = fields.Integer(load_default=None, allow_none=True, strict=True)
+
+
+class ReplicaSchema(Schema):
+    replica = fields.String()
+    reported_at = UtcDateTime()
+    healthy = fields.Boolean(metadata={"description": "reported within the last 10 s"})
+    cpu_percent = fields.Float(allow_none=True)
+    rss_bytes = fields.Integer(allow_none=True)
+    window_seconds = fields.Float()
+    versions = fields.Dict(metadata={"description": "per version: requests, errors, error_rate, latency_ms"})
+
+
 class EndpointSchema(Schema):
     name = fields.String()
     model_id = fields.UUID()
@@ -202,6 +235,7 @@ class EndpointSchema(Schema):
     traffic = fields.Nested(TrafficSchema, allow_none=True, metadata={"description": "in effect now"})
     pending_traffic = fields.Nested(TrafficSchema, allow_none=True,
                                     metadata={"description": "a switch written ahead, in effect from its effective_at"})
+    replicas = fields.List(fields.Nested(ReplicaSchema), metadata={"description": "serving replicas and their health"})
     created_at = UtcDateTime()
 
 

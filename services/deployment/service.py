@@ -8,6 +8,7 @@ from shared.service_spec import BeatEntry, Location, ServiceSpec
 QUEUE = "deploy"
 ROLL_OUT = "deploy.roll_out"
 NEXT_STEP = "deploy.next_step"
+OBSERVE = "deploy.observe"
 REDISPATCH_STALLED = "deploy.redispatch_stalled"
 
 SERVICE = ServiceSpec(

@@ -111,3 +111,20 @@ class TrafficChange(Base):
     deployment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
 
     __table_args__ = (sa.Index("ix_endpoint_traffic_endpoint_id_effective_at", "endpoint_id", "effective_at", "id"),)
+
+
+class ReplicaReport(Base):
+    """What a serving replica last said of an endpoint: its request counts, errors and latency per version
+    over a recent window, and its CPU and memory. The rollout's observation reads these."""
+
+    __tablename__ = "replica_reports"
+
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"),
+                                                   primary_key=True)
+    replica: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    reported_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    window_seconds: Mapped[float] = mapped_column(sa.Float)
+    # str(version) -> {requests, errors, error_rate, rows, latency_ms: {p50, p95, p99}}
+    versions: Mapped[dict] = mapped_column(JSONType, default=dict)
+    cpu_percent: Mapped[float | None] = mapped_column(sa.Float)
+    rss_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)

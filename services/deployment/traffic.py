@@ -48,8 +48,8 @@ def switch(session: Session, endpoint: Endpoint, routes: list[dict], *, reason: 
     return change
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive times; every time stored here is UTC.
+def aware(moment: datetime) -> datetime:
+    """A stored time with its zone: SQLite hands back naive times, and every time stored here is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
@@ -69,7 +69,7 @@ def served_at(session: Session, endpoint_id: uuid.UUID, at: datetime) -> Served:
         sa.select(TrafficChange.effective_at).where(TrafficChange.endpoint_id == endpoint_id,
                                                     TrafficChange.effective_at > at)
         .order_by(TrafficChange.effective_at, TrafficChange.id).limit(1))
-    return Served(in_effect, _aware(following) if following else None)
+    return Served(in_effect, aware(following) if following else None)
 
 
 def ahead(session: Session, endpoint_id: uuid.UUID, now: datetime) -> list[TrafficChange]:
@@ -80,4 +80,5 @@ def ahead(session: Session, endpoint_id: uuid.UUID, now: datetime) -> list[Traff
 
 
 def effective_at(change: TrafficChange) -> datetime:
-    return _aware(change.effective_at)
+    return aware(change.effective_at)
+

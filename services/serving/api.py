@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -12,10 +15,10 @@ from flask import Flask, current_app
 from flask_smorest import Api
 from marshmallow import Schema, fields, validate
 
-from services.serving import predictions
+from services.serving import predictions, switch
 from services.serving.prediction_log import PredictionLog
 from services.serving.replica import Replica
-from services.serving.window import ServingStats
+from services.serving.window import ServingStats, process_usage
 from shared.artifacts import ArtifactStore
 from shared.auth import issue_token, requires
 from shared.config import Settings
@@ -32,6 +35,8 @@ SERVING_KEY = "modelyard.serving"
 # the signing secret); re-minted well before the shortest expiry a deployment configures.
 SERVICE_PRINCIPAL = "service:serving"
 TOKEN_SECONDS = 60.0
+# The window of requests a replica reports: long enough to judge a candidate, short enough to see it change.
+REPORT_WINDOW_SECONDS = 30.0
 
 
 class PredictRequestSchema(StrictSchema):
@@ -72,7 +77,8 @@ class _ServiceToken:
         with self._lock:
             if time.monotonic() - self._minted > TOKEN_SECONDS:
                 with self._app.app_context():
-                    self._token = issue_token(user_id=SERVICE_PRINCIPAL, username="serving", role="viewer")
+                    # ml_engineer: the replica reads desired states and writes its reports.
+                    self._token = issue_token(user_id=SERVICE_PRINCIPAL, username="serving", role="ml_engineer")
                 self._minted = time.monotonic()
             return self._token
 
@@ -96,6 +102,11 @@ def _loader(settings: Settings):
 _creating = threading.Lock()
 
 
+def _report(stats: ServingStats, endpoint: str) -> dict[str, Any]:
+    versions = {str(version): numbers for version, numbers in stats.window(endpoint, REPORT_WINDOW_SECONDS).items()}
+    return {"replica": f"{socket.gethostname()}:{os.getpid()}", "window_seconds": REPORT_WINDOW_SECONDS, "versions": versions, **process_usage()}
+
+
 def _serving() -> Serving:
     """The process's replica, statistics and prediction log, made on its first request: after gunicorn
     forked, so that their threads run in the worker that serves."""
@@ -106,10 +117,16 @@ def _serving() -> Serving:
     with _creating:
         if SERVING_KEY not in app.extensions:
             rt = runtime()
-            replica = Replica(fetcher(rt.settings.deployment_url, app), _ServiceToken(app), _loader(rt.settings))
+            stats = ServingStats(rt.registry)
+            replica = Replica(fetcher(rt.settings.deployment_url, app), _ServiceToken(app), _loader(rt.settings),
+                              functools.partial(_report, stats))
+            switch.on_change(replica.refresh_if_served)
+            if rt.settings.events_url != "local":
+                threading.Thread(target=switch.listen, args=(rt.settings.events_url, rt.settings.events_exchange),
+                                 name="serving-switch", daemon=True).start()
             log = PredictionLog(task_sender(rt.settings), rt.settings.task_queue(PREDICTIONS_QUEUE),
                                 registry=rt.registry)
-            app.extensions[SERVING_KEY] = Serving(replica, ServingStats(rt.registry), log)
+            app.extensions[SERVING_KEY] = Serving(replica, stats, log)
         return app.extensions[SERVING_KEY]
 
 

@@ -72,12 +72,15 @@ def parse_desired(body: dict[str, Any]) -> Desired:
 class Replica:
     """Per process: the desired state of the endpoints served here, and their loaded models.
 
-    `fetch` reads the control plane's API, `token` gives the bearer token to read it with, and `load`
-    turns a deployment's description into a model object with `predict`.
+    `fetch` reads the control plane's API, `token` gives the bearer token to read it with, `load`
+    turns a deployment's description into a model object with `predict`, and `report(endpoint)` is
+    what the replica tells the control plane of the endpoint after each poll (its counts per version,
+    CPU and memory), which the rollout's observation judges a candidate by.
     """
 
-    def __init__(self, fetch: Fetch, token: Callable[[], str], load: Callable[[dict[str, Any]], Any]):
-        self._fetch, self._token, self._load = fetch, token, load
+    def __init__(self, fetch: Fetch, token: Callable[[], str], load: Callable[[dict[str, Any]], Any],
+                 report: Callable[[str], dict[str, Any]]):
+        self._fetch, self._token, self._load, self._report = fetch, token, load, report
         self._desired: dict[str, Desired] = {}
         self._missing: dict[str, float] = {}  # endpoint -> when the control plane said it does not exist
         self._models: dict[str, Any] = {}  # artifact sha256 -> loaded model
@@ -101,6 +104,11 @@ class Replica:
         if known is None:
             raise NotFound(f"No endpoint is named {endpoint!r}.")
         return known
+
+    def refresh_if_served(self, endpoint: str) -> None:
+        """Re-read an endpoint this replica serves (a traffic change was announced); others can wait."""
+        if endpoint in self._desired:
+            self.refresh(endpoint)
 
     def refresh(self, endpoint: str) -> None:
         """Read the endpoint's desired state from the control plane; keep the last one if it cannot answer."""
@@ -130,6 +138,12 @@ class Replica:
             now = time.monotonic()
             for deployment in desired.deployments.values():
                 self._named_at[deployment["artifact_sha256"]] = now
+
+    def _send_report(self, endpoint: str) -> None:
+        status, _ = self._fetch(f"/api/v1/endpoints/{endpoint}/reports", {"Authorization": f"Bearer {self._token()}"},
+                                self._report(endpoint))
+        if status != 204:
+            log.warning("the deployment service answered %s to a report on %s", status, endpoint)
 
     # ---- models ---------------------------------------------------------------------------------
 
@@ -186,6 +200,7 @@ class Replica:
         for endpoint in list(self._desired):
             try:
                 self.refresh(endpoint)
+                self._send_report(endpoint)
             except Exception:  # the poller must outlive any one failure; the next round tries again
                 log.exception("refreshing endpoint %s failed", endpoint)
             desired = self._desired.get(endpoint)

@@ -55,3 +55,29 @@ def wait_ended(client: FlaskClient, headers: dict, deployment: dict, timeout: fl
         return found if found["status"] in ENDED else None
 
     return wait_for(ended, timeout=timeout, what=f"deployment {deployment['id']} to end")
+
+
+class Misbehaving:
+    """A model that answers the health check's rows (all zeros, for a version without a profile) and
+    misbehaves on real traffic: it fails, or takes `delay` seconds. Pickled for tests that allow pickle."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+
+    def predict(self, frame):
+        import time
+
+        import numpy as np
+
+        real = bool(np.asarray(frame, dtype=float).any())
+        if real and not self.delay:
+            raise RuntimeError("this version breaks on real traffic")
+        if real:
+            time.sleep(self.delay)
+        return np.zeros(len(frame))
+
+
+def pickled(model: object) -> bytes:
+    import pickle
+
+    return pickle.dumps(model)

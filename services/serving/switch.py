@@ -1,0 +1,89 @@
+"""Replicas hear of a traffic change at once, instead of at their next poll.
+
+The control plane emits `endpoint.traffic_changed` for every switch; a rollback takes effect the
+moment it is written, and a replica must not keep sending users to the version being rolled back
+until its next poll. Each replica process listens, and re-reads the endpoint's desired state when it
+hears of a change. Polling stays: a missed message only delays a switch.
+
+Under `make run` events are dispatched in the web process itself (shared.events.dispatch): the
+`traffic_changes` consumer in serving's manifest reaches the replicas of that process. With RabbitMQ
+(`make stack`, compose, Kubernetes) each serving process binds a queue of its own (exclusive, gone
+with the process) to the events exchange, since a shared consumer queue would tell only one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from kombu import Connection, Consumer, Queue
+from sqlalchemy.orm import Session
+
+from shared.events.catalogue import parse_envelope
+from shared.events.consumer import EventConsumer
+from shared.events.topology import events_exchange
+
+log = logging.getLogger(__name__)
+
+ROUTING_KEY = "endpoint.traffic_changed"
+_listeners: list[Callable[[str], None]] = []
+_lock = threading.Lock()
+
+
+def on_change(listener: Callable[[str], None]) -> None:
+    """Call `listener(endpoint)` whenever this process hears that an endpoint's traffic changed."""
+    with _lock:
+        _listeners.append(listener)
+
+
+def notify(endpoint: str) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(endpoint)
+        except Exception:  # one replica's failed refresh must not keep the others from theirs
+            log.exception("refreshing endpoint %s after a traffic change failed", endpoint)
+
+
+class TrafficChanges(EventConsumer):
+    """The in-process path (events_url "local"): the relay of this process hands the event over."""
+
+    name = "serving.traffic"
+    routing_keys = (ROUTING_KEY,)
+
+    def handle(self, session: Session, envelope: dict[str, Any]) -> None:
+        notify(envelope["payload"]["endpoint"])
+
+
+def traffic_changes() -> TrafficChanges:
+    return TrafficChanges()
+
+
+def listen(events_url: str, exchange: str, stop: threading.Event | None = None) -> None:
+    """Forever (until `stop`): notify this process's listeners of every traffic change on the broker."""
+    queue = Queue(f"serving.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}",
+                  exchange=events_exchange(exchange), routing_key=ROUTING_KEY, exclusive=True, auto_delete=True)
+
+    def received(_decoded: Any, message: Any) -> None:
+        try:
+            notify(parse_envelope(message.body)["payload"]["endpoint"])
+        except Exception:  # a message we cannot read tells us nothing; polling covers it
+            log.exception("could not read a traffic change")
+        message.ack()
+
+    while stop is None or not stop.is_set():
+        try:
+            with Connection(events_url, connect_timeout=5) as connection:
+                with Consumer(connection, queues=[queue], callbacks=[received], accept=["json"]):
+                    while stop is None or not stop.is_set():
+                        try:
+                            connection.drain_events(timeout=1)
+                        except socket.timeout:
+                            connection.heartbeat_check()
+        except Exception:  # the broker went away: the poll keeps replicas right meanwhile
+            log.warning("listening for traffic changes failed; retrying", exc_info=True)
+            time.sleep(2)
