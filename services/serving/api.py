@@ -122,8 +122,7 @@ def _serving() -> Serving:
                               functools.partial(_report, stats))
             switch.on_change(replica.refresh_if_served)
             if rt.settings.events_url != "local":
-                threading.Thread(target=switch.listen, args=(rt.settings.events_url, rt.settings.events_exchange),
-                                 name="serving-switch", daemon=True).start()
+                switch.start_listening(rt.settings.events_url, rt.settings.events_exchange)
             log = PredictionLog(task_sender(rt.settings), rt.settings.task_queue(PREDICTIONS_QUEUE),
                                 registry=rt.registry)
             app.extensions[SERVING_KEY] = Serving(replica, stats, log)

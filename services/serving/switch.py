@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Callable
 
 from kombu import Connection, Consumer, Queue
@@ -31,18 +32,24 @@ from shared.events.topology import events_exchange
 log = logging.getLogger(__name__)
 
 ROUTING_KEY = "endpoint.traffic_changed"
-_listeners: list[Callable[[str], None]] = []
+# Weak: a replica that is gone (an app built and dropped, in tests) stops being told.
+_listeners: list[weakref.WeakMethod] = []
+_listening: set[tuple[int, str, str]] = set()
 _lock = threading.Lock()
 
 
 def on_change(listener: Callable[[str], None]) -> None:
-    """Call `listener(endpoint)` whenever this process hears that an endpoint's traffic changed."""
+    """Call `listener(endpoint)` (a bound method) whenever this process hears that an endpoint's traffic changed."""
     with _lock:
-        _listeners.append(listener)
+        _listeners[:] = [ref for ref in _listeners if ref() is not None]
+        _listeners.append(weakref.WeakMethod(listener))
 
 
 def notify(endpoint: str) -> None:
-    for listener in list(_listeners):
+    for ref in list(_listeners):
+        listener = ref()
+        if listener is None:
+            continue
         try:
             listener(endpoint)
         except Exception:  # one replica's failed refresh must not keep the others from theirs
@@ -63,8 +70,18 @@ def traffic_changes() -> TrafficChanges:
     return TrafficChanges()
 
 
-def listen(events_url: str, exchange: str, stop: threading.Event | None = None) -> None:
-    """Forever (until `stop`): notify this process's listeners of every traffic change on the broker."""
+def start_listening(events_url: str, exchange: str) -> None:
+    """Listen on the broker for this process, once (a thread, started after gunicorn forked)."""
+    key = (os.getpid(), events_url, exchange)
+    with _lock:
+        if key in _listening:
+            return
+        _listening.add(key)
+    threading.Thread(target=listen, args=(events_url, exchange), name="serving-switch", daemon=True).start()
+
+
+def listen(events_url: str, exchange: str) -> None:
+    """Forever: notify this process's listeners of every traffic change on the broker."""
     queue = Queue(f"serving.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}",
                   exchange=events_exchange(exchange), routing_key=ROUTING_KEY, exclusive=True, auto_delete=True)
 
@@ -75,11 +92,11 @@ def listen(events_url: str, exchange: str, stop: threading.Event | None = None) 
             log.exception("could not read a traffic change")
         message.ack()
 
-    while stop is None or not stop.is_set():
+    while True:
         try:
             with Connection(events_url, connect_timeout=5) as connection:
                 with Consumer(connection, queues=[queue], callbacks=[received], accept=["json"]):
-                    while stop is None or not stop.is_set():
+                    while True:
                         try:
                             connection.drain_events(timeout=1)
                         except socket.timeout:

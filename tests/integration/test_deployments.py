@@ -4,11 +4,13 @@ with the live version untouched; the endpoint's history answers which version se
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from services.registry.handlers import DeploymentOutcomes, TrainingOutcomes
+from services.serving import replica as replica_module, switch
 from services.serving.replica import POLL_SECONDS
 from shared.config import load_settings
 from tests.conftest import RUN_ID
@@ -196,3 +198,30 @@ def test_an_endpoint_whose_only_deployment_failed_serves_nothing(client, ml, ds)
     answer = predict(client, ds, failed["endpoint"], [{"x": 1.0}])
     assert answer.status_code == 503 and answer.mimetype == "application/problem+json"
     assert "Nothing is live" in answer.json["detail"]
+
+
+def test_replicas_follow_traffic_changes_by_event_alone(client, ml, ds, monkeypatch):
+    # No poll in this test's replica: only the endpoint.traffic_changed events can tell it anything.
+    monkeypatch.setattr(replica_module, "POLL_SECONDS", 3600.0)
+    model = model_with_versions(client, ds, count=2)
+    first = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
+    assert served_version(client, ds, first["endpoint"]) == 1
+    second = wait_ended(client, ml, deploy(client, ml, model["id"], version=2))
+    assert served_version(client, ds, first["endpoint"]) == 2
+    rolled_at = time.monotonic()
+    assert client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml).status_code == 200
+    wait_for(lambda: served_version(client, ds, first["endpoint"]) == 1, timeout=5, what="version 1 again")
+    # Rolled back in under a second once decided, well inside a poll's interval.
+    assert time.monotonic() - rolled_at < 1.0
+
+
+def test_a_replica_that_misses_the_events_converges_by_polling(client, ml, ds, monkeypatch):
+    monkeypatch.setattr(switch, "notify", lambda endpoint: None)
+    model = model_with_versions(client, ds, count=2)
+    first = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
+    assert served_version(client, ds, first["endpoint"]) == 1
+    second = wait_ended(client, ml, deploy(client, ml, model["id"], version=2))
+    assert served_version(client, ds, first["endpoint"]) == 2  # the switch written ahead was polled in time
+    assert client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml).status_code == 200
+    wait_for(lambda: served_version(client, ds, first["endpoint"]) == 1, timeout=POLL_SECONDS * 2 + 1,
+             what="the poll to bring version 1 back")
