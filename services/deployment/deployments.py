@@ -258,6 +258,7 @@ def describe_endpoint(session: Session, endpoint: Endpoint, url: str) -> dict[st
             "candidate_version": candidate.version if candidate else None,
             "candidate_deployment_id": candidate.id if candidate else None,
             "traffic": served.change, "pending_traffic": ahead[-1] if ahead else None,
+            "scaling_config": live.config["scaling_config"] if live else None,
             "replicas": observation.replicas(session, endpoint.id), "created_at": endpoint.created_at}
 
 

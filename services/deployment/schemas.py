@@ -235,6 +235,7 @@ class EndpointSchema(Schema):
     traffic = fields.Nested(TrafficSchema, allow_none=True, metadata={"description": "in effect now"})
     pending_traffic = fields.Nested(TrafficSchema, allow_none=True,
                                     metadata={"description": "a switch written ahead, in effect from its effective_at"})
+    scaling_config = fields.Dict(allow_none=True, metadata={"description": "the live deployment's"})
     replicas = fields.List(fields.Nested(ReplicaSchema), metadata={"description": "serving replicas and their health"})
     created_at = UtcDateTime()
 

@@ -12,6 +12,8 @@ import contextlib
 import os
 import shutil
 import socket
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from launch.stack import ports
 from shared.events import topology
 from tests.conftest import RUN_ID
 from tests.support.databases import drop_database
+from tests.support.deployments import ENDED, FEATURES, QUICK, iris_row, skops_model
 from tests.support.polling import wait_for
 from tests.support.walks import Platform, free_port, login, train_tiny_model, walk_to_lineage
 
@@ -161,3 +164,57 @@ def test_each_service_counts_its_requests_for_prometheus(stack):
     assert metrics.status_code == 200
     assert 'modelyard_http_requests_total{endpoint="auth.Token",method="POST",service="identity",status="200"}' \
         in metrics.text
+
+
+def test_three_deployments_under_non_stop_traffic_fail_not_one_request(stack):
+    """Blue-green twice, then a canary, while clients predict without pause through the gateway: every
+    answer is a success naming its version, and each client's version only ever moves forward."""
+    base, _ = stack
+    http = login(base, PASSWORD)
+    model = http.post(f"{base}/api/v1/models", json={"name": "stack-served", "type": "classification",
+                                                     "framework": "scikit_learn", "features": FEATURES}).json()
+    for seed in range(4):
+        upload = http.post(f"{base}/api/v1/models/{model['id']}/versions",
+                           files={"artifact": ("model.skops", skops_model(seed))})
+        assert upload.status_code == 201, upload.text
+
+    def deploy(version: int, **body) -> dict:
+        accepted = http.post(f"{base}/api/v1/models/{model['id']}/deployments",
+                             json={"environment": "production", "version": version, **QUICK, **body})
+        assert accepted.status_code == 202, accepted.text
+        url = f"{base}{accepted.json()['url']}"
+        ended = wait_for(lambda: (found := http.get(url).json())["status"] in ENDED and found, timeout=60,
+                         what=f"version {version} to end its rollout")
+        assert ended["status"] == "live", ended
+        return ended
+
+    endpoint = deploy(1)["endpoint"]
+    answers: dict[str, list[tuple[int, int | None]]] = {f"unit-{n}": [] for n in range(4)}
+    stop = threading.Event()
+
+    def predict(unit: str) -> None:
+        client = requests.Session()
+        client.headers.update(http.headers)
+        while not stop.is_set():
+            response = client.post(f"{base}/api/v1/endpoints/{endpoint}/predict", timeout=10,
+                                   json={"instances": [iris_row()], "unit_id": unit})
+            answers[unit].append((response.status_code, response.json().get("model_version")))
+
+    clients = [threading.Thread(target=predict, args=(unit,), daemon=True) for unit in answers]
+    for client in clients:
+        client.start()
+    try:
+        deploy(2)
+        deploy(3)
+        deploy(4, strategy="canary", canary={"steps": [50, 100], "pause_seconds": 2})
+        time.sleep(1)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=15)
+    for unit, seen in answers.items():
+        assert seen and all(status == 200 for status, _ in seen), (unit, [a for a in seen if a[0] != 200][:5])
+        versions = [version for _, version in seen]
+        assert versions == sorted(versions), (unit, versions)  # never back and forth
+        assert versions[0] in (1, 2) and versions[-1] == 4, (unit, versions[0], versions[-1])
+    assert {version for seen in answers.values() for _, version in seen} == {1, 2, 3, 4}
