@@ -56,7 +56,7 @@ class ModelDeployments(MethodView):
         rt = runtime()
         deployment = deployments.request_deployment(
             session=db_session(), actor=current_actor(), request_id=request_id(), registry=_registry(),
-            artifact_exists=rt.artifacts.exists, queue=rt.settings.task_queue(QUEUE), model_ref=model_ref, body=body)
+            check_artifact=rt.artifacts.verify, queue=rt.settings.task_queue(QUEUE), model_ref=model_ref, body=body)
         url = url_for("deployments.DeploymentItem", deployment_id=deployment.id)
         return ({"id": deployment.id, "status": deployment.status, "endpoint": deployment.endpoint_name,
                  "endpoint_url": _predict_url(deployment.endpoint_name), "url": url}, 202, {"Location": url})

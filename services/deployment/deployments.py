@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from services.deployment.tables import (
 from shared import audit
 from shared.auth import Actor
 from shared.db import select_for_update, utcnow
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, IntegrityFailure, NotFound
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
 from shared.registry_client import RegistryClient
@@ -108,17 +108,20 @@ def _version_to_deploy(registry: RegistryClient, model_id: str, number: int | No
 
 
 def request_deployment(*, session: Session, actor: Actor, request_id: str, registry: RegistryClient,
-                       artifact_exists, queue: str, model_ref: str, body: dict[str, Any]) -> Deployment:
-    """Validate and record a deployment, and queue its rollout on `queue`; `artifact_exists(sha256)` asks
-    the artifact store."""
+                       check_artifact: Callable[[str], None], queue: str, model_ref: str,
+                       body: dict[str, Any]) -> Deployment:
+    """Validate and record a deployment, and queue its rollout on `queue`; `check_artifact(sha256)` (the
+    artifact store's verify) raises unless the version's artifact is stored intact."""
     model = registry.model(model_ref)
     if model["status"] == "archived":
         raise Conflict("The model is archived: restore it before deploying.")
     version = _version_to_deploy(registry, model["id"], body["version"])
     if version["status"] == "archived":
         raise Conflict(f"Version {version['number']} is archived: restore it before deploying.")
-    if not artifact_exists(version["artifact_sha256"]):
-        raise Conflict(f"Version {version['number']}'s artifact is missing from the artifact store.")
+    try:
+        check_artifact(version["artifact_sha256"])
+    except (IntegrityFailure, NotFound) as exc:
+        raise Conflict(f"Version {version['number']}'s artifact fails its integrity check: {exc.detail}") from exc
     endpoint = _endpoint_for(session, model, body["environment"])
     busy = session.scalar(sa.select(Deployment).where(Deployment.endpoint_id == endpoint.id,
                                                       Deployment.status.in_(IN_PROGRESS)).limit(1))

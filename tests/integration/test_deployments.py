@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from services.serving import replica as replica_module, switch
 from services.serving.replica import POLL_SECONDS
 from shared.config import load_settings
 from tests.conftest import RUN_ID
-from tests.support.deployments import deploy, iris_row, model_with_versions, wait_ended
+from tests.support.deployments import deploy, iris_row, model_with_versions, skops_model, wait_ended
 from tests.support.polling import wait_for
 from tests.support.registry import bearer, create_model, upload_version
 from tests.support.training import celery_worker, event_pipeline, training_settings
@@ -145,7 +146,7 @@ def test_a_candidate_that_cannot_load_fails_and_the_live_version_keeps_serving(c
     assert served_version(client, ds, live["endpoint"]) == 1
 
 
-def test_bad_requests_change_nothing(client, ml, ds, app):
+def test_bad_requests_change_nothing(client, ml, ds, app, settings_overrides):
     model = model_with_versions(client, ds)
     url = f"/api/v1/models/{model['id']}/deployments"
     post = lambda body, headers=ml: client.post(url, json={"environment": "staging", **body}, headers=headers)  # noqa: E731
@@ -166,6 +167,15 @@ def test_bad_requests_change_nothing(client, ml, ds, app):
         response = post(body)
         assert response.status_code == 422, (body, response.json)
         assert field in response.json["errors"], (body, response.json)
+    # A version whose stored artifact was tampered with is refused before anything moves.
+    tampered = upload_version(client, ds, model["id"], skops_model(5), filename="model.skops").json
+    path = Path(settings_overrides["artifact_root"]) / tampered["artifact_sha256"][:2] / \
+        tampered["artifact_sha256"][2:4] / tampered["artifact_sha256"]
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    refused = post({"version": tampered["number"]})
+    assert refused.status_code == 409 and "integrity" in refused.json["detail"], refused.json
     assert post({}, headers=ds).status_code == 403
     assert post({}, headers=bearer(app, "viewer")).status_code == 403
     assert client.post(f"/api/v1/models/{model['id']}/archive", headers=ds).status_code == 200
