@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from services.deployment import observation, traffic
 from services.deployment.service import ROLL_OUT
 from services.deployment.tables import (
-    CANARY, FAILED, IN_PROGRESS, LIVE, PENDING, ROLLED_BACK, SERVING, SUPERSEDED, Deployment, Endpoint, Transition,
+    FAILED, IN_PROGRESS, LIVE, PENDING, ROLLED_BACK, SERVING, SUPERSEDED, Deployment, Endpoint, Transition,
 )
 from shared import audit
 from shared.auth import Actor
@@ -115,6 +115,9 @@ def request_deployment(*, session: Session, actor: Actor, request_id: str, regis
     model = registry.model(model_ref)
     if model["status"] == "archived":
         raise Conflict("The model is archived: restore it before deploying.")
+    if not model.get("features"):
+        raise Conflict("The model names no features, so its predictions cannot be validated: set its "
+                       "`features` (PATCH the model) before deploying.")
     version = _version_to_deploy(registry, model["id"], body["version"])
     if version["status"] == "archived":
         raise Conflict(f"Version {version['number']} is archived: restore it before deploying.")
@@ -130,14 +133,13 @@ def request_deployment(*, session: Session, actor: Actor, request_id: str, regis
                        f"{endpoint.name}: wait for it, or roll it back.")
     live = session.scalar(sa.select(Deployment).where(Deployment.endpoint_id == endpoint.id,
                                                       Deployment.status == LIVE).limit(1))
-    canary = body["canary"] or {"steps": [10, 50, 100], "pause_seconds": 60.0}
+    canary = body["canary"] or {"steps": [100], "pause_seconds": 0.0}  # blue-green: one step, all at once
     now = utcnow()
     deployment = Deployment(
         id=uuid.uuid4(), endpoint_id=endpoint.id, model_id=endpoint.model_id, version=version["number"],
         artifact_sha256=version["artifact_sha256"], flavor=version.get("format") or version.get("flavor"),
-        features=list(model.get("features") or []), profile=version.get("profile"), strategy=body["strategy"],
-        steps=canary["steps"] if body["strategy"] == CANARY else [100],
-        step_pause_seconds=canary["pause_seconds"] if body["strategy"] == CANARY else 0.0, step=-1,
+        features=list(model["features"]), profile=version.get("profile"), strategy=body["strategy"],
+        steps=canary["steps"], step_pause_seconds=canary["pause_seconds"], step=-1,
         config={key: body[key] for key in ("deployment_config", "health_check_config", "scaling_config",
                                            "monitoring_config")},
         status=PENDING, previous_id=live.id if live else None, health=[], requested_by=actor.name,

@@ -11,7 +11,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.deployment.tables import ENVIRONMENTS, STATUSES, STRATEGIES
+from services.deployment.tables import CANARY, ENVIRONMENTS, STATUSES, STRATEGIES
 from shared.pagination import ListArgs
 from shared.schemas import StrictSchema, UtcDateTime
 
@@ -125,8 +125,10 @@ class DeploymentRequestSchema(StrictSchema):
 
     @validates_schema
     def _consistent(self, data, **kwargs):
-        if data["canary"] is not None and data["strategy"] != "canary":
+        if data["canary"] is not None and data["strategy"] != CANARY:
             raise ValidationError("Canary settings need strategy canary.", "canary")
+        if data["strategy"] == CANARY and data["canary"] is None:
+            data["canary"] = CanarySchema().load({})
         scaling, replicas = data["scaling_config"], data["deployment_config"]["replicas"]
         if scaling["max_replicas"] is None:
             scaling["max_replicas"] = max(scaling["min_replicas"], replicas or 1)

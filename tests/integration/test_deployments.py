@@ -152,6 +152,11 @@ def test_bad_requests_change_nothing(client, ml, ds, app, settings_overrides):
     post = lambda body, headers=ml: client.post(url, json={"environment": "staging", **body}, headers=headers)  # noqa: E731
     assert client.post("/api/v1/models/nope/deployments", json={"environment": "staging"}, headers=ml).status_code == 404
     assert post({"version": 7}).status_code == 404
+    featureless = create_model(client, ds)
+    assert upload_version(client, ds, featureless["id"], skops_model(0), filename="model.skops").status_code == 201
+    refused = client.post(f"/api/v1/models/{featureless['id']}/deployments", json={"environment": "staging"},
+                          headers=ml)
+    assert refused.status_code == 409 and "features" in refused.json["detail"]
     for body, field in [
         ({"environment": "moon"}, "environment"),
         ({"strategy": "canary", "canary": {"steps": [50, 20, 100]}}, "canary"),
