@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 # A model the desired state has not named for this long is dropped from memory.
 IDLE_MODEL_SECONDS = 300.0
+# Endpoint names are DNS-1035 labels (services/deployment/deployments.py endpoint_name).
+ENDPOINT_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+# How many unknown names a replica remembers (to not ask the control plane again within a poll).
+MAX_MISSING = 10_000
 # A replica that could not refresh an endpoint for this long still serves it, but says so in its log.
 STALE_SECONDS = 30.0
 
@@ -97,6 +102,8 @@ class Replica:
         known = self._desired.get(endpoint)
         if known is not None:
             return known
+        if not ENDPOINT_NAME.fullmatch(endpoint):
+            raise NotFound(f"No endpoint is named {endpoint!r}.")  # no name the control plane gives
         missing_since = self._missing.get(endpoint)
         if missing_since is None or time.monotonic() - missing_since > POLL_SECONDS:
             self.refresh(endpoint)
@@ -124,6 +131,8 @@ class Replica:
         if status == 404:
             with self._lock:
                 self._desired.pop(endpoint, None)
+                if len(self._missing) >= MAX_MISSING:  # names asked for at random must not grow it forever
+                    self._missing.clear()
                 self._missing[endpoint] = time.monotonic()
             return
         if status != 200:
