@@ -67,6 +67,11 @@ class Settings:
     # the most rows one prediction request may carry.
     deployment_url: str = ""
     max_predict_rows: int = 10_000
+    # Replicas poll each endpoint's desired state this often (and hear of changes at once by event); a
+    # planned traffic switch is written this far ahead, longer than a poll, so every replica switches at
+    # the same instant even if it missed the event.
+    replica_poll_seconds: float = 2.0
+    switch_ahead_seconds: float = 3.0
     code_version: str = ""
     log_level: str = "INFO"
     # /metrics answers an admin, or a scraper sending `Authorization: Bearer <metrics_token>`; anyone only

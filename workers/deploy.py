@@ -26,6 +26,10 @@ def _queue(task: DatabaseTask) -> str:
     return task.settings.task_queue(QUEUE)
 
 
+def _pace(task: DatabaseTask) -> rollout.Pace:
+    return rollout.Pace(_queue(task), task.settings.switch_ahead_seconds)
+
+
 def _loader(task: DatabaseTask, candidate: rollout.Candidate):
     def load():
         # Imported here: an idle deploy worker carries no scikit-learn.
@@ -61,14 +65,14 @@ def roll_out(self: DatabaseTask, deployment_id: str) -> None:
     if failure:
         log.warning("deployment %s failed its health check: %s", deployment_id, failure)
     with self.transaction() as session:
-        rollout.checked(session, deployment_uuid, results, failure, _queue(self))
+        rollout.checked(session, deployment_uuid, results, failure, _pace(self))
 
 
 @shared_task(bind=True, base=DatabaseTask, name=NEXT_STEP)
 def next_step(self: DatabaseTask, deployment_id: str, step: int) -> None:
     """A canary's next traffic step, after its pause."""
     with self.transaction() as session:
-        rollout.advance(session, uuid.UUID(deployment_id), step, _queue(self))
+        rollout.advance(session, uuid.UUID(deployment_id), step, _pace(self))
 
 
 @shared_task(bind=True, base=DatabaseTask, name=REDISPATCH_STALLED)

@@ -212,7 +212,7 @@ def roll_back(session: Session, deployment: Deployment, *, reason: str) -> None:
     previous = session.get(Deployment, deployment.previous_id) if deployment.previous_id else None
     routes = [traffic.route(previous.id, previous.version, 100)] if previous else []
     traffic.switch(session, endpoint, routes, reason=f"rollback of version {deployment.version}: {reason}",
-                   deployment_id=deployment.id, at_once=True)
+                   deployment_id=deployment.id)
     transition(session, deployment, ROLLED_BACK, reason)
     if previous is not None and previous.status == SUPERSEDED:
         transition(session, previous, LIVE, f"live again: version {deployment.version} was rolled back")

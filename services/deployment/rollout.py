@@ -33,12 +33,21 @@ from shared.tasks import enqueue_after_commit
 # A health check in progress is not stalled until the slowest one allowed (schemas.MAX_HEALTH_CHECK_SECONDS)
 # would have ended.
 STALL_GRACE = timedelta(seconds=600)
-# How often a rollout under observation is judged: replicas report every 2 s (services/serving/replica.py).
+# How often a rollout under observation is judged: replicas report at every poll (services/serving/replica.py).
 OBSERVE_EVERY_SECONDS = 1.0
 
 
 def _locked(session: Session, deployment_id: uuid.UUID) -> Deployment | None:
     return session.scalar(select_for_update(session, sa.select(Deployment).where(Deployment.id == deployment_id)))
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Where a rollout's next tasks go, and how far ahead its switches are written (the setting
+    `switch_ahead_seconds`: longer than the replicas' poll, see traffic.py)."""
+
+    queue: str
+    ahead_seconds: float
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ def health_check(load: Callable[[], Any], smoke_rows: Callable[[Any], list[dict]
 
 
 def checked(session: Session, deployment_id: uuid.UUID, results: list[dict], failure: str | None,
-            queue: str) -> None:
+            pace: Pace) -> None:
     """Record the health check: fail the deployment (nothing moved), or move the first traffic."""
     deployment = _locked(session, deployment_id)
     if deployment is None or deployment.status != HEALTH_CHECKING:
@@ -123,44 +132,44 @@ def checked(session: Session, deployment_id: uuid.UUID, results: list[dict], fai
              outcome_payload(deployment, endpoint, model_live=model_live(session, deployment.model_id)),
              producer=PRODUCER)
         return
-    _move_traffic(session, deployment, endpoint, 0, queue)
+    _move_traffic(session, deployment, endpoint, 0, pace)
 
 
-def advance(session: Session, deployment_id: uuid.UUID, step: int, queue: str) -> None:
+def advance(session: Session, deployment_id: uuid.UUID, step: int, pace: Pace) -> None:
     """The rollout's next step (past the last: live), if it is still at the one before."""
     deployment = _locked(session, deployment_id)
     if deployment is None or deployment.status not in (CANARY_STEPS, SWITCHING) or deployment.step != step - 1:
         return
     endpoint = session.get(Endpoint, deployment.endpoint_id)
     if step < len(deployment.steps):
-        _move_traffic(session, deployment, endpoint, step, queue)
+        _move_traffic(session, deployment, endpoint, step, pace)
     else:
         _go_live(session, deployment, endpoint)
 
 
-def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, step: int, queue: str) -> None:
+def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, step: int, pace: Pace) -> None:
     weight = deployment.steps[step]
     previous = session.get(Deployment, deployment.previous_id) if deployment.previous_id else None
     routes = [traffic.route(deployment.id, deployment.version, weight)]
     if previous is not None and previous.status == LIVE and weight < 100:
         routes.append(traffic.route(previous.id, previous.version, 100 - weight))
-    change = traffic.switch(session, endpoint, routes, deployment_id=deployment.id,
+    change = traffic.switch(session, endpoint, routes, deployment_id=deployment.id, ahead_seconds=pace.ahead_seconds,
                             reason=f"version {deployment.version} takes {weight}% of traffic")
     deployment.step = step
     if weight < 100:
         transition(session, deployment, CANARY_STEPS, f"step {step + 1} of {len(deployment.steps)}: "
                                                       f"{weight}% of traffic to version {deployment.version}")
-        countdown = traffic.SWITCH_AHEAD_SECONDS + deployment.step_pause_seconds
+        countdown = pace.ahead_seconds + deployment.step_pause_seconds
     else:
         transition(session, deployment, SWITCHING, f"all traffic goes to version {deployment.version} at "
                                                    f"{traffic.effective_at(change).isoformat()}")
-        countdown = traffic.SWITCH_AHEAD_SECONDS
+        countdown = pace.ahead_seconds
     deployment.next_action_at = utcnow() + timedelta(seconds=countdown) + TASK_GRACE
-    enqueue_after_commit(session, NEXT_STEP, str(deployment.id), step + 1, queue=queue, countdown=countdown)
+    enqueue_after_commit(session, NEXT_STEP, str(deployment.id), step + 1, queue=pace.queue, countdown=countdown)
     if step == 0:
         # One watch per rollout, from its first traffic to the end of the observation window.
-        enqueue_after_commit(session, OBSERVE, str(deployment.id), queue=queue,
-                             countdown=traffic.SWITCH_AHEAD_SECONDS + OBSERVE_EVERY_SECONDS)
+        enqueue_after_commit(session, OBSERVE, str(deployment.id), queue=pace.queue,
+                             countdown=pace.ahead_seconds + OBSERVE_EVERY_SECONDS)
 
 
 def _go_live(session: Session, deployment: Deployment, endpoint: Endpoint) -> None:

@@ -3,7 +3,7 @@
 Serving replicas poll the desired state every couple of seconds. Were a switch effective the moment
 it is written, replicas would learn of it at different times, and a client alternating between them
 would see the new version, then the old one, then the new. So a planned switch is written
-SWITCH_AHEAD_SECONDS into the future, longer than a poll: every replica holds it (and has loaded the
+`switch_ahead_seconds` (a setting, 3 by default) into the future, longer than a poll: every replica holds it (and has loaded the
 candidate) before it takes effect, and all of them switch at the same instant by the clock. A
 rollback cannot wait: it takes effect at once and withdraws any switch still ahead.
 """
@@ -22,8 +22,6 @@ from shared.db import utcnow
 from shared.events.outbox import emit
 
 PRODUCER = "deployment"
-# Longer than serving's poll interval (services/serving/replica.py) plus a desired-state read.
-SWITCH_AHEAD_SECONDS = 3.0
 
 
 def route(deployment_id: uuid.UUID, version: int, weight: int) -> dict:
@@ -31,15 +29,16 @@ def route(deployment_id: uuid.UUID, version: int, weight: int) -> dict:
 
 
 def switch(session: Session, endpoint: Endpoint, routes: list[dict], *, reason: str,
-           deployment_id: uuid.UUID | None, at_once: bool = False) -> TrafficChange:
-    """Send the endpoint's traffic to `routes` from SWITCH_AHEAD_SECONDS on (or now, `at_once`)."""
+           deployment_id: uuid.UUID | None, ahead_seconds: float = 0.0) -> TrafficChange:
+    """Send the endpoint's traffic to `routes` from `ahead_seconds` on; with none, at once, withdrawing
+    any switch still ahead (a rollback)."""
     now = utcnow()
-    if at_once:
+    if not ahead_seconds:
         session.execute(sa.delete(TrafficChange).where(TrafficChange.endpoint_id == endpoint.id,
                                                        TrafficChange.effective_at > now))
     change = TrafficChange(endpoint_id=endpoint.id, routes=[r for r in routes if r["weight"] > 0], reason=reason,
                            deployment_id=deployment_id,
-                           effective_at=now if at_once else now + timedelta(seconds=SWITCH_AHEAD_SECONDS))
+                           effective_at=now + timedelta(seconds=ahead_seconds))
     session.add(change)
     emit(session, "endpoint.traffic_changed", {
         "endpoint": endpoint.name, "model_id": endpoint.model_id, "routes": change.routes,

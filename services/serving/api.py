@@ -119,7 +119,7 @@ def _serving() -> Serving:
             rt = runtime()
             stats = ServingStats(rt.registry)
             replica = Replica(fetcher(rt.settings.deployment_url, app), _ServiceToken(app), _loader(rt.settings),
-                              functools.partial(_report, stats))
+                              functools.partial(_report, stats), poll_seconds=rt.settings.replica_poll_seconds)
             switch.on_change(replica.refresh_if_served)
             if rt.settings.events_url != "local":
                 switch.start_listening(rt.settings.events_url, rt.settings.events_exchange)

@@ -2,7 +2,7 @@
 
 The control plane (the deployment service) says, per endpoint, which deployments take traffic from
 when: the traffic in effect and any switch written ahead (services/deployment/traffic.py). A replica
-polls that every POLL_SECONDS for each endpoint it has served, loads the versions named there
+polls that every `poll_seconds` (the setting `replica_poll_seconds`) for each endpoint it has served, loads the versions named there
 (ahead of their switch, so the first request to a new version does not pay its load), and picks the
 routes in effect by the clock: every replica switches at the same instant, and an in-flight request
 keeps the model object it started with. When the control plane cannot be reached, a replica keeps
@@ -26,7 +26,6 @@ from shared.service_client import Fetch, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 2.0
 # A model the desired state has not named for this long is dropped from memory.
 IDLE_MODEL_SECONDS = 300.0
 # Endpoint names are DNS-1035 labels (services/deployment/deployments.py endpoint_name).
@@ -84,8 +83,9 @@ class Replica:
     """
 
     def __init__(self, fetch: Fetch, token: Callable[[], str], load: Callable[[dict[str, Any]], Any],
-                 report: Callable[[str], dict[str, Any]]):
+                 report: Callable[[str], dict[str, Any]], *, poll_seconds: float):
         self._fetch, self._token, self._load, self._report = fetch, token, load, report
+        self.poll_seconds = poll_seconds
         self._desired: dict[str, Desired] = {}
         self._missing: dict[str, float] = {}  # endpoint -> when the control plane said it does not exist
         self._models: dict[str, Any] = {}  # artifact sha256 -> loaded model
@@ -105,7 +105,7 @@ class Replica:
         if not ENDPOINT_NAME.fullmatch(endpoint):
             raise NotFound(f"No endpoint is named {endpoint!r}.")  # no name the control plane gives
         missing_since = self._missing.get(endpoint)
-        if missing_since is None or time.monotonic() - missing_since > POLL_SECONDS:
+        if missing_since is None or time.monotonic() - missing_since > self.poll_seconds:
             self.refresh(endpoint)
         known = self._desired.get(endpoint)
         if known is None:
@@ -202,7 +202,7 @@ class Replica:
 
     def _poll_forever(self) -> None:
         while True:
-            time.sleep(POLL_SECONDS)
+            time.sleep(self.poll_seconds)
             self.poll_once()
 
     def poll_once(self) -> None:

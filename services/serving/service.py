@@ -14,5 +14,5 @@ SERVICE = ServiceSpec(
     # Under `make run` the relay hands traffic changes to the replicas of its process this way; with a
     # broker each replica process listens on a queue of its own (services/serving/switch.py).
     consumers=("services.serving.switch:traffic_changes",),
-    settings=("deployment_url", "max_predict_rows", "allow_pickle"),
+    settings=("deployment_url", "max_predict_rows", "allow_pickle", "replica_poll_seconds"),
 )

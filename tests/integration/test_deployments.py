@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.registry.handlers import DeploymentOutcomes, TrainingOutcomes
-from services.serving import replica as replica_module, switch
-from services.serving.replica import POLL_SECONDS
+from services.serving import switch
 from shared.config import load_settings
 from tests.conftest import RUN_ID
 from tests.support.deployments import deploy, iris_row, model_with_versions, skops_model, wait_ended
@@ -104,7 +103,7 @@ def test_blue_green_then_rollback_and_the_history_of_what_served(client, ml, ds)
     rolled = client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml)
     assert rolled.status_code == 200 and rolled.json["status"] == "rolled_back"
     # In effect at once; replicas learn of it at their next poll of the desired state.
-    wait_for(lambda: served_version(client, ds, endpoint) == 1, timeout=POLL_SECONDS * 2, what="version 1 again")
+    wait_for(lambda: served_version(client, ds, endpoint) == 1, timeout=5, what="version 1 again")
     assert client.get(f"/api/v1/deployments/{first['id']}", headers=ml).json["status"] == "live"
 
     def served(at):
@@ -215,9 +214,9 @@ def test_an_endpoint_whose_only_deployment_failed_serves_nothing(client, ml, ds)
     assert "Nothing is live" in answer.json["detail"]
 
 
-def test_replicas_follow_traffic_changes_by_event_alone(client, ml, ds, monkeypatch):
-    # No poll in this test's replica: only the endpoint.traffic_changed events can tell it anything.
-    monkeypatch.setattr(replica_module, "POLL_SECONDS", 3600.0)
+def test_replicas_follow_traffic_changes_by_event_alone(make_app, settings_overrides, ml, ds):
+    # No poll in this replica: only the endpoint.traffic_changed events can tell it anything.
+    client = make_app({**settings_overrides, "replica_poll_seconds": 3600}).test_client()
     model = model_with_versions(client, ds, count=2)
     first = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
     assert served_version(client, ds, first["endpoint"]) == 1
@@ -230,7 +229,7 @@ def test_replicas_follow_traffic_changes_by_event_alone(client, ml, ds, monkeypa
     assert time.monotonic() - rolled_at < 1.0
 
 
-def test_a_replica_that_misses_the_events_converges_by_polling(client, ml, ds, monkeypatch):
+def test_a_replica_that_misses_the_events_converges_by_polling(client, ml, ds, monkeypatch, settings_overrides):
     monkeypatch.setattr(switch, "notify", lambda endpoint: None)
     model = model_with_versions(client, ds, count=2)
     first = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
@@ -238,5 +237,5 @@ def test_a_replica_that_misses_the_events_converges_by_polling(client, ml, ds, m
     second = wait_ended(client, ml, deploy(client, ml, model["id"], version=2))
     assert served_version(client, ds, first["endpoint"]) == 2  # the switch written ahead was polled in time
     assert client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml).status_code == 200
-    wait_for(lambda: served_version(client, ds, first["endpoint"]) == 1, timeout=POLL_SECONDS * 2 + 1,
-             what="the poll to bring version 1 back")
+    wait_for(lambda: served_version(client, ds, first["endpoint"]) == 1,
+             timeout=settings_overrides["replica_poll_seconds"] * 2 + 1, what="the poll to bring version 1 back")
