@@ -27,6 +27,10 @@ class PredictionFailed(DomainError):
     status, title, slug = 500, "Prediction failed", "prediction-failed"
 
 
+class VersionUnavailable(DomainError):
+    status, title, slug = 503, "Version unavailable", "version-unavailable"
+
+
 def _request_ids(given: str | None, count: int) -> list[str]:
     if given is None:
         return [str(uuid.uuid4()) for _ in range(count)]
@@ -43,7 +47,11 @@ def predict(*, replica: Replica, stats: ServingStats, prediction_log: Prediction
     unit = body.get("unit_id") or body.get("request_id")
     route = choose(routes, bucket(endpoint, unit) if unit else random.random() * 100.0)
     deployment = desired.deployments[route.deployment_id]
-    model = replica.model(deployment)
+    try:
+        model = replica.model(deployment)
+    except Exception as exc:  # health checks load the same bytes, so this is an artifact store or memory fault
+        stats.record(endpoint, route.version, 0.0, True)
+        raise VersionUnavailable(f"Version {route.version} cannot be loaded by this replica: {exc}") from exc
     rows = validate_instances(body.get("instances"), features=model.features, kinds=model.kinds, max_rows=max_rows,
                               nullable=model.nullable)
     started = time.perf_counter()
