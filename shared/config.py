@@ -67,6 +67,8 @@ class Settings:
     # the most rows one prediction request may carry.
     deployment_url: str = ""
     max_predict_rows: int = 10_000
+    # The image an endpoint's serving pool runs in the Kubernetes manifests the deployment service renders.
+    serving_image: str = "modelyard:latest"
     code_version: str = ""
     log_level: str = "INFO"
     # /metrics answers an admin, or a scraper sending `Authorization: Bearer <metrics_token>`; anyone only
