@@ -72,6 +72,8 @@ class Settings:
     # the same instant even if it missed the event.
     replica_poll_seconds: float = 2.0
     switch_ahead_seconds: float = 3.0
+    # The image an endpoint's serving pool runs in the Kubernetes manifests the deployment service renders.
+    serving_image: str = "modelyard:latest"
     code_version: str = ""
     log_level: str = "INFO"
     # /metrics answers an admin, or a scraper sending `Authorization: Bearer <metrics_token>`; anyone only

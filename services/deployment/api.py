@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import uuid
 
-from flask import url_for
+from flask import Response, url_for
 from flask_smorest import Api
 
-from services.deployment import deployments, observation
+from services.deployment import deployments, manifests, observation
 from services.deployment.schemas import (
     DeploymentAcceptedSchema, DeploymentListArgs, DeploymentRequestSchema, DeploymentSchema, DesiredStateSchema,
-    EndpointSchema, HistoryArgs, ReplicaReportSchema, ServedAtSchema,
+    EndpointSchema, HistoryArgs, ManifestArgs, ManifestListSchema, ReplicaReportSchema, ServedAtSchema,
 )
 from services.deployment.service import QUEUE
 from shared.auth import current_actor, requires
@@ -80,6 +80,25 @@ class DeploymentRollback(MethodView):
         health checking just ends."""
         return deployments.request_rollback(session=db_session(), actor=current_actor(), request_id=request_id(),
                                             deployment_id=deployment_id)
+
+
+@blp.route("/<uuid:deployment_id>/manifests")
+class DeploymentManifests(MethodView):
+    @requires("viewer")
+    @blp.arguments(ManifestArgs, location="query")
+    @blp.response(200, ManifestListSchema)
+    @blp.alt_response(200, schema={"type": "array", "items": {"type": "object"}}, content_type=manifests.CONTENT_TYPE,
+                      success=True, description="By default a YAML stream, one document per object; "
+                                                "`?format=json`: one Kubernetes List.")
+    def get(self, args, deployment_id: uuid.UUID):
+        """The Kubernetes Deployment, Service and HorizontalPodAutoscaler of the deployment's endpoint, as its
+        configs say: `kubectl apply -f -` in the platform's namespace."""
+        deployment = deployments.get_deployment(session=db_session(), deployment_id=deployment_id)
+        documents = manifests.render(deployment, endpoint_name=deployment.endpoint_name,
+                                     serving_image=runtime().settings.serving_image)
+        if args["format"] == "json":
+            return manifests.as_list(documents)
+        return Response(manifests.as_yaml(documents), mimetype=manifests.CONTENT_TYPE)
 
 
 def _described(endpoint) -> dict:

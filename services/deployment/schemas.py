@@ -181,6 +181,19 @@ class DeploymentListArgs(ListArgs):
     status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
 
 
+class ManifestArgs(Schema):
+    format = fields.String(load_default="yaml", validate=validate.OneOf(("yaml", "json")),
+                           metadata={"description": "yaml: one document per object; json: a Kubernetes List"})
+
+
+class ManifestListSchema(Schema):
+    """The endpoint's Deployment, Service and HorizontalPodAutoscaler as one Kubernetes List."""
+
+    apiVersion = fields.String()
+    kind = fields.String()
+    items = fields.List(fields.Dict())
+
+
 class RouteSchema(Schema):
     deployment_id = fields.UUID()
     version = fields.Integer()

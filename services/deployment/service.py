@@ -26,5 +26,5 @@ SERVICE = ServiceSpec(
     # Re-sends a rollout step whose task was committed but never reached the broker. On "default": a
     # sweep must not wait behind a rollout's health checks.
     beat={"redispatch-stalled-deployments": BeatEntry(REDISPATCH_STALLED, 30.0, queue="default")},
-    settings=("registry_url", "switch_ahead_seconds"),
+    settings=("registry_url", "switch_ahead_seconds", "serving_image"),
 )

@@ -13,8 +13,10 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
 from tests.support.auth import make_api_key, make_user
+from tests.support.yaml_stream import register_yaml_stream_reader
 
 pytestmark = pytest.mark.integration
+register_yaml_stream_reader()
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance")
 # Examples per operation and phase: the whole run takes ~10 s per database on a shared 2-core machine.

@@ -15,6 +15,18 @@ ENDED = ("live", "failed", "rolled_back", "superseded")
 # Health checks that pass in well under a second: the point of most tests is what happens after.
 QUICK = {"health_check_config": {"timeout": 5, "success_threshold": 2, "failure_threshold": 2}}
 
+# The brief's example 3 as it is written there: its four configs, every value given.
+EXAMPLE_3 = {
+    "environment": "production",
+    "deployment_config": {"resources": {"memory": "2Gi", "cpu": "1"}, "replicas": 3, "timeout": 30},
+    "health_check_config": {"endpoint": "/health", "interval": 30, "timeout": 10, "retries": 3,
+                            "success_threshold": 1, "failure_threshold": 3},
+    "scaling_config": {"min_replicas": 2, "max_replicas": 10, "target_cpu_utilization": 70,
+                       "target_memory_utilization": 80, "scale_up_cooldown": 300, "scale_down_cooldown": 300},
+    "monitoring_config": {"enable_metrics": True, "enable_logging": True, "enable_tracing": True,
+                          "alert_thresholds": {"cpu": 80, "memory": 85, "error_rate": 5, "latency": 1000}},
+}
+
 
 @functools.cache
 def skops_model(seed: int = 0) -> bytes:

@@ -144,3 +144,12 @@ def test_k8s_runs_every_service_its_consumers_and_routes_to_each():
     assert containers["events"]["command"] == ["python", "-m", "launch.events", "consume"]
     gunicorns = {name for name, container in containers.items() if "gunicorn" in container.get("command", [])}
     assert gunicorns == {spec.name for spec in WEB}
+
+
+def test_the_manifests_an_endpoint_renders_run_the_image_the_platforms_serving_runs():
+    compose = _compose()
+    assert compose["deployment"]["environment"]["MODELYARD_SERVING_IMAGE"] == compose["serving"]["image"]
+    containers = {doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]
+                  for doc in _k8s() if doc["kind"] == "Deployment"}
+    deployment_env = {item["name"]: item["value"] for item in containers["deployment"]["env"]}
+    assert deployment_env["MODELYARD_SERVING_IMAGE"] == containers["serving"]["image"]
