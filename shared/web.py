@@ -272,6 +272,14 @@ def _install_probes(api: Api, rt: Runtime) -> None:
                 "dependencies": _probe(rt.dependencies)}
         return body, 200 if ready else 503
 
+    @blp.route("/health")
+    @blp.doc(security=[])
+    @blp.response(200, ReadinessSchema)
+    @blp.alt_response(503, schema=ReadinessSchema, description="The database is unreachable.")
+    def health():
+        """/readyz under the name the brief's health checks use (`health_check_config.endpoint`)."""
+        return readyz()
+
     @blp.route("/metrics")
     @blp.doc(security=[{"bearer": []}, {"api_key": []}])
     @blp.response(200, content_type=CONTENT_TYPE_LATEST, description="Prometheus text exposition format.")

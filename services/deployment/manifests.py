@@ -47,8 +47,8 @@ def _selector(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name}
 
 
-def _probe(health: dict[str, Any], *, success_threshold: int) -> dict[str, Any]:
-    return {"httpGet": {"path": health["endpoint"], "port": "http"},
+def _probe(health: dict[str, Any], path: str, *, success_threshold: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"},
             "periodSeconds": _whole_seconds(health["interval"], least=1),
             "timeoutSeconds": _whole_seconds(health["timeout"], least=1),
             "failureThreshold": health["failure_threshold"], "successThreshold": success_threshold}
@@ -65,9 +65,10 @@ def _deployment(deployment: Deployment, name: str, labels: dict[str, str], servi
         "ports": [{"containerPort": PORT, "name": "http"}],
         "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}, {"secretRef": {"name": SECRET}}],
         "env": [{"name": "MODELYARD_DEPLOYMENT_URL", "value": DEPLOYMENT_URL}],
-        "readinessProbe": _probe(health, success_threshold=health["success_threshold"]),
-        # The Kubernetes API refuses a liveness probe whose successThreshold is not 1.
-        "livenessProbe": _probe(health, success_threshold=1),
+        "readinessProbe": _probe(health, health["endpoint"], success_threshold=health["success_threshold"]),
+        # Alive is not ready: a replica whose database blips must leave the Service, not be restarted. The
+        # Kubernetes API refuses a liveness probe whose successThreshold is not 1.
+        "livenessProbe": _probe(health, "/healthz", success_threshold=1),
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
         "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACT_ROOT}],
     }

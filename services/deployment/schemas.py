@@ -52,7 +52,8 @@ class DeploymentConfigSchema(StrictSchema):
 
 
 class HealthCheckConfigSchema(StrictSchema):
-    endpoint = fields.String(load_default="/healthz", validate=validate.Regexp(r"^/[A-Za-z0-9/_.-]{0,200}$"))
+    # The readiness probe's path: one a serving replica answers (liveness is always /healthz).
+    endpoint = fields.String(load_default="/readyz", validate=validate.OneOf(("/health", "/readyz", "/healthz")))
     interval = _seconds(30, low=0, high=3600, low_inclusive=False)
     # Longest a smoke prediction may take before it counts as a failure, in seconds.
     timeout = _seconds(10, low=0, high=120, low_inclusive=False)

@@ -125,3 +125,8 @@ def test_a_lost_database_connection_is_a_503_to_retry_and_the_next_request_recon
         assert client.post("/api/v1/models", json=body, headers=headers).status_code == 201
     finally:
         proxy.cut()
+
+
+def test_health_answers_as_readiness_does_under_the_briefs_name(client):
+    # The brief's health checks name /health; Kubernetes probes of a serving pool use it as rendered.
+    assert client.get("/health").json == client.get("/readyz").json

@@ -60,7 +60,8 @@ def test_the_briefs_example_3_sets_replicas_resources_and_probes_from_its_config
     probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 30, "timeoutSeconds": 10,
              "failureThreshold": 3, "successThreshold": 1}
     assert serving["readinessProbe"] == probe
-    assert serving["livenessProbe"] == probe
+    # Alive is not ready: liveness asks /healthz, which a database blip does not fail.
+    assert serving["livenessProbe"] == {**probe, "httpGet": {"path": "/healthz", "port": "http"}}
 
 
 def test_readiness_takes_the_success_threshold_and_liveness_keeps_the_one_kubernetes_allows():
@@ -89,7 +90,7 @@ def test_defaults_render_the_schemas_defaults():
     serving = container(kube_deployment)
     assert kube_deployment["spec"]["replicas"] == 1
     assert serving["resources"]["requests"] == serving["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
-    assert serving["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 30,
+    assert serving["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 30,
                                          "timeoutSeconds": 10, "failureThreshold": 3, "successThreshold": 1}
     spec = autoscaler["spec"]
     assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 1)
