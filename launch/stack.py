@@ -16,6 +16,7 @@ from pathlib import Path
 from launch import catalog, gateway
 from launch.processes import Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
+from shared.service_spec import ServiceSpec
 
 STACK_DEFAULTS = {
     "MODELYARD_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/modelyard",
@@ -42,6 +43,11 @@ def upstream(var_dir: Path, service: str) -> str:
     (~5% of a model create here), unless the path is too long for a socket address."""
     path = var_dir / "sockets" / f"{service}.sock"
     return f"unix:{path}" if len(str(path)) < UNIX_PATH_MAX else f"127.0.0.1:{ports()[service]}"
+
+
+def workers(spec: ServiceSpec) -> int:
+    """The manifest's worker count, or MODELYARD_<NAME>_WORKERS (the benchmarks size services so)."""
+    return int(os.environ.get(f"MODELYARD_{spec.name.upper()}_WORKERS", spec.web.workers))
 
 
 def render_nginx(var_dir: Path, port: int) -> Path:
@@ -90,10 +96,14 @@ def main() -> int:
             continue
         # The port for other services (training asks the registry over HTTP), the socket for nginx.
         binds = sorted({f"127.0.0.1:{spec.port}", upstream(var_dir, spec.name)})
-        # MODELYARD_<NAME>_WORKERS overrides the manifest (the benchmarks scale the registry so).
-        workers = int(os.environ.get(f"MODELYARD_{spec.name.upper()}_WORKERS", spec.web.workers))
-        supervisor.web(spec.name, binds, f"launch.apps:service_app({spec.name!r})", workers=workers,
+        supervisor.web(spec.name, binds, f"launch.apps:service_app({spec.name!r})", workers=workers(spec),
                        threads=spec.web.threads, var_dir=settings.var_dir)
+    serving = catalog.service("serving")
+    # The serving pool follows the live deployments' scaling configs, unless its size is given: a
+    # benchmark compares a pool of a known size.
+    if f"MODELYARD_{serving.name.upper()}_WORKERS" not in os.environ:
+        supervisor.python("autoscale", "-m", "launch.autoscale",
+                          "--master-pid", str(supervisor.children[serving.name].pid), "--workers", str(workers(serving)))
     supervisor.python("relay", "-m", "launch.events", "relay")
     supervisor.python("events", "-m", "launch.events", "consume")
     # The worker consumes every queue of the app's task_queues (their names carry the settings' prefix).
@@ -108,7 +118,8 @@ def main() -> int:
     supervisor.start("gateway", [nginx, "-c", str(conf), "-p", str(conf.parent)])
     print(f"Modelyard stack: gateway http://127.0.0.1:{port}, "
           + ", ".join(f"{name} :{service_port}" for name, service_port in ports().items())
-          + ", relay, event consumers, worker, beat", flush=True)
+          + ", relay, event consumers, worker, beat"
+          + (", serving autoscaler" if "autoscale" in supervisor.children else ""), flush=True)
     print(login, flush=True)
     return supervisor.wait()
 
