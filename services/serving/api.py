@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import math
 import os
 import socket
 import threading
@@ -102,9 +102,25 @@ def _loader(settings: Settings):
 _creating = threading.Lock()
 
 
-def _report(stats: ServingStats, endpoint: str) -> dict[str, Any]:
-    versions = {str(version): numbers for version, numbers in stats.window(endpoint, REPORT_WINDOW_SECONDS).items()}
-    return {"replica": f"{socket.gethostname()}:{os.getpid()}", "window_seconds": REPORT_WINDOW_SECONDS, "versions": versions, **process_usage()}
+class _Reports:
+    """What this replica reports of an endpoint at each poll: its window of requests per version, and its
+    CPU and memory. CPU is measured once per poll round (it is the time since the previous
+    measurement), and the same figure goes with every endpoint's report of that round."""
+
+    def __init__(self, stats: ServingStats, poll_seconds: float):
+        self._stats, self._round = stats, poll_seconds * 0.9
+        self._usage: dict[str, Any] = {}
+        self._measured = -math.inf
+        self._lock = threading.Lock()
+
+    def __call__(self, endpoint: str) -> dict[str, Any]:
+        with self._lock:
+            if time.monotonic() - self._measured >= self._round:
+                self._usage, self._measured = process_usage(), time.monotonic()
+            usage = self._usage
+        window = self._stats.window(endpoint, REPORT_WINDOW_SECONDS)
+        return {"replica": f"{socket.gethostname()}:{os.getpid()}", "window_seconds": REPORT_WINDOW_SECONDS,
+                "versions": {str(version): numbers for version, numbers in window.items()}, **usage}
 
 
 def _serving() -> Serving:
@@ -118,8 +134,9 @@ def _serving() -> Serving:
         if SERVING_KEY not in app.extensions:
             rt = runtime()
             stats = ServingStats(rt.registry)
+            poll = rt.settings.replica_poll_seconds
             replica = Replica(fetcher(rt.settings.deployment_url, app), _ServiceToken(app), _loader(rt.settings),
-                              functools.partial(_report, stats), poll_seconds=rt.settings.replica_poll_seconds)
+                              _Reports(stats, poll), poll_seconds=poll)
             switch.on_change(replica.refresh_if_served)
             if rt.settings.events_url != "local":
                 switch.start_listening(rt.settings.events_url, rt.settings.events_exchange)
