@@ -20,6 +20,8 @@ from pathlib import Path
 
 from shared.config import SECRETS_FILE, Settings, stored_secrets
 
+UNIX_PATH_MAX = 108  # sun_path on Linux, with its terminating NUL
+
 
 def local_secrets(settings: Settings) -> dict[str, str]:
     """Secrets for a development machine, made once and kept in var/secrets.json (mode 600).
@@ -65,10 +67,11 @@ class Supervisor:
         self.children[name] = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
 
     def web(self, name: str, binds: list[str], app: str, *, var_dir: str, workers: int = 1,
-            threads: int | None = None, config: str | None = None) -> None:
+            threads: int | None = None, config: str | None = None, env: dict[str, str] | None = None) -> None:
         """A gunicorn server whose workers share one Prometheus view (multiprocess mode).
 
-        Each worker serves its requests on gevent's greenlets, or, given `threads`, on that many threads.
+        Each worker serves its requests on gevent's greenlets, or, given `threads`, on that many threads;
+        `env` adds to (or overrides) the supervisor's environment for this server alone.
         """
         metrics_dir = Path(var_dir) / "prometheus" / name
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -91,7 +94,7 @@ class Supervisor:
         if config:
             argv += ["--config", config]  # server hooks; the command line's settings win over its
         argv.append(app)
-        self.start(name, argv, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+        self.start(name, argv, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), **(env or {}))
 
     def python(self, name: str, *args: str) -> None:
         self.start(name, [sys.executable, *args])

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-from launch.processes import Supervisor, local_secrets, run_preparation
+from launch.processes import UNIX_PATH_MAX, Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
 
 
@@ -22,9 +23,20 @@ def main() -> int:
 
     bind = settings.bind
     supervisor = Supervisor(env=dict(os.environ))
+    # Predictions in a process of their own, so that they never hold the web process's interpreter lock;
+    # the web process forwards them (launch/forward.py). Replicas read the desired state from the web
+    # process; with no broker to announce switches, they poll it often.
+    serving_socket = str(Path(settings.var_dir).resolve() / "serving.sock")
+    if len(serving_socket) >= UNIX_PATH_MAX:
+        serving_socket = str(Path(tempfile.mkdtemp(prefix="modelyard-")) / "serving.sock")
+    supervisor.web("serving", [f"unix:{serving_socket}"], "launch.apps:service_app('serving')",
+                   var_dir=settings.var_dir, workers=1, threads=4,
+                   env={"MODELYARD_DEPLOYMENT_URL": f"http://{bind}",
+                        "MODELYARD_REPLICA_POLL_SECONDS": os.environ.get("MODELYARD_REPLICA_POLL_SECONDS", "0.5"),
+                        "MODELYARD_SWITCH_AHEAD_SECONDS": os.environ.get("MODELYARD_SWITCH_AHEAD_SECONDS", "1.5")})
     # Threads, not greenlets: SQLite cannot yield to gevent's loop, so one request waiting out another's
     # write lock would stall the whole worker, and the worker's relay and sealer threads with it.
-    supervisor.web("web", [bind], "launch.apps:create_app()", var_dir=settings.var_dir,
+    supervisor.web("web", [bind], f"launch.apps:run_app({serving_socket!r})", var_dir=settings.var_dir,
                    workers=1, threads=8, config="python:launch.run_web")
     supervisor.python(
         "worker", "-m", "celery", "-A", "workers.celery_app", "worker", "--beat", "--loglevel", "WARNING",

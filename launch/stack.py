@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from launch import catalog, gateway
-from launch.processes import Supervisor, local_secrets, run_preparation
+from launch.processes import UNIX_PATH_MAX, Supervisor, local_secrets, run_preparation
 from shared.config import load_settings
 from shared.service_spec import ServiceSpec
 
@@ -30,7 +30,6 @@ STACK_DEFAULTS = {
     # Clients come through nginx, which appends the address it saw to X-Forwarded-For (login throttling).
     "MODELYARD_PROXY_HOPS": "1",
 }
-UNIX_PATH_MAX = 108  # sun_path on Linux, with its terminating NUL
 
 
 def ports() -> dict[str, int]:

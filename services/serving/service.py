@@ -11,8 +11,5 @@ SERVICE = ServiceSpec(
     locations=(Location("^/api/v1/endpoints/[^/]+/predict$", "regex"),),
     # Predictions are CPU-bound: processes, not greenlets; a second thread overlaps a request's I/O.
     web=WebProcess(workers=2, threads=2),
-    # Under `make run` the relay hands traffic changes to the replicas of its process this way; with a
-    # broker each replica process listens on a queue of its own (services/serving/switch.py).
-    consumers=("services.serving.switch:traffic_changes",),
     settings=("deployment_url", "max_predict_rows", "allow_pickle", "replica_poll_seconds"),
 )

@@ -5,10 +5,10 @@ moment it is written, and a replica must not keep sending users to the version b
 until its next poll. Each replica process listens, and re-reads the endpoint's desired state when it
 hears of a change. Polling stays: a missed message only delays a switch.
 
-Under `make run` events are dispatched in the web process itself (shared.events.dispatch): the
-`traffic_changes` consumer in serving's manifest reaches the replicas of that process. With RabbitMQ
-(`make stack`, compose, Kubernetes) each serving process binds a queue of its own (exclusive, gone
-with the process) to the events exchange, since a shared consumer queue would tell only one of them.
+With RabbitMQ (`make stack`, compose, Kubernetes) each serving process binds a queue of its own
+(exclusive, gone with the process) to the events exchange, since a shared consumer queue would tell
+only one of them. `make run` has no broker: its serving process polls the desired state often instead
+(launch/run.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ import weakref
 from typing import Any, Callable
 
 from kombu import Connection, Consumer, Queue
-from sqlalchemy.orm import Session
 
 from shared.events.catalogue import parse_envelope
-from shared.events.consumer import EventConsumer
 from shared.events.topology import events_exchange
 
 log = logging.getLogger(__name__)
@@ -54,20 +52,6 @@ def notify(endpoint: str) -> None:
             listener(endpoint)
         except Exception:  # one replica's failed refresh must not keep the others from theirs
             log.exception("refreshing endpoint %s after a traffic change failed", endpoint)
-
-
-class TrafficChanges(EventConsumer):
-    """The in-process path (events_url "local"): the relay of this process hands the event over."""
-
-    name = "serving.traffic"
-    routing_keys = (ROUTING_KEY,)
-
-    def handle(self, session: Session, envelope: dict[str, Any]) -> None:
-        notify(envelope["payload"]["endpoint"])
-
-
-def traffic_changes() -> TrafficChanges:
-    return TrafficChanges()
 
 
 def start_listening(events_url: str, exchange: str) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
+import requests
 
+from tests.support.deployments import ENDED, FEATURES, QUICK, iris_row, skops_model
 from tests.support.polling import wait_for
 from tests.support.walks import Platform, free_port, login, train_tiny_model, walk_to_lineage
 
@@ -69,3 +72,39 @@ def test_a_small_training_runs_on_the_embedded_worker_and_registers_a_version(pl
     model_id = train_tiny_model(http, base)
     # The event consumers changed the status in the web process itself, so its cache saw the change.
     assert http.get(f"{base}/api/v1/models/{model_id}").json()["status"] == "trained"
+
+
+def test_predictions_are_served_by_a_process_of_their_own_and_follow_a_rollback(platform):
+    base, _ = platform
+    http = login(base, PASSWORD)
+    model = http.post(f"{base}/api/v1/models", json={"name": "run-served", "type": "classification",
+                                                     "framework": "scikit_learn", "features": FEATURES}).json()
+    for seed in range(2):
+        upload = http.post(f"{base}/api/v1/models/{model['id']}/versions",
+                           files={"artifact": ("model.skops", skops_model(seed))})
+        assert upload.status_code == 201, upload.text
+
+    def deploy(version: int) -> dict:
+        accepted = http.post(f"{base}/api/v1/models/{model['id']}/deployments",
+                             json={"environment": "development", "version": version, **QUICK}).json()
+        return wait_for(lambda: (found := http.get(f"{base}{accepted['url']}").json())["status"] in ENDED
+                        and found, timeout=60, what=f"version {version}'s rollout")
+
+    def served() -> int:
+        answer = http.post(f"{base}/api/v1/endpoints/{first['endpoint']}/predict", json={"instances": [iris_row()]})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["model_version"]
+
+    first = deploy(1)
+    assert first["status"] == "live" and served() == 1
+    second = deploy(2)
+    assert second["status"] == "live" and served() == 2
+    assert http.post(f"{base}/api/v1/deployments/{second['id']}/rollback").status_code == 200
+    wait_for(lambda: served() == 1, timeout=2, what="the rollback to reach the serving process")
+    # The answers come from the serving process, through the web process, problems included.
+    refused = requests.post(f"{base}/api/v1/endpoints/{first['endpoint']}/predict", json={"instances": []})
+    assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/problem+json"
+    # The replica that reports on the endpoint is a worker of the serving server, not of the web one.
+    [replica] = http.get(f"{base}/api/v1/endpoints/{first['endpoint']}").json()["replicas"]
+    pid = int(replica["replica"].rsplit(":", 1)[1])
+    assert b"service_app('serving')" in Path(f"/proc/{pid}/cmdline").read_bytes()
