@@ -31,8 +31,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.load import memory, run_phase, split, wait_until_idle
-from bench.serving_modelyard import ModelyardServing, switch_under_load
+from bench.load import cpu_seconds, memory, run_phase, split, wait_until_idle
+from bench.serving_modelyard import ModelyardServing, steps, switch_under_load
 from bench.serving_peers import MLServer, PlainFlask, dataset, ensure_mlserver_venv, train
 
 BATCH_ROWS = 1_000
@@ -42,6 +42,28 @@ PHASES = ("single_8", "single_1", "batch_2", "single_8_bearer", "single_8_direct
 
 def rows_from(rows: list[list[float]], start: int, count: int) -> list[list[float]]:
     return [rows[(start + i) % len(rows)] for i in range(count)]
+
+
+def postgres_pids() -> dict[int, str]:
+    pids = {}
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
+                pids[int(entry)] = "postgres"
+        except OSError:
+            continue
+    return pids
+
+
+def phase(target, batches: list[list]) -> dict:
+    """bench.load.run_phase, plus the cores Postgres used meanwhile: outside the server's process tree,
+    it would otherwise pass for "the rest of the machine" (Modelyard reads API keys and stores the
+    prediction log there; the peers use no database)."""
+    pids = postgres_pids()
+    before = sum(cpu_seconds(pids).values())
+    figures = run_phase(target, batches)
+    figures["postgres_cpu"] = round((sum(cpu_seconds(pids).values()) - before) / figures["seconds"], 2)
+    return figures
 
 
 def singles(server, rows: list[list[float]], count: int) -> list:
@@ -54,11 +76,11 @@ def measure_load(target, rows: list[list[float]], *, requests: int, clients: int
     """The three load phases on a started server."""
     figures: dict = {}
     run_phase(target, split(singles(target, rows, WARM_UP_REQUESTS * clients), clients))
-    figures["single_8"] = run_phase(target, split(singles(target, rows, requests), clients))
-    figures["single_1"] = run_phase(target, [singles(target, rows, requests // 3)])
+    figures["single_8"] = phase(target, split(singles(target, rows, requests), clients))
+    figures["single_1"] = phase(target, [singles(target, rows, requests // 3)])
     batch = [target.predict_request(rows_from(rows, i * BATCH_ROWS, BATCH_ROWS)) for i in range(batches)]
     run_phase(target, split(batch[:2], 2))
-    figures["batch_2"] = run_phase(target, split(batch, 2))
+    figures["batch_2"] = phase(target, split(batch, 2))
     figures["batch_2"]["rows_per_second"] = round(figures["batch_2"]["per_second"] * BATCH_ROWS)
     return figures
 
@@ -79,15 +101,16 @@ def measure_modelyard(serving: ModelyardServing, artifacts: list[bytes], rows: l
         if deployment["status"] != "live":
             raise RuntimeError(f"the first deployment ended {deployment['status']}: {deployment.get('transitions')}")
         figures["deploy_to_live_seconds"] = round(seconds, 2)
+        figures["deploy_steps"] = steps(deployment)
         wait_until_idle(serving.pid)
         figures.update(measure_load(serving, rows, **plan))
         expected = predicted_rows(figures, clients=plan["clients"])
         # Where the time goes, beside the real path: a bearer token (no database read to authenticate),
         # and the API key straight to serving's port (no nginx).
-        for phase, target in (("single_8_bearer", serving.with_bearer_token()),
-                              ("single_8_direct", serving.straight_to_serving())):
-            figures[phase] = run_phase(target, split(singles(serving, rows, plan["requests"]), plan["clients"]))
-            expected += figures[phase]["requests"] - figures[phase]["errors"]
+        for name, target in (("single_8_bearer", serving.with_bearer_token()),
+                             ("single_8_direct", serving.straight_to_serving())):
+            figures[name] = phase(target, split(singles(serving, rows, plan["requests"]), plan["clients"]))
+            expected += figures[name]["requests"] - figures[name]["errors"]
         figures["switch"] = switch_under_load(serving, second, [serving.predict_request([row]) for row in rows])
         expected += figures["switch"]["requests"] - figures["switch"]["failed"]
         figures["prediction_log"] = drained(serving, expected)
@@ -185,6 +208,11 @@ def targets(summary: dict) -> list[dict]:
              "met": None if measured is None else check(measured)} for what, measured, check in checks]
 
 
+def cpu_per_request(p: dict) -> float:
+    """Milliseconds of CPU the server and Postgres spent on each request of a phase."""
+    return (p["server_cpu"] + p["postgres_cpu"]) * p["seconds"] / p["requests"] * 1000
+
+
 def show(number) -> str:
     if number is None:
         return "-"
@@ -225,6 +253,8 @@ def print_report(summary: dict) -> None:
               f"idle stack RSS {show(ours['stack_memory_idle']['rss_mib'])} MiB")
         print(f"  deployment request to live, brief's example 3, idle: {show(ours['deploy_to_live_seconds'])} s; "
               f"under load (the switch below): {show(switch['deploy_to_live_seconds'])} s")
+        print(f"    steps, idle: {', '.join(ours['deploy_steps'])}")
+        print(f"    steps, under load: {', '.join(switch['steps'])}")
         print(f"  blue-green switch under load ({switch['clients']} clients): {switch['requests']:,} requests, "
               f"{switch['failed']} failed, {switch['without_version']} answers naming no version, "
               f"{switch['clients_back_and_forth']} clients saw a version go back; answers by version "
@@ -246,17 +276,17 @@ def print_report(summary: dict) -> None:
         print(f"  {verdict:5} {target['target']:48} measured {show(target['measured'])}")
 
     print(f"\nCPU per phase, in cores ({os.cpu_count()} on this machine): the client processes / the server's process"
-          " tree / the rest of the machine; then the server's CPU per request (steadier than a rate on a shared"
-          " machine)")
+          " tree / Postgres / the rest of the machine; then the server's and Postgres's CPU per request (steadier"
+          " than a rate on a shared machine)")
     for name, figures in (("Modelyard", ours), ("plain Flask", flask), *mlservers.items()):
         for phase in PHASES:
             if phase in figures:
                 p = figures[phase]
-                rest = max(0.0, p["machine_cpu"] - p["client_cpu"] - p["server_cpu"])
+                rest = max(0.0, p["machine_cpu"] - p["client_cpu"] - p["server_cpu"] - p["postgres_cpu"])
                 errors = f"  {p['errors']} ERRORS, first: {p['first_error']}" if p["errors"] else ""
                 print(f"  {name:11} {phase:15} {p['clients']} client(s) {p['requests']:6} requests in "
-                      f"{p['seconds']:6.1f} s   {p['client_cpu']:.2f} / {p['server_cpu']:.2f} / {rest:.2f}   "
-                      f"{p['server_cpu'] * p['seconds'] / p['requests'] * 1000:.2f} ms a request{errors}")
+                      f"{p['seconds']:6.1f} s   {p['client_cpu']:.2f} / {p['server_cpu']:.2f} / {p['postgres_cpu']:.2f}"
+                      f" / {rest:.2f}   {cpu_per_request(p):.2f} ms a request{errors}")
                 busy = [f"{label} {cores:.2f}" for label, cores in p["server_cpu_by_process"].items() if cores >= 0.01]
                 print(f"{'':14}server: {', '.join(busy)}")
     for name, figures in (("Modelyard", ours), ("plain Flask", flask), *mlservers.items()):

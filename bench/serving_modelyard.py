@@ -170,6 +170,14 @@ class ModelyardServing:
         self.stack.stop()
 
 
+def steps(deployment: dict) -> list[str]:
+    """The rollout's transitions as "<status> +<seconds since the request>", to see where its time went."""
+    from datetime import datetime
+
+    times = [(t["to_status"], datetime.fromisoformat(t["at"])) for t in deployment["transitions"]]
+    return [f"{status} +{(at - times[0][1]).total_seconds():.2f}" for status, at in times]
+
+
 def _switch_client(address: tuple[str, int], headers: dict, raw: list[bytes], stop, results) -> None:
     """Predict without pause until `stop`; every answer's time, status and the version it names."""
     conn = Connection(address, headers)
@@ -224,6 +232,7 @@ def switch_under_load(serving: ModelyardServing, version: int, requests_to_send:
         "clients": clients,
         "deployment_status": deployment["status"],
         "deploy_to_live_seconds": round(seconds, 2),
+        "steps": steps(deployment),
         "requests": len(answers),
         "failed": sum(1 for _, status, _ in answers if status != 200),
         "first_error": next((o["first_error"] for o in outcomes if o["first_error"]), None),
