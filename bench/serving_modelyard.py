@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +173,6 @@ class ModelyardServing:
 
 def steps(deployment: dict) -> list[str]:
     """The rollout's transitions as "<status> +<seconds since the request>", to see where its time went."""
-    from datetime import datetime
-
     times = [(t["to_status"], datetime.fromisoformat(t["at"])) for t in deployment["transitions"]]
     return [f"{status} +{(at - times[0][1]).total_seconds():.2f}" for status, at in times]
 
