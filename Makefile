@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo
+.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,6 @@ bench-registry: install-dev
 
 bench-hpo: install-dev
 	$(BIN)/python -m bench.hpo
+
+bench-serving: install-dev
+	$(BIN)/python -m bench.serving

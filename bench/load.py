@@ -60,7 +60,10 @@ def process_label(pid: int) -> str:
     if program.startswith("python") and len(argv) > 2 and argv[1] == "-m":
         # One module runs several parts: gunicorn's app, celery's command (worker, beat) tells them apart.
         if argv[2] == "gunicorn":
-            return f"gunicorn {argv[-1].split(':')[0]}"
+            app = argv[-1]
+            if "service_app(" in app:  # the stack serves every service from one factory; its argument names it
+                return "gunicorn " + app.split("(", 1)[1].strip("')\"")
+            return f"gunicorn {app.split(':')[0]}"
         if argv[2] == "celery":
             return "celery " + next((arg for arg in argv[3:] if arg in ("worker", "beat")), "")
         return argv[2]

@@ -64,6 +64,8 @@ class ModelyardStack:
             "MODELYARD_GATEWAY_PORT": str(self.port),
             # Its own exchange, so the benchmark's events never reach queues bound by anyone else's stack.
             "MODELYARD_EVENTS_EXCHANGE": "modelyard.bench.events",
+            # Its own Celery queues too: another stack's worker on this broker must not take its tasks.
+            "MODELYARD_TASK_QUEUE_PREFIX": "bench.",
         })
         if self.web_workers:
             env["MODELYARD_REGISTRY_WORKERS"] = str(self.web_workers)
