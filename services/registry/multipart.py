@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import flask_smorest
-from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 
 from shared.errors import ValidationFailed
@@ -20,8 +19,8 @@ from shared.web import MULTIPART
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class MultipartParser(FlaskParser):
-    __location_map__ = dict(multipart="load_multipart", **FlaskParser.__location_map__)
+class MultipartParser(web.Parser):
+    __location_map__ = dict(multipart="load_multipart", **web.Parser.__location_map__)
 
     def load_multipart(self, req, schema):
         """Form fields and uploaded files of a multipart/form-data request, as one mapping."""
