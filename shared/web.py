@@ -60,6 +60,14 @@ class Runtime:
     # that is down, so neither is a reason to stop serving.
     readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
     dependencies: dict[str, Callable[[], None]] = field(default_factory=dict)
+    # What a service started in the background (threads, buffers), stopped when the app is closed.
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop what the app started and release its database connections."""
+        for close in reversed(self.closers):
+            close()
+        self.db.dispose()
 
 
 class Parser(FlaskParser):

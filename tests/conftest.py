@@ -126,7 +126,7 @@ def make_app():
 
     yield make
     for app in apps:
-        app.extensions["modelyard"].db.dispose()
+        app.extensions["modelyard"].close()
 
 
 @pytest.fixture(autouse=True)

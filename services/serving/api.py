@@ -67,6 +67,11 @@ class Serving:
     stats: ServingStats
     log: PredictionLog
 
+    def close(self) -> None:
+        switch.forget(self.replica.refresh_if_served)
+        self.replica.stop()
+        self.log.close()
+
 
 class _ServiceToken:
     def __init__(self, app: Flask):
@@ -142,7 +147,8 @@ def _serving() -> Serving:
                 switch.start_listening(rt.settings.events_url, rt.settings.events_exchange)
             log = PredictionLog(task_sender(rt.settings), rt.settings.task_queue(PREDICTIONS_QUEUE),
                                 registry=rt.registry)
-            app.extensions[SERVING_KEY] = Serving(replica, stats, log)
+            app.extensions[SERVING_KEY] = serving = Serving(replica, stats, log)
+            rt.closers.append(serving.close)
         return app.extensions[SERVING_KEY]
 
 

@@ -93,6 +93,7 @@ class Replica:
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self._poller_pid: int | None = None
+        self._stopped = threading.Event()
 
     # ---- the desired state ----------------------------------------------------------------------
 
@@ -201,9 +202,11 @@ class Replica:
         threading.Thread(target=self._poll_forever, name="serving-poller", daemon=True).start()
 
     def _poll_forever(self) -> None:
-        while True:
-            time.sleep(self.poll_seconds)
+        while not self._stopped.wait(self.poll_seconds):
             self.poll_once()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
     def poll_once(self) -> None:
         for endpoint in list(self._desired):

@@ -43,6 +43,11 @@ def on_change(listener: Callable[[str], None]) -> None:
         _listeners.append(weakref.WeakMethod(listener))
 
 
+def forget(listener: Callable[[str], None]) -> None:
+    with _lock:
+        _listeners[:] = [ref for ref in _listeners if ref() is not None and ref() != listener]
+
+
 def notify(endpoint: str) -> None:
     for ref in list(_listeners):
         listener = ref()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -80,9 +81,10 @@ def test_a_candidate_that_misbehaves_under_traffic_is_rolled_back(client, ds, ap
         # The version before serves again.
         wait_for(lambda: traffic.answers[-1] == (200, 1), timeout=5, what="version 1 to serve again")
     assert ended["reason"].startswith(f"automatic rollback: {threshold}"), ended["reason"]
-    live = next(t for t in ended["transitions"] if t["to_status"] == "live")["at"]
-    rolled = ended["transitions"][-1]["at"]
-    assert rolled > live  # it went live, then the observation caught it
+    live = datetime.fromisoformat(next(t for t in ended["transitions"] if t["to_status"] == "live")["at"])
+    rolled = datetime.fromisoformat(ended["transitions"][-1]["at"])
+    # It went live, then the observation caught it: well inside the window, and the 15 s.
+    assert timedelta(0) < rolled - live < timedelta(seconds=15), rolled - live
     assert client.get(f"/api/v1/deployments/{first['id']}", headers=ml).json["status"] == "live"
     endpoint = client.get(f"/api/v1/endpoints/{first['endpoint']}", headers=ds).json
     assert endpoint["live_version"] == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 
 
@@ -14,8 +16,22 @@ def drop_database(admin: sa.Engine, name: str) -> None:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
-def empty_tables(engine: sa.Engine) -> None:
-    """Delete every row of every table but Alembic's, on Postgres or SQLite."""
+def empty_tables(engine: sa.Engine, attempts: int = 5) -> None:
+    """Delete every row of every table but Alembic's, on Postgres or SQLite.
+
+    A worker or consumer of the test's module may still be finishing a transaction, and Postgres
+    resolves TRUNCATE's lock wait against it as a deadlock: it is tried again.
+    """
+    for attempt in range(attempts):
+        try:
+            return _empty(engine)
+        except sa.exc.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
+def _empty(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         tables = [name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"]
         if not tables:
