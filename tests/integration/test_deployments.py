@@ -221,12 +221,13 @@ def test_replicas_follow_traffic_changes_by_event_alone(make_app, settings_overr
     first = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
     assert served_version(client, ds, first["endpoint"]) == 1
     second = wait_ended(client, ml, deploy(client, ml, model["id"], version=2))
-    assert served_version(client, ds, first["endpoint"]) == 2
+    wait_for(lambda: served_version(client, ds, first["endpoint"]) == 2, timeout=5, what="the switch's event")
     rolled_at = time.monotonic()
     assert client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml).status_code == 200
     wait_for(lambda: served_version(client, ds, first["endpoint"]) == 1, timeout=5, what="version 1 again")
-    # Rolled back in under a second once decided, well inside a poll's interval.
-    assert time.monotonic() - rolled_at < 1.0
+    # Quiet, this takes a few hundred milliseconds (the relay's poll, the broker, one desired-state read);
+    # the headroom is for a machine busy with the rest of the suite. Without the event: never.
+    assert time.monotonic() - rolled_at < 2.0
 
 
 def test_a_replica_that_misses_the_events_converges_by_polling(client, ml, ds, monkeypatch, settings_overrides):
