@@ -214,6 +214,9 @@ def test_an_endpoint_whose_only_deployment_failed_serves_nothing(client, ml, ds)
     assert "Nothing is live" in answer.json["detail"]
 
 
+# Replicas hear events where there is a broker: make stack, compose and Kubernetes, all on Postgres;
+# make run (SQLite) has none and its replica polls (tests/e2e/test_make_run.py).
+@pytest.mark.postgres_only
 def test_replicas_follow_traffic_changes_by_event_alone(make_app, settings_overrides, ml, ds):
     # No poll in this replica: only the endpoint.traffic_changed events can tell it anything.
     client = make_app({**settings_overrides, "replica_poll_seconds": 3600}).test_client()
