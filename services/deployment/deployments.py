@@ -88,6 +88,14 @@ def outcome_payload(deployment: Deployment, endpoint: Endpoint, *, model_live: b
             "reason": deployment.reason, "model_live": model_live, **extra}
 
 
+def fail(session: Session, deployment: Deployment, endpoint: Endpoint, reason: str) -> None:
+    """End a rollout before any traffic moved to it: the live version is untouched."""
+    transition(session, deployment, FAILED, reason)
+    emit(session, "deployment.failed",
+         outcome_payload(deployment, endpoint, model_live=model_live(session, deployment.model_id)),
+         producer=PRODUCER)
+
+
 def model_live(session: Session, model_id: uuid.UUID) -> bool:
     return session.scalar(sa.select(sa.func.count()).select_from(Deployment).where(
         Deployment.model_id == model_id, Deployment.status.in_(SERVING))) > 0
@@ -204,10 +212,7 @@ def roll_back(session: Session, deployment: Deployment, *, reason: str) -> None:
     """
     endpoint = session.get(Endpoint, deployment.endpoint_id)
     if deployment.status not in SERVING:
-        transition(session, deployment, FAILED, reason)
-        emit(session, "deployment.failed",
-             outcome_payload(deployment, endpoint, model_live=model_live(session, deployment.model_id)),
-             producer=PRODUCER)
+        fail(session, deployment, endpoint, reason)
         return
     previous = session.get(Deployment, deployment.previous_id) if deployment.previous_id else None
     routes = [traffic.route(previous.id, previous.version, 100)] if previous else []

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from services.deployment import traffic
 from services.deployment import observation
-from services.deployment.deployments import PRODUCER, TASK_GRACE, model_live, outcome_payload, roll_back, transition
+from services.deployment.deployments import PRODUCER, TASK_GRACE, fail, outcome_payload, roll_back, transition
 from services.deployment.service import NEXT_STEP, OBSERVE, ROLL_OUT
 from services.deployment.tables import (
-    CANARY_STEPS, DEPLOYING, FAILED, HEALTH_CHECKING, IN_PROGRESS, LIVE, PENDING, SUPERSEDED, SWITCHING, Deployment,
+    CANARY_STEPS, DEPLOYING, HEALTH_CHECKING, IN_PROGRESS, LIVE, PENDING, SUPERSEDED, SWITCHING, Deployment,
     Endpoint,
 )
 from shared.db import select_for_update, utcnow
@@ -127,10 +127,7 @@ def checked(session: Session, deployment_id: uuid.UUID, results: list[dict], fai
     deployment.health = results
     endpoint = session.get(Endpoint, deployment.endpoint_id)
     if failure is not None:
-        transition(session, deployment, FAILED, f"health check failed: {failure}")
-        emit(session, "deployment.failed",
-             outcome_payload(deployment, endpoint, model_live=model_live(session, deployment.model_id)),
-             producer=PRODUCER)
+        fail(session, deployment, endpoint, f"health check failed: {failure}")
         return
     _move_traffic(session, deployment, endpoint, 0, pace)
 
