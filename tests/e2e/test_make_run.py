@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.deployments import ENDED, FEATURES, QUICK, iris_row, skops_model
+from tests.support.deployments import iris_row
 from tests.support.polling import wait_for
-from tests.support.walks import Platform, free_port, login, train_tiny_model, walk_to_lineage
+from tests.support.walks import (
+    Platform, deploy_and_wait, free_port, login, served_model, train_tiny_model, walk_to_lineage,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -77,18 +79,10 @@ def test_a_small_training_runs_on_the_embedded_worker_and_registers_a_version(pl
 def test_predictions_are_served_by_a_process_of_their_own_and_follow_a_rollback(platform):
     base, _ = platform
     http = login(base, PASSWORD)
-    model = http.post(f"{base}/api/v1/models", json={"name": "run-served", "type": "classification",
-                                                     "framework": "scikit_learn", "features": FEATURES}).json()
-    for seed in range(2):
-        upload = http.post(f"{base}/api/v1/models/{model['id']}/versions",
-                           files={"artifact": ("model.skops", skops_model(seed))})
-        assert upload.status_code == 201, upload.text
+    model = served_model(http, base, "run-served", versions=2)
 
     def deploy(version: int) -> dict:
-        accepted = http.post(f"{base}/api/v1/models/{model['id']}/deployments",
-                             json={"environment": "development", "version": version, **QUICK}).json()
-        return wait_for(lambda: (found := http.get(f"{base}{accepted['url']}").json())["status"] in ENDED
-                        and found, timeout=60, what=f"version {version}'s rollout")
+        return deploy_and_wait(http, base, model["id"], environment="development", version=version)
 
     def served() -> int:
         answer = http.post(f"{base}/api/v1/endpoints/{first['endpoint']}/predict", json={"instances": [iris_row()]})

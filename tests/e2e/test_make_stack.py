@@ -27,9 +27,11 @@ from launch.stack import ports
 from shared.events import topology
 from tests.conftest import RUN_ID
 from tests.support.databases import drop_database
-from tests.support.deployments import ENDED, FEATURES, QUICK, iris_row, skops_model
+from tests.support.deployments import iris_row
 from tests.support.polling import wait_for
-from tests.support.walks import Platform, free_port, login, train_tiny_model, walk_to_lineage
+from tests.support.walks import (
+    Platform, deploy_and_wait, free_port, login, served_model, train_tiny_model, walk_to_lineage,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -171,20 +173,10 @@ def test_three_deployments_under_non_stop_traffic_fail_not_one_request(stack):
     answer is a success naming its version, and each client's version only ever moves forward."""
     base, _ = stack
     http = login(base, PASSWORD)
-    model = http.post(f"{base}/api/v1/models", json={"name": "stack-served", "type": "classification",
-                                                     "framework": "scikit_learn", "features": FEATURES}).json()
-    for seed in range(4):
-        upload = http.post(f"{base}/api/v1/models/{model['id']}/versions",
-                           files={"artifact": ("model.skops", skops_model(seed))})
-        assert upload.status_code == 201, upload.text
+    model = served_model(http, base, "stack-served", versions=4)
 
     def deploy(version: int, **body) -> dict:
-        accepted = http.post(f"{base}/api/v1/models/{model['id']}/deployments",
-                             json={"environment": "production", "version": version, **QUICK, **body})
-        assert accepted.status_code == 202, accepted.text
-        url = f"{base}{accepted.json()['url']}"
-        ended = wait_for(lambda: (found := http.get(url).json())["status"] in ENDED and found, timeout=60,
-                         what=f"version {version} to end its rollout")
+        ended = deploy_and_wait(http, base, model["id"], environment="production", version=version, **body)
         assert ended["status"] == "live", ended
         return ended
 

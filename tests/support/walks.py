@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.deployments import ENDED, FEATURES, QUICK, skops_model
 from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,3 +125,23 @@ def train_tiny_model(http: requests.Session, base: str) -> str:
     version = http.get(f"{base}/api/v1/models/{model_id}/versions/{job['version_number']}").json()
     assert version["provenance"] == "trained" and version["training_job_id"] == job["id"]
     return model_id
+
+
+def served_model(http: requests.Session, base: str, name: str, versions: int) -> dict:
+    """A model of the deployment tests' FEATURES with `versions` uploaded skops versions, over HTTP."""
+    model = http.post(f"{base}/api/v1/models", json={"name": name, "type": "classification",
+                                                     "framework": "scikit_learn", "features": FEATURES}).json()
+    for seed in range(versions):
+        upload = http.post(f"{base}/api/v1/models/{model['id']}/versions",
+                           files={"artifact": ("model.skops", skops_model(seed))})
+        assert upload.status_code == 201, upload.text
+    return model
+
+
+def deploy_and_wait(http: requests.Session, base: str, model_id: str, **body) -> dict:
+    """Deploy (with quick health checks) and follow the rollout over HTTP to where it ended."""
+    accepted = http.post(f"{base}/api/v1/models/{model_id}/deployments", json={**QUICK, **body})
+    assert accepted.status_code == 202, accepted.text
+    url = f"{base}{accepted.json()['url']}"
+    return wait_for(lambda: (found := http.get(url).json())["status"] in ENDED and found, timeout=60,
+                    what=f"version {body.get('version')}'s rollout")
