@@ -10,13 +10,13 @@ run: authentication, body limits and errors are serving's own, as behind nginx.
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import socket
 import threading
 from typing import Any, Callable, Iterable
 
 from launch import catalog
+from shared.errors import problem
 
 # Hop-by-hop headers (RFC 9110 7.6.1) stay with their connection; the rest pass both ways.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -62,7 +62,8 @@ class Forward:
         try:
             status, headers, body = self._send(environ)
         except OSError:
-            status, headers, body = _unavailable()
+            return problem(503, "Serving unavailable", "The serving process is not answering; it may be starting.",
+                           slug="serving-unavailable")(environ, start_response)
         start_response(status, headers)
         return [body]
 
@@ -90,10 +91,3 @@ class Forward:
                     raise OSError("the serving process did not answer") from None
         kept = [(name, value) for name, value in response.getheaders() if name.lower() not in HOP_BY_HOP]
         return f"{response.status} {response.reason}", kept + [("Content-Length", str(len(body)))], body
-
-
-def _unavailable() -> tuple[str, list[tuple[str, str]], bytes]:
-    body = json.dumps({"type": "https://modelyard.dev/problems/serving-unavailable", "title": "Serving unavailable",
-                       "status": 503, "detail": "The serving process is not answering; it may be starting."}).encode()
-    return "503 Service Unavailable", [("Content-Type", "application/problem+json"),
-                                       ("Content-Length", str(len(body)))], body
