@@ -26,7 +26,7 @@ from werkzeug.routing import UnicodeConverter
 
 from shared import strict_json
 from shared.artifacts import ArtifactStore
-from shared.auth import Credentials, TokenGenerations, authorize_scrape, init_auth
+from shared.auth import Credentials, TokenGenerations, VerifiedKeys, authorize_scrape, init_auth
 from shared.cache import Cache
 from shared.config import Settings, load_settings
 from shared.db import Database
@@ -54,6 +54,7 @@ class Runtime:
     credentials: Credentials
     token_generations: TokenGenerations
     throttle: Throttle
+    verified_keys: VerifiedKeys = field(default_factory=VerifiedKeys)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     # What /readyz demands (the service's manifest says; the database for every service today), and
     # what it only reports: the outbox keeps events while the broker is away, and reads bypass a cache

@@ -11,6 +11,7 @@ from marshmallow import RAISE
 
 from services.identity import keys, audit_log, login, schemas, users
 from shared.auth import current_actor, issue_token, requires
+from shared.db import after_commit
 from shared.errors import PROBLEM_JSON, ProblemSchema
 from shared.idempotency import idempotent
 from shared.web import Blueprint, MethodView, Runtime, carries_credentials, db_session, request_id, runtime
@@ -65,6 +66,13 @@ class ApiKeyById(MethodView):
     def delete(self, key_id: uuid.UUID):
         """Revoke an API key (the owner's or, for an admin, anyone's); refused from the next request."""
         keys.revoke_api_key(session=db_session(), actor=current_actor(), request_id=request_id(), key_id=key_id)
+        _forget_verified_keys()
+
+
+def _forget_verified_keys() -> None:
+    """This process refuses keys revoked by the request from its commit on; the others within a second
+    (shared.auth.VerifiedKeys)."""
+    after_commit(db_session(), runtime().verified_keys.forget)
 
 
 @users_blp.route("")
@@ -107,8 +115,10 @@ class UserById(MethodView):
     @users_blp.response(200, schemas.UserSchema)
     def patch(self, body, user_id: uuid.UUID):
         """Change a user's role, activity or password."""
-        return users.update_user(session=db_session(), actor=current_actor(), request_id=request_id(),
+        user = users.update_user(session=db_session(), actor=current_actor(), request_id=request_id(),
                                  user_id=user_id, **body)
+        _forget_verified_keys()  # deactivation and demotion revoke keys
+        return user
 
 
 @audit_blp.route("")

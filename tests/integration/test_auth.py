@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -14,9 +15,11 @@ import sqlalchemy as sa
 from services.identity.credentials import credentials
 from services.identity.passwords import hash_password, verify_password
 from services.identity.tables import ApiKey, User
-from shared.auth import ROLES, TokenGenerations
+from shared import auth as auth_module
+from shared.auth import ROLES, TokenGenerations, VerifiedKeys
 from shared.db import Database
 from tests.support.auth import PASSWORD, make_api_key, make_user
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -201,15 +204,28 @@ def test_a_key_can_revoke_itself(app, client):
     assert client.get(ME, headers=key_headers).status_code == 401
 
 
-def test_expired_api_key_is_401(app, client):
-    created, key_headers = make_api_key(app, "admin", expires_in_days=1)
+def test_an_api_key_is_refused_from_the_moment_it_expires(app, client, monkeypatch):
+    _, key_headers = make_api_key(app, "admin", expires_in_days=1)
     assert client.get(ME, headers=key_headers).status_code == 200
-    with app.extensions["modelyard"].db.transaction() as session:
-        session.execute(sa.update(ApiKey).where(ApiKey.id == created.id)
-                        .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    # A day and a minute on: the key was found good a moment ago, and its expiry is checked on every use.
+    later = datetime.now(timezone.utc) + timedelta(days=1, minutes=1)
+    monkeypatch.setattr(auth_module, "utcnow", lambda: later)
     refused = client.get(ME, headers=key_headers)
     assert refused.status_code == 401
     assert "expired" in refused.json["detail"]
+
+
+def test_a_key_revoked_through_another_service_is_refused_there_at_once_and_here_within_a_second(
+        app, client, make_app, settings_overrides):
+    other = make_app(settings_overrides).test_client()  # another process: its own verified keys
+    created, key_headers = make_api_key(app, "viewer")
+    assert client.get(ME, headers=key_headers).status_code == 200
+    assert other.delete(f"{KEYS}/{created.id}", headers=key_headers).status_code == 204
+    assert other.get(ME, headers=key_headers).status_code == 401
+    began = time.monotonic()
+    wait_for(lambda: client.get(ME, headers=key_headers).status_code == 401,
+             timeout=2 * VerifiedKeys.MAX_AGE + 1, what="the revoked key to be refused")
+    assert time.monotonic() - began <= VerifiedKeys.MAX_AGE + 0.5
 
 
 def test_a_key_with_a_changed_secret_part_is_401(app, client):
