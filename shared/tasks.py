@@ -9,10 +9,14 @@ request never starts work.
 from __future__ import annotations
 
 import functools
+import json
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from celery import Celery
+from kombu.serialization import register
 
+from shared import strict_json
 from shared.config import Settings
 
 if TYPE_CHECKING:
@@ -21,6 +25,25 @@ if TYPE_CHECKING:
     from shared.db import Database
 
 CELERY_APP_KEY = "modelyard.celery_app"
+
+
+
+def _plain_dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer past 64 bits, which Python's json writes exactly
+        return json.dumps(value).encode()
+
+
+# Bulk messages of plain JSON values (serving's batches of prediction records) are encoded with orjson:
+# kombu's json encoded a batch of 500 records in a third of a replica's CPU time under 1,000-row
+# predictions. Its own content type, so that kombu's json (which revives datetimes and uuids it wrote
+# as tagged objects) keeps reading every other message. NaN and infinity arrive as null (orjson writes
+# them so); serving sends none, its values are checked finite.
+PLAIN_JSON = "plain-json"
+register(PLAIN_JSON, _plain_dumps, strict_json.plain_loads, content_type="application/x-plain-json",
+         content_encoding="binary")
+ACCEPTED_CONTENT = ["json", PLAIN_JSON]
 
 
 def broker_transport_options(broker_url: str) -> dict:
@@ -35,7 +58,7 @@ def task_sender(settings: Settings) -> Celery:
     app = Celery("modelyard", set_as_current=False)
     app.conf.update(broker_url=settings.broker_url,
                     broker_transport_options=broker_transport_options(settings.broker_url),
-                    task_serializer="json", accept_content=["json"], task_ignore_result=True)
+                    task_serializer="json", accept_content=ACCEPTED_CONTENT, task_ignore_result=True)
     return app
 
 

@@ -15,7 +15,7 @@ from celery import Celery
 from launch import catalog
 from shared.config import Settings, load_settings
 from shared.events.topology import work_queues
-from shared.tasks import broker_transport_options
+from shared.tasks import ACCEPTED_CONTENT, broker_transport_options
 
 
 class ModelyardCelery(Celery):
@@ -60,7 +60,7 @@ def make_celery(settings: Settings, *, with_tasks: bool = True) -> ModelyardCele
         worker_prefetch_multiplier=1,
         task_serializer="json",
         result_serializer="json",
-        accept_content=["json"],
+        accept_content=ACCEPTED_CONTENT,
         # Tasks record their outcome in their own tables (training jobs, drift reports...).
         task_ignore_result=True,
         imports=catalog.task_modules() if with_tasks else (),

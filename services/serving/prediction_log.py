@@ -17,10 +17,11 @@ from typing import Any
 
 from celery import Celery
 from kombu.exceptions import EncodeError
-from kombu.utils import json
+from kombu.serialization import dumps
 from prometheus_client import CollectorRegistry, Counter
 
 from shared.prediction_records import STORE_PREDICTIONS
+from shared.tasks import PLAIN_JSON
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class PredictionLog:
         delay = self._flush_seconds
         for attempt in range(1, self._send_attempts + 1):
             try:
-                self._sender.send_task(STORE_PREDICTIONS, args=[batch], queue=self._queue)
+                self._sender.send_task(STORE_PREDICTIONS, args=[batch], queue=self._queue, serializer=PLAIN_JSON)
                 self._sent += len(batch)
                 self._sent_total.inc(len(batch))
                 return
@@ -170,9 +171,9 @@ class PredictionLog:
         kept = []
         for record in batch:
             try:
-                json.dumps(record)
+                dumps(record, serializer=PLAIN_JSON)
                 kept.append(record)
-            except (TypeError, ValueError):
+            except EncodeError:
                 pass
         if len(kept) < len(batch):
             self._drop(len(batch) - len(kept), "not_json")
