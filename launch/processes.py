@@ -55,6 +55,15 @@ def run_preparation(*options: str) -> str:
     return done.stdout.strip()
 
 
+def _worker_class(threads: int | None) -> tuple[str, ...]:
+    """gunicorn's worker class for shared.service_spec.WebProcess.threads."""
+    if threads is None:
+        return ("--worker-class", "gevent")
+    if threads == 0:
+        return ("--worker-class", "sync")
+    return ("--worker-class", "gthread", "--threads", str(threads))
+
+
 class Supervisor:
     """Children in their own process groups; when one exits or a signal arrives, all stop."""
 
@@ -70,7 +79,8 @@ class Supervisor:
             threads: int | None = None, config: str | None = None, env: dict[str, str] | None = None) -> None:
         """A gunicorn server whose workers share one Prometheus view (multiprocess mode).
 
-        Each worker serves its requests on gevent's greenlets, or, given `threads`, on that many threads;
+        Each worker serves its requests on gevent's greenlets, or, given `threads`, on that many threads
+        (0: gunicorn's sync worker, one request at a time);
         `env` adds to (or overrides) the supervisor's environment for this server alone.
         """
         metrics_dir = Path(var_dir) / "prometheus" / name
@@ -86,13 +96,13 @@ class Supervisor:
             # gthread hands every request between threads and its poller: gevent took 14% less CPU
             # per model create. The worker patches the standard library before it imports the app,
             # and psycopg then waits cooperatively by itself.
-            *(("--worker-class", "gthread", "--threads", str(threads)) if threads else ("--worker-class", "gevent")),
+            *_worker_class(threads),
             # Workers touch their heartbeat file on every loop of their event loop: on a disk-backed
             # /tmp that cost ~5% of a model create. (gunicorn's own advice for containers.)
             *(("--worker-tmp-dir", "/dev/shm") if Path("/dev/shm").is_dir() else ()),
         ]
-        if config:
-            argv += ["--config", config]  # server hooks; the command line's settings win over its
+        # Server hooks (launch/gunicorn_hooks.py by default); the command line's settings win over its.
+        argv += ["--config", config or "python:launch.gunicorn_hooks"]
         argv.append(app)
         self.start(name, argv, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), **(env or {}))
 

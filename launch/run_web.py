@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+from launch.gunicorn_hooks import close_app
+
 _stop = threading.Event()
 
 
@@ -33,3 +35,4 @@ def post_worker_init(worker) -> None:
 
 def worker_exit(server, worker) -> None:
     _stop.set()
+    close_app(getattr(worker, "wsgi", None))

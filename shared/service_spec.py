@@ -31,7 +31,8 @@ class Location:
 @dataclass(frozen=True)
 class WebProcess:
     """How `make stack` runs the service under gunicorn: worker processes, and threads per worker
-    (None: gevent greenlets, for services whose requests mostly wait on Postgres)."""
+    (None: gevent greenlets, for services whose requests mostly wait on Postgres; 0: gunicorn's sync
+    worker, one request at a time on the worker's own thread, for CPU-bound requests)."""
 
     workers: int = 1
     threads: int | None = None

@@ -19,7 +19,7 @@ from services.deployment.tables import Deployment
 CONTENT_TYPE = "application/yaml"
 PORT = 8000
 # As k8s/services.yaml runs the platform's serving (tests/unit/test_deployment_manifests.py holds the two alike).
-SERVING_COMMAND = ["gunicorn", "-b", f"0.0.0.0:{PORT}", "-w", "2", "-k", "gthread", "--threads", "2",
+SERVING_COMMAND = ["gunicorn", "-c", "python:launch.gunicorn_hooks", "-b", f"0.0.0.0:{PORT}", "-w", "2", "-k", "sync",
                    "launch.apps:service_app('serving')"]
 # Where replicas poll the desired state: the deployment service's Service in k8s/services.yaml.
 DEPLOYMENT_URL = f"http://deployment:{PORT}"

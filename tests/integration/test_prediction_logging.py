@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
+from launch.gunicorn_hooks import worker_exit
 from services.monitoring.ingestion import store_predictions
 from services.monitoring.tables import Prediction
 from services.serving.prediction_log import PredictionLog
@@ -105,6 +107,19 @@ def test_a_request_id_is_stored_once_per_model(db, prediction_log):
     wait_for(lambda: len(stored(db)) == 18, what="15 rows of the first model and 3 of the other")
     time.sleep(0.3)  # a batch that would double rows would have landed by now
     assert sorted(row.request_id for row in stored(db, str(model_id))) == sorted(f"req-{n}" for n in range(15))
+
+
+def test_a_web_worker_that_stops_sends_what_its_prediction_log_still_holds(db, settings, worker, make_app):
+    app = make_app(settings)
+    loaded = load_settings(settings)
+    # Neither a full batch nor a flush is due before the worker stops: only closing sends these.
+    log = PredictionLog(task_sender(loaded), loaded.task_queue(QUEUE), flush_seconds=3600, batch_size=10_000)
+    app.extensions["modelyard"].closers.append(log.close)
+    log.add(records(50))
+    time.sleep(0.3)
+    assert stored(db) == [] and len(log) == 50
+    worker_exit(None, SimpleNamespace(wsgi=app))  # gunicorn calls it in the worker as it stops
+    wait_for(lambda: len(stored(db)) == 50, what="the fifty buffered records")
 
 
 def test_a_poison_record_does_not_cost_its_batch(db, prediction_log, worker):

@@ -119,6 +119,12 @@ def _k8s() -> list[dict]:
     return [doc for path in sorted((ROOT / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
+def _closes_apps_as_make_stack_does(commands: list[list[str]]) -> None:
+    # A worker that stops closes its app (serving's prediction log is flushed), as launch/processes.py runs it.
+    for command in commands:
+        assert command[command.index("-c") + 1] == "python:launch.gunicorn_hooks", command
+
+
 def test_compose_runs_every_service_its_consumers_and_routes_to_each():
     compose = _compose()
     for spec in WEB:
@@ -128,6 +134,7 @@ def test_compose_runs_every_service_its_consumers_and_routes_to_each():
     assert compose["events"]["command"] == ["python", "-m", "launch.events", "consume"]
     gunicorns = {name for name, service in compose.items() if "gunicorn" in service.get("command", [])}
     assert gunicorns == {spec.name for spec in WEB}
+    _closes_apps_as_make_stack_does([compose[spec.name]["command"] for spec in WEB])
 
 
 def test_k8s_runs_every_service_its_consumers_and_routes_to_each():
@@ -144,6 +151,7 @@ def test_k8s_runs_every_service_its_consumers_and_routes_to_each():
     assert containers["events"]["command"] == ["python", "-m", "launch.events", "consume"]
     gunicorns = {name for name, container in containers.items() if "gunicorn" in container.get("command", [])}
     assert gunicorns == {spec.name for spec in WEB}
+    _closes_apps_as_make_stack_does([containers[spec.name]["command"] for spec in WEB])
 
 
 def test_the_manifests_an_endpoint_renders_run_the_image_the_platforms_serving_runs():
