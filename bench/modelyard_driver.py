@@ -36,13 +36,15 @@ class ModelyardStack:
 
     create_status = 201
 
-    def __init__(self, *, postgres: str, database: str, port: int, work_dir: Path, web_workers: int | None):
+    def __init__(self, *, postgres: str, database: str, port: int, work_dir: Path, web_workers: int | None,
+                 env: dict[str, str] | None = None):
         self.admin_url = f"{postgres}/postgres"
         self.database_url = f"{postgres}/{database}"
         self.database = database
         self.host, self.port = "127.0.0.1", port
         self.work_dir = work_dir
         self.web_workers = web_workers
+        self.env = env or {}
         self.cache_prefix = f"bench-{os.getpid()}:"
         self.password = secrets.token_urlsafe(16)
         self.headers = {"Content-Type": "application/json"}
@@ -69,7 +71,7 @@ class ModelyardStack:
         })
         if self.web_workers:
             env["MODELYARD_REGISTRY_WORKERS"] = str(self.web_workers)
-        return env
+        return {**env, **self.env}
 
     def start(self, timeout: float = 120.0) -> None:
         """Recreate the database, start the stack, log in as the admin."""

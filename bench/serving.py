@@ -10,7 +10,8 @@ the same load client (bench/load.py: one process and one keep-alive connection p
      best setting is the one compared (bench/serving_peers.py).
 For each: single-row predictions with 8 clients (requests/s, p50, p99) and with 1 (p50, p99), 1,000-row
 batches with 2 clients (rows/s), the seconds from process start to the first prediction, and idle memory.
-For Modelyard also: deployment request to live, a blue-green switch under load from 4 clients (failed
+For Modelyard also: deployment request to live, automatic rollback of a version that fails real traffic
+(its first failed answer to answers from the previous version), a blue-green switch under load from 4 clients (failed
 requests, answers without a version, clients that met the versions out of order), and whether the
 prediction log reached monitoring's store.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -32,7 +34,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load import cpu_seconds, memory, run_phase, split, wait_until_idle
-from bench.serving_modelyard import ModelyardServing, steps, switch_under_load
+from bench.misbehaving import BreaksOnRealTraffic
+from bench.serving_modelyard import ModelyardServing, rollback_under_load, steps, switch_under_load
 from bench.serving_peers import MLServer, PlainFlask, dataset, ensure_mlserver_venv, train
 
 BATCH_ROWS = 1_000
@@ -113,6 +116,9 @@ def measure_modelyard(serving: ModelyardServing, artifacts: list[bytes], rows: l
             expected += figures[name]["requests"] - figures[name]["errors"]
         figures["switch"] = switch_under_load(serving, second, [serving.predict_request([row]) for row in rows])
         expected += figures["switch"]["requests"] - figures["switch"]["failed"]
+        breaking = serving.upload(pickle.dumps(BreaksOnRealTraffic()), filename="model.pkl")
+        figures["rollback"] = rollback_under_load(serving, breaking, [serving.predict_request([row]) for row in rows])
+        expected += figures["rollback"]["requests"] - figures["rollback"]["failed"]
         figures["prediction_log"] = drained(serving, expected)
         wait_until_idle(serving.pid)
         figures["memory_idle"] = serving.serving_memory()
@@ -201,7 +207,8 @@ def targets(summary: dict) -> list[dict]:
          if value(ours, "batch_2", "rows_per_second") and mlserver_rows else None, lambda v: v >= 1),
         ("p99 with 8 clients < 25 ms", value(ours, "single_8", "p99_ms"), lambda v: v < 25),
         ("deploy-to-live (example 3) < 10 s", value(ours, "deploy_to_live_seconds"), lambda v: v < 10),
-        ("breach-to-rollback < 15 s", None, lambda v: v < 15),
+        ("breach-to-rollback < 15 s", (ours.get("rollback") or {}).get("first_failure_to_recovered_seconds"),
+         lambda v: v < 15),
         ("failed requests (phases + switch) == 0", failed, lambda v: v == 0),
     ]
     return [{"target": what, "measured": None if measured is None else round(measured, 3),
@@ -260,6 +267,13 @@ def print_report(summary: dict) -> None:
               f"{switch['clients_back_and_forth']} clients saw a version go back; answers by version "
               f"{switch['answers_by_version']}; deployment {switch['deployment_status']}"
               + (f"; first failure: {switch['first_error']}" if switch["first_error"] else ""))
+        rollback = ours["rollback"]
+        print(f"  automatic rollback under load ({rollback['clients']} clients), a version failing real traffic: "
+              f"{rollback['failed']:,} of {rollback['requests']:,} requests failed; first failure to answers from the "
+              f"previous version {show(rollback['first_failure_to_recovered_seconds'])} s; live to rolled_back "
+              f"{show(rollback['live_to_rolled_back_seconds'])} s; deployment {rollback['deployment_status']}: "
+              f"{rollback['reason']}")
+        print(f"    steps: {', '.join(rollback['steps'])}")
         print(f"  prediction log: {log['stored']:,} of {log['expected']:,} predicted rows stored in monitoring's "
               f"table (waited {log['seconds_waited']} s after the load)")
         for phase, what in (("single_8_bearer", "a bearer token instead of the API key"),

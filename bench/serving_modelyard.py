@@ -57,8 +57,9 @@ class ModelyardServing:
     name = "Modelyard"
 
     def __init__(self, *, postgres: str, port: int, work_dir: Path, features: list[str], rows: list[list[float]]):
+        # Pickles allowed: the version that measures automatic rollback is one (bench/misbehaving.py).
         self.stack = ModelyardStack(postgres=postgres, database="modelyard_serving_bench", port=port,
-                                    work_dir=work_dir, web_workers=None)
+                                    work_dir=work_dir, web_workers=None, env={"MODELYARD_ALLOW_PICKLE": "true"})
         self.host, self.port = self.stack.host, port
         self.features, self.probe_row = features, rows[0]
         self.base = f"http://{self.host}:{port}/api/v1"
@@ -89,19 +90,19 @@ class ModelyardServing:
         self.headers = {"Content-Type": "application/json", "X-API-Key": key["key"]}
         return seconds
 
-    def upload(self, artifact: bytes) -> int:
-        """A new version of the model from skops bytes; its number."""
-        files = {"artifact": ("model.skops", io.BytesIO(artifact), "application/octet-stream")}
+    def upload(self, artifact: bytes, filename: str = "model.skops") -> int:
+        """A new version of the model from the artifact's bytes (skops unless `filename` says otherwise); its number."""
+        files = {"artifact": (filename, io.BytesIO(artifact), "application/octet-stream")}
         return self._api("POST", f"/models/{self.model_id}/versions", 201, files=files)["number"]
 
-    def deploy(self, version: int, timeout: float = 120.0) -> tuple[dict, float]:
-        """Deploy `version` blue-green with example 3's configs; the ended deployment and the seconds from
-        the request to `live` (or to whatever else it ended as)."""
+    def deploy(self, version: int, timeout: float = 120.0, until: tuple[str, ...] = ENDED) -> tuple[dict, float]:
+        """Deploy `version` blue-green with example 3's configs; the deployment once its status is one of
+        `until` (by default: `live`, or whatever else it ended as) and the seconds from the request to then."""
         began = time.monotonic()
         started = self._api("POST", f"/models/{self.model_id}/deployments", 202, json={**EXAMPLE_3, "version": version})
         while time.monotonic() - began < timeout:
             deployment = self._api("GET", f"/deployments/{started['id']}", 200)
-            if deployment["status"] in ENDED:
+            if deployment["status"] in until:
                 return deployment, time.monotonic() - began
             time.sleep(0.05)
         raise RuntimeError(f"deployment {started['id']} did not end within {timeout:.0f} s")
@@ -239,4 +240,52 @@ def switch_under_load(serving: ModelyardServing, version: int, requests_to_send:
         "clients_back_and_forth": back_and_forth,
         "answers_by_version": {str(v): sum(1 for _, s, ver in answers if s == 200 and ver == v)
                                for v in sorted({ver for _, _, ver in answers if ver is not None})},
+    }
+
+
+def rollback_under_load(serving: ModelyardServing, version: int, requests_to_send: list[Request],
+                        clients: int = 4, timeout: float = 120.0) -> dict:
+    """Deploy `version`, which fails real traffic, while `clients` predict without pause; how long from
+    its first failed answer until the endpoint answers from the previous version again, and until the
+    deployment says rolled_back."""
+    context = mp.get_context("fork")
+    stop, results = context.Event(), context.Queue()
+    encoder = Connection((serving.host, serving.port), serving.headers)
+    raw = [encoder.encode(request) for request in requests_to_send]
+    workers = [context.Process(target=_switch_client, args=((serving.host, serving.port), serving.headers,
+                                                              raw[i::clients], stop, results))
+               for i in range(clients)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)
+    began = time.monotonic()
+    # Live first, then rolled back once the observation window sees its errors.
+    deployment, _ = serving.deploy(version, timeout=timeout, until=("failed", "rolled_back", "superseded"))
+    ended = time.monotonic()
+    time.sleep(2.0)  # the previous version's answers after the rollback
+    stop.set()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join()
+    answers = sorted(answer for outcome in outcomes for answer in outcome["answers"])
+    failures = [at for at, status, _ in answers if status != 200]
+    first_failure = failures[0] if failures else None
+    recovered = next((at for at, status, answered in answers
+                      if first_failure is not None and at > failures[-1] and status == 200 and answered != version),
+                     None)
+    transitions = {t["to_status"]: datetime.fromisoformat(t["at"]) for t in deployment["transitions"]}
+    breach = next((t["reason"] for t in deployment["transitions"] if t["to_status"] == "rolled_back"), None)
+    return {
+        "clients": clients,
+        "deployment_status": deployment["status"],
+        "steps": steps(deployment),
+        "reason": breach,
+        "requests": len(answers),
+        "failed": len(failures),
+        # On the clients' clock: the first failed answer, to the first answer after the last failure.
+        "first_failure_to_recovered_seconds": round(recovered - first_failure, 2) if recovered else None,
+        # On the control plane's: the candidate taking traffic, to rolled_back.
+        "live_to_rolled_back_seconds": round((transitions["rolled_back"] - transitions["live"]).total_seconds(), 2)
+        if {"live", "rolled_back"} <= transitions.keys() else None,
+        "request_to_rolled_back_seconds": round(ended - began, 2),
     }
