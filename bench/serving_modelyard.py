@@ -8,6 +8,7 @@ stack's Celery worker (it consumes every queue, `ingest` included) stores in mon
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing as mp
@@ -204,10 +205,10 @@ def _switch_client(address: tuple[str, int], headers: dict, raw: list[bytes], st
     results.put({"answers": answers, "first_error": first_error})
 
 
-def switch_under_load(serving: ModelyardServing, version: int, requests_to_send: list[Request],
-                      clients: int = 4) -> dict:
-    """Deploy `version` while `clients` predict without pause; count what failed, and check that every
-    answer names its version and each client meets the versions in order, never back and forth."""
+@contextlib.contextmanager
+def _predicting(serving: ModelyardServing, requests_to_send: list[Request], clients: int):
+    """`clients` processes predicting without pause while the block runs (after a second of warm-up);
+    their outcomes fill the yielded list once it ends."""
     context = mp.get_context("fork")
     stop, results = context.Event(), context.Queue()
     encoder = Connection((serving.host, serving.port), serving.headers)
@@ -217,13 +218,24 @@ def switch_under_load(serving: ModelyardServing, version: int, requests_to_send:
                for i in range(clients)]
     for worker in workers:
         worker.start()
-    time.sleep(1.0)
-    deployment, seconds = serving.deploy(version)
-    time.sleep(2.0)  # answers after live, too
-    stop.set()
-    outcomes = [results.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join()
+    outcomes: list[dict] = []
+    try:
+        time.sleep(1.0)
+        yield outcomes
+    finally:
+        stop.set()
+        outcomes += [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join()
+
+
+def switch_under_load(serving: ModelyardServing, version: int, requests_to_send: list[Request],
+                      clients: int = 4) -> dict:
+    """Deploy `version` while `clients` predict without pause; count what failed, and check that every
+    answer names its version and each client meets the versions in order, never back and forth."""
+    with _predicting(serving, requests_to_send, clients) as outcomes:
+        deployment, seconds = serving.deploy(version)
+        time.sleep(2.0)  # answers after live, too
     answers = [answer for outcome in outcomes for answer in outcome["answers"]]
     back_and_forth = sum(any(later[2] is not None and earlier[2] is not None and later[2] < earlier[2]
                              for earlier, later in zip(outcome["answers"], outcome["answers"][1:]))
@@ -248,25 +260,12 @@ def rollback_under_load(serving: ModelyardServing, version: int, requests_to_sen
     """Deploy `version`, which fails real traffic, while `clients` predict without pause; how long from
     its first failed answer until the endpoint answers from the previous version again, and until the
     deployment says rolled_back."""
-    context = mp.get_context("fork")
-    stop, results = context.Event(), context.Queue()
-    encoder = Connection((serving.host, serving.port), serving.headers)
-    raw = [encoder.encode(request) for request in requests_to_send]
-    workers = [context.Process(target=_switch_client, args=((serving.host, serving.port), serving.headers,
-                                                              raw[i::clients], stop, results))
-               for i in range(clients)]
-    for worker in workers:
-        worker.start()
-    time.sleep(1.0)
-    began = time.monotonic()
-    # Live first, then rolled back once the observation window sees its errors.
-    deployment, _ = serving.deploy(version, timeout=timeout, until=("failed", "rolled_back", "superseded"))
-    ended = time.monotonic()
-    time.sleep(2.0)  # the previous version's answers after the rollback
-    stop.set()
-    outcomes = [results.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join()
+    with _predicting(serving, requests_to_send, clients) as outcomes:
+        began = time.monotonic()
+        # Live first, then rolled back once the observation window sees its errors.
+        deployment, _ = serving.deploy(version, timeout=timeout, until=("failed", "rolled_back", "superseded"))
+        ended = time.monotonic()
+        time.sleep(2.0)  # the previous version's answers after the rollback
     answers = sorted(answer for outcome in outcomes for answer in outcome["answers"])
     failures = [at for at, status, _ in answers if status != 200]
     first_failure = failures[0] if failures else None

@@ -67,6 +67,8 @@ class Settings:
     # the most rows one prediction request may carry.
     deployment_url: str = ""
     max_predict_rows: int = 10_000
+    # The most prediction records one POST /api/v1/monitoring/predictions may carry.
+    max_ingest_records: int = 10_000
     # Replicas poll each endpoint's desired state this often (and hear of changes at once by event); a
     # planned traffic switch is written this far ahead, longer than a poll, so every replica switches at
     # the same instant even if it missed the event.

@@ -15,7 +15,7 @@ QUEUE = "ingest"
 STORE_PREDICTIONS = "ingest.store_predictions"
 
 FIELDS = ("model_id", "version", "request_id", "prediction", "predicted_at", "endpoint", "deployment_id",
-          "unit_id", "features", "probabilities", "latency_ms", "error")
+          "unit_id", "features", "probabilities", "latency_ms", "error", "actual", "context")
 REQUIRED = ("model_id", "version", "request_id", "predicted_at")
 
 
@@ -23,10 +23,11 @@ def prediction_record(*, model_id: uuid.UUID | str, version: int, request_id: st
                       prediction: Any = None, endpoint: str | None = None,
                       deployment_id: uuid.UUID | str | None = None, unit_id: str | None = None,
                       features: dict[str, Any] | None = None, probabilities: Any = None,
-                      latency_ms: float | None = None, error: str | None = None) -> dict[str, Any]:
+                      latency_ms: float | None = None, error: str | None = None, actual: Any = None,
+                      context: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of one prediction (or of one that failed: `error` and no `prediction`), JSON-safe.
 
-    `features`, `prediction` and `probabilities` must hold plain JSON values already (numpy's through
+    `features`, `prediction`, `probabilities`, `actual` and `context` must hold plain JSON values already (numpy's through
     `.tolist()` or `.item()`): the log drops a record the broker's JSON cannot carry.
     """
     if predicted_at.tzinfo is None:
@@ -44,4 +45,6 @@ def prediction_record(*, model_id: uuid.UUID | str, version: int, request_id: st
         "probabilities": probabilities,
         "latency_ms": latency_ms,
         "error": error,
+        "actual": actual,
+        "context": context,
     }

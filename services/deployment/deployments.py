@@ -173,10 +173,12 @@ def request_deployment(*, session: Session, actor: Actor, request_id: str, regis
 # ---- reading --------------------------------------------------------------------------------------
 
 def _named(session: Session, deployments: list[Deployment]) -> list[Deployment]:
-    names = dict(session.execute(sa.select(Endpoint.id, Endpoint.name).where(
-        Endpoint.id.in_({d.endpoint_id for d in deployments}))).all()) if deployments else {}
+    endpoints = {row.id: row for row in session.execute(sa.select(Endpoint.id, Endpoint.name, Endpoint.environment).where(
+        Endpoint.id.in_({d.endpoint_id for d in deployments})))} if deployments else {}
     for deployment in deployments:
-        deployment.endpoint_name = names.get(deployment.endpoint_id)
+        endpoint = endpoints.get(deployment.endpoint_id)
+        deployment.endpoint_name = endpoint.name if endpoint else None
+        deployment.environment = endpoint.environment if endpoint else None
     return deployments
 
 

@@ -160,6 +160,7 @@ class TransitionSchema(Schema):
 class DeploymentSchema(Schema):
     id = fields.UUID()
     endpoint = fields.Function(lambda deployment: deployment.endpoint_name)
+    environment = fields.Function(lambda deployment: deployment.environment)
     model_id = fields.UUID()
     version = fields.Integer()
     artifact_sha256 = fields.String()

@@ -143,6 +143,10 @@ def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
     features = record.get("features")
     if features is not None and not isinstance(features, dict):
         raise BadRecord("features: an object of feature names and values")
+    context = record.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise BadRecord("context: an object")
+    actual = _json("actual", record.get("actual"))
     return {
         "id": uuid.uuid4(),
         "model_id": _uuid(record, "model_id"),
@@ -157,7 +161,10 @@ def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
         "probabilities": _json("probabilities", record.get("probabilities")),
         "latency_ms": None if latency is None else float(latency),
         "error": _text(record, "error", None),
-        "predicted_at": _timestamp(record["predicted_at"]),
+        "actual": actual,
+        "actual_at": None if actual is None else received_at,
+        "context": _json("context", context),
+        "predicted_at": timestamp("predicted_at", record["predicted_at"]),
         "received_at": received_at,
     }
 
@@ -184,13 +191,14 @@ def _text(record: dict, name: str, length: int | None) -> str | None:
     return value
 
 
-def _timestamp(value: Any) -> datetime:
+def timestamp(name: str, value: Any) -> datetime:
+    """`value`, an ISO 8601 time with its zone, in UTC; BadRecord naming the field `name` otherwise."""
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise BadRecord(f"predicted_at: an ISO 8601 time with its zone, not {value!r}")
+        raise BadRecord(f"{name}: an ISO 8601 time with its zone, not {value!r}")
     # In UTC: SQLite keeps a time's wall clock and drops its zone.
     return moment.astimezone(timezone.utc)
 

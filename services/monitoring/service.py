@@ -1,12 +1,17 @@
-"""Monitoring's manifest. No routes yet: it owns the predictions store, which the ingest pool fills from
-serving's batches. The task name and queue live in shared.prediction_records, which serving also reads."""
+"""Monitoring's manifest: it owns the predictions store, which the ingest pool fills from serving's batches
+and clients fill through its API. The task name and queue live in shared.prediction_records, which
+serving also reads."""
 
 from shared.prediction_records import QUEUE
-from shared.service_spec import ServiceSpec
+from shared.service_spec import Location, ServiceSpec
 
 SERVICE = ServiceSpec(
     name="monitoring",
-    summary="the predictions store, filled asynchronously from serving's prediction records",
+    summary="the predictions store: serving's records and those clients send",
+    register="services.monitoring.api:register",
+    port=8106,
+    locations=(Location("/api/v1/monitoring"),),
+    settings=("registry_url", "deployment_url", "max_ingest_records"),
     tables=("services.monitoring.tables",),
     task_modules=("workers.ingest",),
     queues=(QUEUE,),

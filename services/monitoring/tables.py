@@ -37,6 +37,11 @@ class Prediction(UUIDPrimaryKey, Base):
     prediction: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
     probabilities: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(sa.Float)
+    # The outcome, when its sender knew it (or, later, from actuals); when it was recorded.
+    actual: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
+    actual_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # What the sender said about the prediction (a user id, a session, a page): kept as given.
+    context: Mapped[dict | None] = mapped_column(NullableJSON)
     error: Mapped[str | None] = mapped_column(sa.Text)
     predicted_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

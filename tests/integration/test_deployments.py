@@ -5,11 +5,14 @@ with the live version untouched; the endpoint's history answers which version se
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from services.monitoring.tables import Prediction
 from services.registry.handlers import DeploymentOutcomes, TrainingOutcomes
 from services.serving import switch
 from shared.config import load_settings
@@ -82,6 +85,21 @@ def test_a_version_goes_live_and_answers_predictions_naming_itself(client, ml, d
     assert any(node["type"] == "deployment" for node in lineage["nodes"])
     listed = client.get(f"/api/v1/models/{model['id']}/deployments", headers=ds).json
     assert [item["id"] for item in listed["items"]] == [accepted["id"]]
+
+
+def test_a_prediction_record_without_a_version_belongs_to_the_live_one(app, client, ml, ds):
+    model = model_with_versions(client, ds, count=2)
+    assert wait_ended(client, ml, deploy(client, ml, model["id"], version=1))["status"] == "live"
+    listed = client.get(f"/api/v1/models/{model['id']}/deployments", headers=ds).json["items"]
+    assert [(item["environment"], item["status"]) for item in listed] == [("production", "live")]
+    for body in ({"request_id": "live"}, {"request_id": "named", "version": 2}):
+        response = client.post("/api/v1/monitoring/predictions", json={"model_id": model["id"], "prediction": 1, **body},
+                               headers=ds)
+        assert response.status_code == 202, response.json
+    with app.extensions["modelyard"].db.transaction() as session:
+        rows = session.execute(sa.select(Prediction.request_id, Prediction.version)
+                               .where(Prediction.model_id == uuid.UUID(model["id"]))).all()
+    assert sorted(rows) == [("live", 1), ("named", 2)]  # not the latest (2) when another is live
 
 
 def test_blue_green_then_rollback_and_the_history_of_what_served(client, ml, ds):

@@ -1,0 +1,67 @@
+"""HTTP views of monitoring: prediction records sent by clients (serving's own arrive by the ingest queue)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from flask import current_app, request
+from flask_smorest import Api
+
+from services.monitoring import records
+from services.monitoring.schemas import PredictionsAcceptedSchema, PredictionsBodySchema
+from shared.auth import requires
+from shared.db import utcnow
+from shared.errors import PayloadTooLarge, ValidationFailed
+from shared.registry_client import FORWARDED_HEADERS, RegistryClient
+from shared.service_client import ServiceUnavailable, fetcher
+from shared.web import Blueprint, MethodView, Runtime, db_session, runtime
+
+blp = Blueprint("monitoring", __name__, url_prefix="/api/v1/monitoring", description="Prediction records")
+
+
+def _live_versions(model_id: str) -> dict[str, int]:
+    """The control plane's live version of the model per environment, asked as the caller."""
+    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+    fetch = fetcher(runtime().settings.deployment_url, current_app._get_current_object())
+    path = f"/api/v1/models/{urllib.parse.quote(model_id, safe='')}/deployments?status=live&limit=10"
+    status, body = fetch(path, headers)
+    if status == 404:
+        return {}
+    if status != 200:
+        raise ServiceUnavailable(f"The deployment service answered {status} for the model's live versions.")
+    return {item["environment"]: item["version"] for item in body["items"]}
+
+
+def _records(body: dict[str, Any], limit: int) -> tuple[list[Any], bool]:
+    if "records" not in body:
+        return [body], True
+    if len(body) > 1:
+        raise ValidationFailed("Send one record, or `records` alone.",
+                               errors={name: ["Unknown field beside records."] for name in body if name != "records"})
+    sent = body["records"]
+    if not isinstance(sent, list) or not sent:
+        raise ValidationFailed("records must be a non-empty list.", errors={"records": ["Must be a non-empty list."]})
+    if len(sent) > limit:
+        raise PayloadTooLarge(f"{len(sent)} records is more than the {limit} one request may hold; send them in "
+                              "smaller batches.")
+    return sent, False
+
+
+@blp.route("/predictions")
+class Predictions(MethodView):
+    @requires("data_scientist")
+    @blp.arguments(PredictionsBodySchema)
+    @blp.response(202, PredictionsAcceptedSchema)
+    def post(self, body):
+        """Record predictions made outside the platform's endpoints (serving records its own): one
+        record, or up to MODELYARD_MAX_INGEST_RECORDS in `records`."""
+        rt = runtime()
+        sent, one = _records(body, rt.settings.max_ingest_records)
+        versions = records.Versions(RegistryClient.for_request(rt.settings.registry_url), _live_versions)
+        return records.record_predictions(session=db_session(), versions=versions, records=sent, one=one,
+                                          now=utcnow())
+
+
+def register(api: Api, rt: Runtime) -> None:
+    api.register_blueprint(blp)

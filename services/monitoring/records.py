@@ -1,0 +1,150 @@
+"""Prediction records a client sends (POST /api/v1/monitoring/predictions), checked and stored.
+
+A client's record says which model made the prediction and, if it knows, which version; without one it
+is the version live on the model's endpoint (production's, when the model is live in several
+environments), else the model's latest. `context` is kept as given, and its `request_id` and `user_id`
+stand in for the record's own `request_id` and `unit_id` when those are left out (the brief's example
+sends them so); a record with no request id gets one. From there a record is a prediction record as
+serving writes them (shared.prediction_records), checked and stored the same way (ingestion.py).
+
+One record is all or nothing: an unknown model is a 404, anything else wrong a 422. In a batch, each
+bad record is reported by its index with the reason, and the good ones are stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from sqlalchemy.orm import Session
+
+from services.monitoring.ingestion import BadRecord, store_predictions, timestamp
+from shared.errors import NotFound, ValidationFailed
+from shared.registry_client import RegistryClient
+
+API_FIELDS = ("model_id", "version", "endpoint", "request_id", "unit_id", "features", "prediction",
+              "probabilities", "actual", "context", "latency_ms", "timestamp", "error")
+# Whose live version a record without one belongs to, when the model is live in several environments.
+ENVIRONMENTS_FIRST = ("production", "staging", "development")
+
+# model id -> {environment: live version number}
+LiveVersions = Callable[[str], dict[str, int]]
+
+
+@dataclass
+class Versions:
+    """The version each record belongs to; the registry and the control plane are asked once per model."""
+
+    registry: RegistryClient
+    live_versions: LiveVersions
+
+    def __post_init__(self) -> None:
+        self._models: dict[str, str | None] = {}  # model id as sent -> its id, None when there is none
+        self._numbers: dict[tuple[str, int | None], int | None] = {}
+
+    def model_id(self, model_id: Any) -> str:
+        """The model's id; NotFound if the registry has no such model."""
+        if not isinstance(model_id, str):
+            raise BadRecord(f"model_id: a model's id, not {model_id!r}")
+        try:
+            uuid.UUID(model_id)
+        except ValueError:
+            raise BadRecord(f"model_id: a model's id (a UUID), not {model_id!r}") from None
+        if model_id not in self._models:
+            try:
+                self._models[model_id] = self.registry.model(model_id)["id"]
+            except NotFound:
+                self._models[model_id] = None
+        if self._models[model_id] is None:
+            raise NotFound(f"No model has the id {model_id}.")
+        return self._models[model_id]
+
+    def number(self, model_id: str, version: Any) -> int:
+        """`version` if the model has it; without one, the live version, else the latest."""
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+            raise BadRecord(f"version: a version number, not {version!r}")
+        key = (model_id, version)
+        if key not in self._numbers:
+            self._numbers[key] = self._find(model_id, version)
+        if self._numbers[key] is None:
+            raise BadRecord(f"version: the model has no version {version}" if version is not None
+                            else "version: the model has no version yet")
+        return self._numbers[key]
+
+    def _find(self, model_id: str, version: int | None) -> int | None:
+        if version is not None:
+            return version if self.registry.version(model_id, version) is not None else None
+        live = self.live_versions(model_id)
+        for environment in ENVIRONMENTS_FIRST:
+            if environment in live:
+                return live[environment]
+        latest = self.registry.version(model_id, "latest")
+        return None if latest is None else latest["number"]
+
+
+def _context_value(context: dict, name: str) -> Any:
+    value = context.get(name)
+    # A user id is often a number; the store keeps ids as text.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _prediction_record(sent: Any, versions: Versions, now: datetime) -> dict[str, Any]:
+    """A client's record as a prediction record (shared.prediction_records), or BadRecord/NotFound."""
+    if not isinstance(sent, dict):
+        raise BadRecord(f"a record is a JSON object, not {type(sent).__name__}")
+    unknown = set(sent) - set(API_FIELDS)
+    if unknown:
+        raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    context = sent.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise BadRecord("context: an object")
+    context = context or {}
+    if sent.get("timestamp") is not None:
+        timestamp("timestamp", sent["timestamp"])  # named as the client named it
+    model_id = versions.model_id(sent.get("model_id"))
+    return {
+        "model_id": model_id,
+        "version": versions.number(model_id, sent.get("version")),
+        "request_id": sent.get("request_id") or _context_value(context, "request_id") or str(uuid.uuid4()),
+        "unit_id": sent.get("unit_id") or _context_value(context, "user_id"),
+        "endpoint": sent.get("endpoint"),
+        "features": sent.get("features"),
+        "prediction": sent.get("prediction"),
+        "probabilities": sent.get("probabilities"),
+        "actual": sent.get("actual"),
+        "context": sent.get("context"),
+        "latency_ms": sent.get("latency_ms"),
+        "error": sent.get("error"),
+        "predicted_at": sent.get("timestamp") or now.isoformat(),
+    }
+
+
+def record_predictions(*, session: Session, versions: Versions, records: list[Any], one: bool,
+                       now: datetime) -> dict[str, Any]:
+    """Store the good records; `one`: a single record, whose fault is the request's (404 or 422)."""
+    converted: list[dict[str, Any]] = []
+    positions: list[int] = []
+    rejected: list[dict[str, Any]] = []
+    for index, sent in enumerate(records):
+        try:
+            converted.append(_prediction_record(sent, versions, now))
+            positions.append(index)
+        except (BadRecord, NotFound) as exc:
+            if one:
+                _refuse(exc)
+            rejected.append({"index": index, "reason": exc.detail if isinstance(exc, NotFound) else str(exc)})
+    outcome = store_predictions(session=session, records=converted)
+    if one and outcome.rejected:
+        raise ValidationFailed(f"The record cannot be stored: {outcome.rejected[0][1]}.",
+                               errors={"record": [outcome.rejected[0][1]]})
+    rejected += [{"index": positions[index], "reason": reason} for index, reason in outcome.rejected]
+    return {"accepted": outcome.stored + outcome.duplicates, "stored": outcome.stored,
+            "duplicates": outcome.duplicates, "rejected": sorted(rejected, key=lambda item: item["index"])}
+
+
+def _refuse(exc: BadRecord | NotFound) -> None:
+    if isinstance(exc, NotFound):
+        raise exc
+    raise ValidationFailed(f"The record cannot be stored: {exc}.", errors={"record": [str(exc)]}) from exc

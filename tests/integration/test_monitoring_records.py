@@ -1,0 +1,99 @@
+"""Prediction records clients send to monitoring: the brief's example 5 as written, batches whose bad
+records cost only themselves, and what a wrong request gets. (A record's default version when one is
+live: tests/integration/test_deployments.py, which has a rollout worker.)"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from services.monitoring.tables import Prediction
+from tests.support.deployments import model_with_versions
+from tests.support.registry import bearer
+
+pytestmark = pytest.mark.integration
+
+PREDICTIONS = "/api/v1/monitoring/predictions"
+
+
+def stored(app) -> list[Prediction]:
+    with app.extensions["modelyard"].db.transaction() as session:
+        return list(session.scalars(sa.select(Prediction).order_by(Prediction.request_id)))
+
+
+def test_the_briefs_example_5_is_stored_as_written(app, client, ds):
+    model = model_with_versions(client, ds, count=2)
+    body = {"model_id": model["id"], "prediction": {"prediction": 0.85, "confidence": 0.92}, "actual": {"actual": 1},
+            "context": {"request_id": "req-123", "user_id": "user-456"}}
+    response = client.post(PREDICTIONS, json=body, headers=ds)
+    assert response.status_code == 202, response.json
+    assert response.json == {"accepted": 1, "stored": 1, "duplicates": 0, "rejected": []}
+    [row] = stored(app)
+    # Nothing is live: the model's latest version made it.
+    assert (str(row.model_id), row.version, row.request_id, row.unit_id) == (model["id"], 2, "req-123", "user-456")
+    assert (row.prediction, row.actual, row.context) == (body["prediction"], {"actual": 1}, body["context"])
+    assert row.features is None and row.actual_at is not None and row.predicted_at is not None
+    # Sent again: the request id is the model's already.
+    again = client.post(PREDICTIONS, json=body, headers=ds)
+    assert again.status_code == 202 and again.json["duplicates"] == 1 and len(stored(app)) == 1
+
+
+def test_a_batch_stores_its_good_records_and_names_each_bad_one(app, client, ds):
+    model = model_with_versions(client, ds)
+    good = {"model_id": model["id"], "prediction": 1, "features": {"sepal_length": 5.1}, "latency_ms": 3.5,
+            "timestamp": "2026-12-01T10:00:00+00:00"}
+    records = [
+        {**good, "request_id": "a", "version": 1},
+        {**good, "request_id": "b", "model_id": str(uuid.uuid4())},  # no such model
+        {**good, "request_id": "c", "version": 7},  # no such version
+        "not a record",
+        {**good, "request_id": "d", "colour": "red"},  # unknown field
+        {**good, "request_id": "e", "timestamp": "yesterday"},
+        {**good, "request_id": "f", "latency_ms": -1},
+        {**good, "request_id": "g", "unit_id": 42},
+    ]
+    response = client.post(PREDICTIONS, json={"records": records}, headers=ds)
+    assert response.status_code == 202, response.json
+    answer = response.json
+    assert (answer["accepted"], answer["stored"]) == (1, 1)
+    reasons = {item["index"]: item["reason"] for item in answer["rejected"]}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7]
+    assert "No model" in reasons[1] and "no version 7" in reasons[2] and "JSON object" in reasons[3]
+    assert "colour" in reasons[4] and "timestamp" in reasons[5] and "latency_ms" in reasons[6]
+    assert "unit_id" in reasons[7]
+    [row] = stored(app)
+    assert (row.request_id, row.version, row.features, row.latency_ms) == ("a", 1, {"sepal_length": 5.1}, 3.5)
+    assert row.predicted_at.isoformat().startswith("2026-12-01T10:00:00")
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"model_id": "00000000-0000-4000-8000-000000000000", "prediction": 1}, 404, None),
+    ({"model_id": "not-a-uuid", "prediction": 1}, 422, "record"),
+    ({"prediction": 1}, 422, "record"),
+    ({"records": []}, 422, "records"),
+    ({"records": "all of them"}, 422, "records"),
+    ({"records": [{"prediction": 1}], "model_id": "x"}, 422, "model_id"),
+    ({"model_id": "x", "prediction": 1, "colour": "red"}, 422, "colour"),
+])
+def test_a_wrong_request_is_refused_whole_and_changes_nothing(app, client, ds, body, status, field):
+    model_with_versions(client, ds)
+    response = client.post(PREDICTIONS, json=body, headers=ds)
+    assert response.status_code == status, response.json
+    assert response.mimetype == "application/problem+json"
+    if field:
+        assert field in response.json["errors"]
+    assert stored(app) == []
+
+
+def test_too_many_records_is_413_and_a_viewer_is_refused(app, client, ds):
+    model = model_with_versions(client, ds)
+    limit = app.extensions["modelyard"].settings.max_ingest_records
+    record = {"model_id": model["id"], "prediction": 1}
+    response = client.post(PREDICTIONS, json={"records": [record] * (limit + 1)}, headers=ds)
+    assert response.status_code == 413 and "smaller batches" in response.json["detail"]
+    viewer = client.post(PREDICTIONS, json=record, headers=bearer(app, "viewer", "vic"))
+    assert viewer.status_code == 403
+    assert client.post(PREDICTIONS, json=record).status_code == 401
+    assert stored(app) == []
