@@ -1,4 +1,4 @@
-"""A prediction's actual outcome and the context its sender gave it
+"""Predictions' actual outcomes, and the context a prediction's sender gave it
 
 Revision ID: 0012
 Revises: 0011
@@ -19,13 +19,18 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 
 def upgrade() -> None:
     with op.batch_alter_table("predictions") as table:
-        table.add_column(sa.Column("actual", JSON, nullable=True))
-        table.add_column(sa.Column("actual_at", sa.DateTime(timezone=True), nullable=True))
         table.add_column(sa.Column("context", JSON, nullable=True))
+    op.create_table(
+        "actuals",
+        sa.Column("model_id", sa.Uuid(), nullable=False),
+        sa.Column("request_id", sa.String(255), nullable=False),
+        sa.Column("actual", JSON, nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("model_id", "request_id", name="pk_actuals"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("actuals")
     with op.batch_alter_table("predictions") as table:
         table.drop_column("context")
-        table.drop_column("actual_at")
-        table.drop_column("actual")

@@ -1,4 +1,5 @@
-"""HTTP views of monitoring: prediction records sent by clients (serving's own arrive by the ingest queue)."""
+"""HTTP views of monitoring: prediction records and actuals sent by clients (serving's own records arrive
+by the ingest queue)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from flask import current_app, request
 from flask_smorest import Api
 
 from services.monitoring import records
-from services.monitoring.schemas import PredictionsAcceptedSchema, PredictionsBodySchema
+from services.monitoring.schemas import (
+    ActualsAcceptedSchema, ActualsBodySchema, PredictionsAcceptedSchema, PredictionsBodySchema,
+)
 from shared.auth import requires
 from shared.db import utcnow
 from shared.errors import PayloadTooLarge, ValidationFailed
@@ -61,6 +64,19 @@ class Predictions(MethodView):
         versions = records.Versions(RegistryClient.for_request(rt.settings.registry_url), _live_versions)
         return records.record_predictions(session=db_session(), versions=versions, records=sent, one=one,
                                           now=utcnow())
+
+
+@blp.route("/actuals")
+class Actuals(MethodView):
+    @requires("data_scientist")
+    @blp.arguments(ActualsBodySchema)
+    @blp.response(202, ActualsAcceptedSchema)
+    def post(self, body):
+        """Record the true outcomes of predictions by their request ids, however long after them."""
+        rt = runtime()
+        sent, one = _records(body, rt.settings.max_ingest_records)
+        versions = records.Versions(RegistryClient.for_request(rt.settings.registry_url), _live_versions)
+        return records.record_actuals(session=db_session(), versions=versions, records=sent, one=one, now=utcnow())
 
 
 def register(api: Api, rt: Runtime) -> None:

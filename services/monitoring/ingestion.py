@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.monitoring.tables import NAME_LENGTH, REQUEST_ID_LENGTH, Prediction
+from services.monitoring.tables import NAME_LENGTH, REQUEST_ID_LENGTH, Actual, Prediction
 from shared.db import utcnow
 from shared.prediction_records import FIELDS, REQUIRED
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ROWS_PER_STATEMENT = 1000
 JSON_DEPTH = 32
 TABLE = Prediction.__table__
+ACTUALS = Actual.__table__
 
 
 class BadRecord(ValueError):
@@ -73,7 +74,29 @@ def store_predictions(*, session: Session, records: list[Any]) -> Ingested:
             _insert_one_at_a_time(session, chunk, outcome)
     refused_by_database = len(outcome.rejected) - refused_before
     outcome.duplicates = len(rows) - outcome.stored - refused_by_database
+    refused = {index for index, _ in outcome.rejected}
+    store_actuals(session, [actual_row(records[index], received_at=received_at) for index, row in rows
+                            if index not in refused and records[index].get("actual") is not None])
     return outcome
+
+
+def actual_row(record: dict[str, Any], *, received_at: datetime) -> dict[str, Any]:
+    """The actuals row of a record that carries its outcome (`actual`), checked like a prediction's fields."""
+    return {"model_id": _uuid(record, "model_id"), "request_id": _text(record, "request_id", REQUEST_ID_LENGTH),
+            "actual": _json("actual", record["actual"]), "recorded_at": received_at}
+
+
+def store_actuals(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Upsert actuals by (model, request id): a later one for the same prediction corrects the earlier."""
+    # One row per key: a statement may not update a row twice (the last one sent wins).
+    rows = list({(row["model_id"], row["request_id"]): row for row in rows}.values())
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(ACTUALS)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["model_id", "request_id"],
+        set_={"actual": statement.excluded.actual, "recorded_at": statement.excluded.recorded_at}), rows)
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
@@ -146,7 +169,7 @@ def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
     context = record.get("context")
     if context is not None and not isinstance(context, dict):
         raise BadRecord("context: an object")
-    actual = _json("actual", record.get("actual"))
+    _json("actual", record.get("actual"))  # stored by store_predictions, in actuals
     return {
         "id": uuid.uuid4(),
         "model_id": _uuid(record, "model_id"),
@@ -161,8 +184,6 @@ def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
         "probabilities": _json("probabilities", record.get("probabilities")),
         "latency_ms": None if latency is None else float(latency),
         "error": _text(record, "error", None),
-        "actual": actual,
-        "actual_at": None if actual is None else received_at,
         "context": _json("context", context),
         "predicted_at": timestamp("predicted_at", record["predicted_at"]),
         "received_at": received_at,

@@ -1,4 +1,5 @@
-"""Prediction records a client sends (POST /api/v1/monitoring/predictions), checked and stored.
+"""Prediction records and actuals a client sends (POST /api/v1/monitoring/predictions and .../actuals),
+checked and stored.
 
 A client's record says which model made the prediction and, if it knows, which version; without one it
 is the version live on the model's endpoint (production's, when the model is live in several
@@ -6,6 +7,9 @@ environments), else the model's latest. `context` is kept as given, and its `req
 stand in for the record's own `request_id` and `unit_id` when those are left out (the brief's example
 sends them so); a record with no request id gets one. From there a record is a prediction record as
 serving writes them (shared.prediction_records), checked and stored the same way (ingestion.py).
+
+An actual is `{model_id, request_id, actual}`: the true outcome of the prediction with that request id,
+stored apart from it (tables.Actual), so that it may come before the prediction is stored or days after.
 
 One record is all or nothing: an unknown model is a 404, anything else wrong a 422. In a batch, each
 bad record is reported by its index with the reason, and the good ones are stored.
@@ -20,10 +24,11 @@ from typing import Any, Callable
 
 from sqlalchemy.orm import Session
 
-from services.monitoring.ingestion import BadRecord, store_predictions, timestamp
+from services.monitoring.ingestion import BadRecord, actual_row, store_actuals, store_predictions, timestamp
 from shared.errors import NotFound, ValidationFailed
 from shared.registry_client import RegistryClient
 
+ACTUAL_FIELDS = ("model_id", "request_id", "actual")
 API_FIELDS = ("model_id", "version", "endpoint", "request_id", "unit_id", "features", "prediction",
               "probabilities", "actual", "context", "latency_ms", "timestamp", "error")
 # Whose live version a record without one belongs to, when the model is live in several environments.
@@ -121,20 +126,27 @@ def _prediction_record(sent: Any, versions: Versions, now: datetime) -> dict[str
     }
 
 
-def record_predictions(*, session: Session, versions: Versions, records: list[Any], one: bool,
-                       now: datetime) -> dict[str, Any]:
-    """Store the good records; `one`: a single record, whose fault is the request's (404 or 422)."""
+def _checked(records: list[Any], one: bool, convert: Callable[[Any], dict[str, Any]]) -> tuple[list, list, list]:
+    """The records `convert` accepts with their positions, and the rest by index with the reason; for
+    `one` record, its fault raised as the request's (404 or 422)."""
     converted: list[dict[str, Any]] = []
     positions: list[int] = []
     rejected: list[dict[str, Any]] = []
     for index, sent in enumerate(records):
         try:
-            converted.append(_prediction_record(sent, versions, now))
+            converted.append(convert(sent))
             positions.append(index)
         except (BadRecord, NotFound) as exc:
             if one:
                 _refuse(exc)
             rejected.append({"index": index, "reason": exc.detail if isinstance(exc, NotFound) else str(exc)})
+    return converted, positions, rejected
+
+
+def record_predictions(*, session: Session, versions: Versions, records: list[Any], one: bool,
+                       now: datetime) -> dict[str, Any]:
+    """Store the good records; `one`: a single record, whose fault is the request's (404 or 422)."""
+    converted, positions, rejected = _checked(records, one, lambda sent: _prediction_record(sent, versions, now))
     outcome = store_predictions(session=session, records=converted)
     if one and outcome.rejected:
         raise ValidationFailed(f"The record cannot be stored: {outcome.rejected[0][1]}.",
@@ -142,6 +154,27 @@ def record_predictions(*, session: Session, versions: Versions, records: list[An
     rejected += [{"index": positions[index], "reason": reason} for index, reason in outcome.rejected]
     return {"accepted": outcome.stored + outcome.duplicates, "stored": outcome.stored,
             "duplicates": outcome.duplicates, "rejected": sorted(rejected, key=lambda item: item["index"])}
+
+
+def _actual(sent: Any, versions: Versions, now: datetime) -> dict[str, Any]:
+    if not isinstance(sent, dict):
+        raise BadRecord(f"an actual is a JSON object, not {type(sent).__name__}")
+    unknown = set(sent) - set(ACTUAL_FIELDS)
+    if unknown:
+        raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    missing = [name for name in ACTUAL_FIELDS if sent.get(name) is None]
+    if missing:
+        raise BadRecord(f"missing: {', '.join(missing)}")
+    return actual_row({**sent, "model_id": versions.model_id(sent["model_id"])}, received_at=now)
+
+
+def record_actuals(*, session: Session, versions: Versions, records: list[Any], one: bool,
+                   now: datetime) -> dict[str, Any]:
+    """Store each good actual by its model and request id (a later one corrects an earlier); the
+    prediction it belongs to may be stored already, or arrive later."""
+    rows, _, rejected = _checked(records, one, lambda sent: _actual(sent, versions, now))
+    store_actuals(session, rows)
+    return {"accepted": len(rows), "rejected": rejected}
 
 
 def _refuse(exc: BadRecord | NotFound) -> None:

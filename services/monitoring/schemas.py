@@ -33,6 +33,16 @@ class PredictionsBodySchema(StrictSchema):
     error = _raw("why the prediction failed, for a failed one (then no prediction)")
 
 
+class ActualsBodySchema(StrictSchema):
+    """One actual, or `{records: [...]}` of them."""
+
+    records = fields.Raw(metadata={"description": "several actuals (each with the fields below)", "type": "array",
+                                   "items": {"type": "object"}})
+    model_id = _raw("the model whose prediction it was (required)")
+    request_id = _raw("the prediction's request id (required)")
+    actual = _raw("the true outcome (required); a later one for the same prediction replaces it")
+
+
 class RejectedRecordSchema(Schema):
     index = fields.Integer(metadata={"description": "the record's position in `records`"})
     reason = fields.String()
@@ -42,4 +52,9 @@ class PredictionsAcceptedSchema(Schema):
     accepted = fields.Integer(metadata={"description": "records stored now or before (a request id seen already)"})
     stored = fields.Integer()
     duplicates = fields.Integer(metadata={"description": "records whose request id was stored for the model before"})
+    rejected = fields.List(fields.Nested(RejectedRecordSchema))
+
+
+class ActualsAcceptedSchema(Schema):
+    accepted = fields.Integer()
     rejected = fields.List(fields.Nested(RejectedRecordSchema))

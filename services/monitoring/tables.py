@@ -37,9 +37,6 @@ class Prediction(UUIDPrimaryKey, Base):
     prediction: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
     probabilities: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(sa.Float)
-    # The outcome, when its sender knew it (or, later, from actuals); when it was recorded.
-    actual: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
-    actual_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # What the sender said about the prediction (a user id, a session, a page): kept as given.
     context: Mapped[dict | None] = mapped_column(NullableJSON)
     error: Mapped[str | None] = mapped_column(sa.Text)
@@ -50,3 +47,15 @@ class Prediction(UUIDPrimaryKey, Base):
         sa.UniqueConstraint("model_id", "request_id", name="uq_predictions_model_id_request_id"),
         sa.Index("ix_predictions_model_id_predicted_at", "model_id", "predicted_at"),
     )
+
+
+class Actual(Base):
+    """The true outcome of a prediction, by its model and request id: apart from the prediction, so that
+    it may arrive before or days after it, and a correction replaces it. Joined at query time."""
+
+    __tablename__ = "actuals"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    request_id: Mapped[str] = mapped_column(sa.String(REQUEST_ID_LENGTH), primary_key=True)
+    actual: Mapped[Any] = mapped_column(NullableJSON, nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

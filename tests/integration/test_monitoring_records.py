@@ -9,7 +9,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from services.monitoring.tables import Prediction
+from services.monitoring.tables import Actual, Prediction
 from tests.support.deployments import model_with_versions
 from tests.support.registry import bearer
 
@@ -18,9 +18,9 @@ pytestmark = pytest.mark.integration
 PREDICTIONS = "/api/v1/monitoring/predictions"
 
 
-def stored(app) -> list[Prediction]:
+def stored(app, table=Prediction) -> list:
     with app.extensions["modelyard"].db.transaction() as session:
-        return list(session.scalars(sa.select(Prediction).order_by(Prediction.request_id)))
+        return list(session.scalars(sa.select(table).order_by(table.request_id)))
 
 
 def test_the_briefs_example_5_is_stored_as_written(app, client, ds):
@@ -33,8 +33,9 @@ def test_the_briefs_example_5_is_stored_as_written(app, client, ds):
     [row] = stored(app)
     # Nothing is live: the model's latest version made it.
     assert (str(row.model_id), row.version, row.request_id, row.unit_id) == (model["id"], 2, "req-123", "user-456")
-    assert (row.prediction, row.actual, row.context) == (body["prediction"], {"actual": 1}, body["context"])
-    assert row.features is None and row.actual_at is not None and row.predicted_at is not None
+    assert (row.prediction, row.context, row.features) == (body["prediction"], body["context"], None)
+    [actual] = stored(app, Actual)  # beside the prediction, as a late one would be
+    assert (str(actual.model_id), actual.request_id, actual.actual) == (model["id"], "req-123", {"actual": 1})
     # Sent again: the request id is the model's already.
     again = client.post(PREDICTIONS, json=body, headers=ds)
     assert again.status_code == 202 and again.json["duplicates"] == 1 and len(stored(app)) == 1
@@ -97,3 +98,31 @@ def test_too_many_records_is_413_and_a_viewer_is_refused(app, client, ds):
     assert viewer.status_code == 403
     assert client.post(PREDICTIONS, json=record).status_code == 401
     assert stored(app) == []
+
+
+def test_actuals_join_their_predictions_by_request_id_whenever_they_come(app, client, ds):
+    model = model_with_versions(client, ds)
+    actuals = "/api/v1/monitoring/actuals"
+    # Before its prediction is stored, and a correction of it in the same batch: the last one counts.
+    early = {"records": [{"model_id": model["id"], "request_id": "r-1", "actual": 0},
+                         {"model_id": model["id"], "request_id": "r-1", "actual": 1},
+                         {"model_id": model["id"], "request_id": "r-2"},
+                         {"model_id": str(uuid.uuid4()), "request_id": "r-3", "actual": 1}]}
+    response = client.post(actuals, json=early, headers=ds)
+    assert response.status_code == 202, response.json
+    assert response.json["accepted"] == 2
+    assert [(item["index"], item["reason"].split(":")[0]) for item in response.json["rejected"]] == [
+        (2, "missing"), (3, "No model has the id " + early["records"][3]["model_id"] + ".")]
+    assert client.post("/api/v1/monitoring/predictions", json={"model_id": model["id"], "request_id": "r-1",
+                                                               "prediction": 1}, headers=ds).status_code == 202
+    # Days later, a correction for one sent alone.
+    assert client.post(actuals, json={"model_id": model["id"], "request_id": "r-1", "actual": "churned"},
+                       headers=ds).status_code == 202
+    with app.extensions["modelyard"].db.transaction() as session:
+        joined = session.execute(sa.select(Prediction.request_id, Actual.actual).join(
+            Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id))).all()
+    assert joined == [("r-1", "churned")]
+    missing = client.post(actuals, json={"model_id": model["id"], "actual": 1}, headers=ds)
+    assert missing.status_code == 422 and "request_id" in missing.json["detail"]
+    unknown = client.post(actuals, json={"model_id": str(uuid.uuid4()), "request_id": "x", "actual": 1}, headers=ds)
+    assert unknown.status_code == 404
