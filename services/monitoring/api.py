@@ -1,5 +1,5 @@
-"""HTTP views of monitoring: prediction records and actuals sent by clients (serving's own records arrive
-by the ingest queue)."""
+"""HTTP views of monitoring: prediction records, actuals and metrics sent by clients (serving's own
+records arrive by the ingest queue)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from flask_smorest import Api
 
 from services.monitoring import records
 from services.monitoring.schemas import (
-    ActualsAcceptedSchema, ActualsBodySchema, PredictionsAcceptedSchema, PredictionsBodySchema,
+    ActualsAcceptedSchema, ActualsBodySchema, MetricsAcceptedSchema, MetricsBodySchema, PredictionsAcceptedSchema,
+    PredictionsBodySchema,
 )
 from shared.auth import requires
 from shared.db import utcnow
@@ -34,6 +35,10 @@ def _live_versions(model_id: str) -> dict[str, int]:
     if status != 200:
         raise ServiceUnavailable(f"The deployment service answered {status} for the model's live versions.")
     return {item["environment"]: item["version"] for item in body["items"]}
+
+
+def _versions() -> records.Versions:
+    return records.Versions(RegistryClient.for_request(runtime().settings.registry_url), _live_versions)
 
 
 def _records(body: dict[str, Any], limit: int) -> tuple[list[Any], bool]:
@@ -61,8 +66,7 @@ class Predictions(MethodView):
         record, or up to MODELYARD_MAX_INGEST_RECORDS in `records`."""
         rt = runtime()
         sent, one = _records(body, rt.settings.max_ingest_records)
-        versions = records.Versions(RegistryClient.for_request(rt.settings.registry_url), _live_versions)
-        return records.record_predictions(session=db_session(), versions=versions, records=sent, one=one,
+        return records.record_predictions(session=db_session(), versions=_versions(), records=sent, one=one,
                                           now=utcnow())
 
 
@@ -75,8 +79,20 @@ class Actuals(MethodView):
         """Record the true outcomes of predictions by their request ids, however long after them."""
         rt = runtime()
         sent, one = _records(body, rt.settings.max_ingest_records)
-        versions = records.Versions(RegistryClient.for_request(rt.settings.registry_url), _live_versions)
-        return records.record_actuals(session=db_session(), versions=versions, records=sent, one=one, now=utcnow())
+        return records.record_actuals(session=db_session(), versions=_versions(), records=sent, one=one, now=utcnow())
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @requires("data_scientist")
+    @blp.arguments(MetricsBodySchema)
+    @blp.response(202, MetricsAcceptedSchema)
+    def post(self, body):
+        """Record metrics computed outside the platform (on a batch of predictions, a business outcome),
+        with their context, optionally for an A/B test's arm."""
+        rt = runtime()
+        sent, one = _records(body, rt.settings.max_ingest_records)
+        return records.record_metrics(session=db_session(), versions=_versions(), records=sent, one=one, now=utcnow())
 
 
 def register(api: Api, rt: Runtime) -> None:

@@ -17,18 +17,32 @@ bad record is reported by its index with the reason, and the good ones are store
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.monitoring.ingestion import BadRecord, actual_row, store_actuals, store_predictions, timestamp
+from services.monitoring.tables import RecordedMetric
 from shared.errors import NotFound, ValidationFailed
+from shared.metric_names import canonical_metric
 from shared.registry_client import RegistryClient
 
 ACTUAL_FIELDS = ("model_id", "request_id", "actual")
+METRIC_FIELDS = ("model_id", "version", "metrics", "context", "timestamp", "ab_test_id", "arm")
+# The range of each metric the platform knows (latency in milliseconds); any other (a business metric
+# such as revenue) takes any finite number.
+METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "accuracy": (0, 1), "precision": (0, 1), "recall": (0, 1), "f1": (0, 1), "roc_auc": (0, 1),
+    "latency": (0, None), "throughput": (0, None), "rmse": (0, None), "mae": (0, None), "log_loss": (0, None),
+    "r2": (None, 1),
+}
+METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 API_FIELDS = ("model_id", "version", "endpoint", "request_id", "unit_id", "features", "prediction",
               "probabilities", "actual", "context", "latency_ms", "timestamp", "error")
 # Whose live version a record without one belongs to, when the model is live in several environments.
@@ -175,6 +189,67 @@ def record_actuals(*, session: Session, versions: Versions, records: list[Any], 
     rows, _, rejected = _checked(records, one, lambda sent: _actual(sent, versions, now))
     store_actuals(session, rows)
     return {"accepted": len(rows), "rejected": rejected}
+
+
+def _metric_errors(metrics: Any) -> dict[str, list[str]]:
+    if not isinstance(metrics, dict) or not metrics:
+        return {"_schema": ["metrics: an object of at least one metric name and its value"]}
+    errors: dict[str, list[str]] = {}
+    for name, value in metrics.items():
+        if not METRIC_NAME.fullmatch(name):
+            errors[name] = ["a metric's name: a letter, then letters, digits, _ . or -, 64 at most"]
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            errors[name] = [f"a finite number, not {value!r}"]
+        else:
+            low, high = METRIC_RANGES.get(canonical_metric(name), (None, None))
+            if (low is not None and value < low) or (high is not None and value > high):
+                errors[name] = [f"{value} is outside {canonical_metric(name)}'s range "
+                                f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"]
+    return errors
+
+
+def _metric_rows(sent: Any, versions: Versions, now: datetime) -> list[dict[str, Any]]:
+    if not isinstance(sent, dict):
+        raise BadRecord(f"a record is a JSON object, not {type(sent).__name__}")
+    unknown = set(sent) - set(METRIC_FIELDS)
+    if unknown:
+        raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    errors = _metric_errors(sent.get("metrics"))
+    if errors:
+        raise BadRecord("metrics: " + "; ".join(f"{name}: {messages[0]}" for name, messages in errors.items()))
+    context = sent.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise BadRecord("context: an object")
+    # The brief's example puts the time in its context.
+    when = sent.get("timestamp") or (context or {}).get("timestamp")
+    measured_at = now if when is None else timestamp("timestamp", when)
+    arm = sent.get("arm")
+    if arm is not None and (not isinstance(arm, str) or not 1 <= len(arm) <= 64):
+        raise BadRecord(f"arm: the A/B test arm's name, not {arm!r}")
+    ab_test_id = sent.get("ab_test_id")
+    try:
+        ab_test_id = None if ab_test_id is None else uuid.UUID(ab_test_id)
+    except (TypeError, ValueError, AttributeError):
+        raise BadRecord(f"ab_test_id: an A/B test's id, not {ab_test_id!r}") from None
+    model_id = versions.model_id(sent.get("model_id"))
+    version = versions.number(model_id, sent.get("version"))
+    return [{"id": uuid.uuid4(), "model_id": uuid.UUID(model_id), "version": version, "name": canonical_metric(name),
+             "value": float(value), "measured_at": measured_at, "context": context, "ab_test_id": ab_test_id,
+             "arm": arm, "recorded_at": now} for name, value in sent["metrics"].items()]
+
+
+def record_metrics(*, session: Session, versions: Versions, records: list[Any], one: bool,
+                   now: datetime) -> dict[str, Any]:
+    """Store each good record's metrics, one row per metric; `f1_score` is stored as f1."""
+    if one and isinstance(records[0], dict):
+        errors = _metric_errors(records[0].get("metrics"))
+        if errors:  # named per metric, as a form's fields are
+            raise ValidationFailed("Some metrics cannot be recorded.", errors={"metrics": errors})
+    batches, _, rejected = _checked(records, one, lambda sent: _metric_rows(sent, versions, now))
+    rows = [row for batch in batches for row in batch]
+    if rows:
+        session.execute(sa.insert(RecordedMetric), rows)
+    return {"accepted": len(batches), "metrics": len(rows), "rejected": rejected}
 
 
 def _refuse(exc: BadRecord | NotFound) -> None:

@@ -43,6 +43,21 @@ class ActualsBodySchema(StrictSchema):
     actual = _raw("the true outcome (required); a later one for the same prediction replaces it")
 
 
+class MetricsBodySchema(StrictSchema):
+    """One model's metrics, or `{records: [...]}` of them."""
+
+    records = fields.Raw(metadata={"description": "several records (each with the fields below)", "type": "array",
+                                   "items": {"type": "object"}})
+    model_id = _raw("the model measured (required)")
+    version = _raw("its version; default: the version live on its endpoint (production's first), else its latest")
+    metrics = _raw("{name: value} (required): accuracy, precision, recall, f1 (or f1_score), roc_auc in [0, 1]; "
+                   "latency (ms), throughput, rmse, mae, log_loss >= 0; r2 <= 1; any other name any finite number")
+    context = _raw("anything about the measurement, kept as given; its `timestamp` is when it was measured")
+    timestamp = _raw("when it was measured, ISO 8601 with its zone (default: context.timestamp, else now)")
+    ab_test_id = _raw("the A/B test whose traffic it measures")
+    arm = _raw("the test's arm (A or B)")
+
+
 class RejectedRecordSchema(Schema):
     index = fields.Integer(metadata={"description": "the record's position in `records`"})
     reason = fields.String()
@@ -57,4 +72,10 @@ class PredictionsAcceptedSchema(Schema):
 
 class ActualsAcceptedSchema(Schema):
     accepted = fields.Integer()
+    rejected = fields.List(fields.Nested(RejectedRecordSchema))
+
+
+class MetricsAcceptedSchema(Schema):
+    accepted = fields.Integer(metadata={"description": "records stored"})
+    metrics = fields.Integer(metadata={"description": "metric values stored"})
     rejected = fields.List(fields.Nested(RejectedRecordSchema))

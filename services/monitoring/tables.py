@@ -59,3 +59,23 @@ class Actual(Base):
     request_id: Mapped[str] = mapped_column(sa.String(REQUEST_ID_LENGTH), primary_key=True)
     actual: Mapped[Any] = mapped_column(NullableJSON, nullable=False)
     recorded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class RecordedMetric(UUIDPrimaryKey, Base):
+    """One value of a metric a model's users computed themselves (POST /api/v1/monitoring/metrics), at
+    the time it measures: one row per metric, so that a metric's series is one indexed range."""
+
+    __tablename__ = "recorded_metrics"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    value: Mapped[float] = mapped_column(sa.Float)
+    measured_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    context: Mapped[dict | None] = mapped_column(NullableJSON)
+    # The A/B test and arm whose traffic the value measures, if any (the A/B analysis reads them).
+    ab_test_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    arm: Mapped[str | None] = mapped_column(sa.String(64))
+    recorded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (sa.Index("ix_recorded_metrics_model_id_name_measured_at", "model_id", "name", "measured_at"),)

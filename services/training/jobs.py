@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from services.training.data_checks import TrainingDataError, check_class_counts
 from services.training.estimators import resolve_estimator
 from services.training.job_state import end_job, lock_job
-from services.training.metrics import METRICS, canonical_metric, default_metric
+from services.training.metrics import METRICS, default_metric
 from services.training.tables import CANCELLED, FINISHED_JOB_STATUSES, QUEUED, REGISTERING, TrainingJob, Trial
 from services.training.search_space import (
     HyperparameterError, SearchSpaceError, parse_fixed_params, parse_search_space,
@@ -36,6 +36,7 @@ from shared.config import Settings
 from shared.csv_format import NULL_TOKENS, header_problem
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.metric_names import canonical_metric
 from shared.pagination import Page, Sorting, paginate
 from shared.registry_client import RegistryClient
 from shared.tasks import enqueue_after_commit

@@ -66,15 +66,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
-# Other names users give a metric (the product brief says f1_score): the same metric, stored by its own name.
-METRIC_ALIASES: dict[str, str] = {"f1_score": "f1"}
-
-
-def canonical_metric(name: str) -> str:
-    """The metric's own name for `name`, which may be an alias (f1_score -> f1); unknown names unchanged."""
-    return METRIC_ALIASES.get(name, name)
-
-
 def default_metric(model_type: str) -> str:
     """The metric a request without one is optimised for."""
     return "accuracy" if model_type == _CLF else "r2"

@@ -9,18 +9,24 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from services.monitoring.tables import Actual, Prediction
+from services.monitoring.tables import Actual, Prediction, RecordedMetric
 from tests.support.deployments import model_with_versions
 from tests.support.registry import bearer
 
 pytestmark = pytest.mark.integration
 
 PREDICTIONS = "/api/v1/monitoring/predictions"
+METRICS = "/api/v1/monitoring/metrics"
 
 
 def stored(app, table=Prediction) -> list:
     with app.extensions["modelyard"].db.transaction() as session:
         return list(session.scalars(sa.select(table).order_by(table.request_id)))
+
+
+def stored_metrics(app) -> list[RecordedMetric]:
+    with app.extensions["modelyard"].db.transaction() as session:
+        return list(session.scalars(sa.select(RecordedMetric).order_by(RecordedMetric.name)))
 
 
 def test_the_briefs_example_5_is_stored_as_written(app, client, ds):
@@ -125,4 +131,44 @@ def test_actuals_join_their_predictions_by_request_id_whenever_they_come(app, cl
     missing = client.post(actuals, json={"model_id": model["id"], "actual": 1}, headers=ds)
     assert missing.status_code == 422 and "request_id" in missing.json["detail"]
     unknown = client.post(actuals, json={"model_id": str(uuid.uuid4()), "request_id": "x", "actual": 1}, headers=ds)
+    assert unknown.status_code == 404
+
+
+def test_the_briefs_example_5_metrics_are_recorded_one_row_per_metric_at_their_time(app, client, ds):
+    model = model_with_versions(client, ds)
+    body = {"model_id": model["id"], "metrics": {"accuracy": 0.87, "precision": 0.85, "recall": 0.89, "f1_score": 0.87,
+                                                 "latency": 150, "throughput": 100},
+            "context": {"batch_size": 100, "timestamp": "2026-12-04T10:00:00Z"}}
+    response = client.post(METRICS, json=body, headers=ds)
+    assert response.status_code == 202, response.json
+    assert response.json == {"accepted": 1, "metrics": 6, "rejected": []}
+    rows = {row.name: row for row in stored_metrics(app)}
+    assert {name: row.value for name, row in rows.items()} == {
+        "accuracy": 0.87, "precision": 0.85, "recall": 0.89, "f1": 0.87, "latency": 150.0, "throughput": 100.0}
+    first = rows["f1"]
+    assert (str(first.model_id), first.version, first.context, first.arm) == (model["id"], 1, body["context"], None)
+    assert first.measured_at.isoformat().startswith("2026-12-04T10:00:00")
+
+
+def test_metrics_out_of_range_are_refused_and_a_batch_keeps_the_good_ones(app, client, ds):
+    model = model_with_versions(client, ds)
+    refused = client.post(METRICS, json={"model_id": model["id"], "metrics": {"accuracy": 1.7, "latency": -3,
+                                                                              "revenue": -12.5}}, headers=ds)
+    assert refused.status_code == 422
+    assert set(refused.json["errors"]["metrics"]) == {"accuracy", "latency"}  # revenue may be anything finite
+    test_id = str(uuid.uuid4())
+    batch = {"records": [
+        {"model_id": model["id"], "metrics": {"conversion": 0.031}, "ab_test_id": test_id, "arm": "B"},
+        {"model_id": model["id"], "metrics": {"recall": 2}},
+        {"model_id": model["id"], "metrics": {}},
+        {"model_id": model["id"], "metrics": {"accuracy": True}},
+        {"model_id": model["id"], "metrics": {"accuracy": 0.9}, "arm": ""},
+    ]}
+    answer = client.post(METRICS, json=batch, headers=ds).json
+    assert (answer["accepted"], answer["metrics"]) == (1, 1)
+    assert [item["index"] for item in answer["rejected"]] == [1, 2, 3, 4]
+    assert "recall" in answer["rejected"][0]["reason"] and "arm" in answer["rejected"][3]["reason"]
+    [row] = stored_metrics(app)
+    assert (row.name, row.value, str(row.ab_test_id), row.arm) == ("conversion", 0.031, test_id, "B")
+    unknown = client.post(METRICS, json={"model_id": str(uuid.uuid4()), "metrics": {"accuracy": 0.9}}, headers=ds)
     assert unknown.status_code == 404
