@@ -8,11 +8,12 @@ from typing import Any
 
 from flask import current_app, request
 from flask_smorest import Api
+from marshmallow import RAISE
 
-from services.monitoring import records
+from services.monitoring import performance, records
 from services.monitoring.schemas import (
-    ActualsAcceptedSchema, ActualsBodySchema, MetricsAcceptedSchema, MetricsBodySchema, PredictionsAcceptedSchema,
-    PredictionsBodySchema,
+    ActualsAcceptedSchema, ActualsBodySchema, MetricsAcceptedSchema, MetricsBodySchema, PerformanceArgs,
+    PerformanceSchema, PredictionsAcceptedSchema, PredictionsBodySchema,
 )
 from shared.auth import requires
 from shared.db import utcnow
@@ -21,7 +22,10 @@ from shared.registry_client import FORWARDED_HEADERS, RegistryClient
 from shared.service_client import ServiceUnavailable, fetcher
 from shared.web import Blueprint, MethodView, Runtime, db_session, runtime
 
-blp = Blueprint("monitoring", __name__, url_prefix="/api/v1/monitoring", description="Prediction records")
+blp = Blueprint("monitoring", __name__, url_prefix="/api/v1/monitoring",
+                description="Prediction records, actuals and metrics")
+model_monitoring = Blueprint("monitoring_models", __name__, url_prefix="/api/v1/models",
+                             description="How a model is doing")
 
 
 def _live_versions(model_id: str) -> dict[str, int]:
@@ -95,5 +99,19 @@ class Metrics(MethodView):
         return records.record_metrics(session=db_session(), versions=_versions(), records=sent, one=one, now=utcnow())
 
 
+@model_monitoring.route("/<model:model_ref>/performance")
+class ModelPerformance(MethodView):
+    @requires("viewer")
+    @model_monitoring.arguments(PerformanceArgs, location="query", unknown=RAISE)
+    @model_monitoring.response(200, PerformanceSchema)
+    def get(self, args, model_ref: str):
+        """The model's predictions over the last days scored against their actuals, with latency,
+        throughput, error rate and recorded metrics: in sum, per version, and per hour or day."""
+        return performance.model_performance(
+            session=db_session(), registry=RegistryClient.for_request(runtime().settings.registry_url),
+            model_ref=model_ref, now=utcnow(), **args)
+
+
 def register(api: Api, rt: Runtime) -> None:
     api.register_blueprint(blp)
+    api.register_blueprint(model_monitoring)

@@ -3,7 +3,7 @@ record in a batch must cost only itself, which a schema failing the whole body w
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from shared.schemas import StrictSchema
 
@@ -79,3 +79,51 @@ class MetricsAcceptedSchema(Schema):
     accepted = fields.Integer(metadata={"description": "records stored"})
     metrics = fields.Integer(metadata={"description": "metric values stored"})
     rejected = fields.List(fields.Nested(RejectedRecordSchema))
+
+
+class PerformanceArgs(StrictSchema):
+    days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=366),
+                          metadata={"description": "how many days back from now"})
+    version = fields.Integer(load_default=None, validate=validate.Range(min=1),
+                             metadata={"description": "one version only (default: all of them)"})
+    granularity = fields.String(load_default="day", validate=validate.OneOf(("hour", "day")))
+
+
+class PerformanceFiguresSchema(Schema):
+    predictions = fields.Integer()
+    errors = fields.Integer(metadata={"description": "predictions that failed"})
+    error_rate = fields.Float(allow_none=True, metadata={"description": "errors / predictions"})
+    throughput = fields.Float(metadata={"description": "predictions per second"})
+    latency_p50_ms = fields.Float(allow_none=True)
+    latency_p95_ms = fields.Float(allow_none=True)
+    latency_p99_ms = fields.Float(allow_none=True)
+    with_actuals = fields.Integer(metadata={"description": "predictions scored: with an actual, not failed"})
+    accuracy = fields.Float(allow_none=True, metadata={"description": "classification"})
+    precision = fields.Float(allow_none=True, metadata={"description": "classification: binary (1 positive) or macro"})
+    recall = fields.Float(allow_none=True)
+    f1 = fields.Float(allow_none=True)
+    roc_auc = fields.Float(allow_none=True, metadata={"description": "binary, where every scored prediction has "
+                                                                     "the positive class's probability"})
+    rmse = fields.Float(allow_none=True, metadata={"description": "regression and forecasting"})
+    mae = fields.Float(allow_none=True)
+    r2 = fields.Float(allow_none=True)
+    metrics = fields.Dict(keys=fields.String(), values=fields.Float(),
+                          metadata={"description": "recorded metrics' means (POST /api/v1/monitoring/metrics)"})
+
+
+class PerformanceBucketSchema(PerformanceFiguresSchema):
+    start = fields.String(metadata={"description": "the bucket's first instant, UTC"})
+
+
+class PerformanceSchema(Schema):
+    model_id = fields.String()
+    type = fields.String()
+    days = fields.Integer()
+    granularity = fields.String()
+    version = fields.Integer(allow_none=True)
+    since = fields.String()
+    until = fields.String()
+    summary = fields.Nested(PerformanceFiguresSchema)
+    by_version = fields.Dict(keys=fields.String(), values=fields.Nested(PerformanceFiguresSchema))
+    series = fields.List(fields.Nested(PerformanceBucketSchema),
+                         metadata={"description": "buckets with predictions or metrics, oldest first"})

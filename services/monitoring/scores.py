@@ -1,0 +1,106 @@
+"""Scores of predictions against their actuals, as scikit-learn computes them, without importing it.
+
+The monitoring service answers reads; loading scikit-learn (and numpy's ~100 MB) into every web worker
+for a handful of sums is not worth it. tests/unit/test_scores.py holds each function to scikit-learn's
+(or numpy's) answer on the same input, edge cases included.
+
+Classification labels are compared as JSON values; a record's `{"prediction": ...}` or `{"actual": ...}`
+object stands for its value (the brief's example sends them so). Labels 0/1 (or false/true) are scored
+as scikit-learn's binary average with 1 positive; any other labels with the macro average over every
+label seen, as `average="macro"` does, a class never predicted counting 0 (zero_division=0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+BINARY = ({0, 1}, {False, True})
+
+
+def value_of(recorded: Any, key: str) -> Any:
+    """`recorded`, or its `key` when it is an object holding one ({"prediction": 0.85, "confidence": ...})."""
+    return recorded.get(key) if isinstance(recorded, dict) and key in recorded else recorded
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """numpy.percentile's default (linear interpolation between closest ranks); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _label(value: Any) -> Any:
+    # JSON's 1 and 1.0 are one label, as numpy compares them; a string stays a string.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def classification(predicted: list[Any], actual: list[Any], positive_scores: list[float | None]) -> dict[str, Any]:
+    """accuracy, precision, recall, f1 and (binary, with every score known) roc_auc."""
+    if not actual:
+        return {"accuracy": None, "precision": None, "recall": None, "f1": None, "roc_auc": None}
+    predicted, actual = [_label(p) for p in predicted], [_label(a) for a in actual]
+    labels = set(predicted) | set(actual)
+    binary = any(labels <= allowed for allowed in BINARY) and all(isinstance(v, (int, bool)) for v in labels)
+    pairs = Counter(zip(predicted, actual))
+    scores = [_precision_recall_f1(pairs, label) for label in ([1] if binary else _sorted(labels))]
+    precision, recall, f1 = (sum(score[i] for score in scores) / len(scores) for i in range(3))
+    correct = sum(count for (p, a), count in pairs.items() if p == a)
+    auc = roc_auc([a == 1 for a in actual], positive_scores) if binary else None
+    return {"accuracy": correct / len(actual), "precision": precision, "recall": recall, "f1": f1, "roc_auc": auc}
+
+
+def _sorted(labels: set[Any]) -> list[Any]:
+    return sorted(labels, key=lambda label: (type(label).__name__, label))
+
+
+def _precision_recall_f1(pairs: Counter, label: Any) -> tuple[float, float, float]:
+    true_positive = pairs.get((label, label), 0)
+    predicted = sum(count for (p, _), count in pairs.items() if p == label)
+    actual = sum(count for (_, a), count in pairs.items() if a == label)
+    precision = true_positive / predicted if predicted else 0.0
+    recall = true_positive / actual if actual else 0.0
+    f1 = 2 * true_positive / (predicted + actual) if predicted + actual else 0.0
+    return precision, recall, f1
+
+
+def roc_auc(positive: list[bool], scores: list[float | None]) -> float | None:
+    """The area under the ROC curve (the Mann-Whitney U statistic, ties counted half); None when a class
+    is missing or a score is unknown, where scikit-learn has no answer either."""
+    if not scores or any(score is None for score in scores):
+        return None
+    n_positive = sum(positive)
+    n_negative = len(positive) - n_positive
+    if not n_positive or not n_negative:
+        return None
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    ranks = [0.0] * len(scores)
+    start = 0
+    while start < len(order):  # tied scores share the mean of their ranks
+        end = start
+        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
+            end += 1
+        for index in order[start:end + 1]:
+            ranks[index] = (start + end) / 2 + 1
+        start = end + 1
+    positive_ranks = sum(rank for rank, is_positive in zip(ranks, positive) if is_positive)
+    return (positive_ranks - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+
+
+def regression(predicted: list[float], actual: list[float]) -> dict[str, Any]:
+    """rmse, mae and r2 (scikit-learn's: 1.0 for a perfect fit of a constant target, else 0.0 there)."""
+    if not actual:
+        return {"rmse": None, "mae": None, "r2": None}
+    # fsum: exactly rounded sums, so that a constant target's spread is exactly 0, as numpy finds it.
+    n = len(actual)
+    errors = [a - p for p, a in zip(predicted, actual)]
+    squared = math.fsum(e * e for e in errors)
+    mean = math.fsum(actual) / n
+    total = math.fsum((a - mean) ** 2 for a in actual)
+    r2 = 1 - squared / total if total else (1.0 if squared == 0 else 0.0)
+    return {"rmse": math.sqrt(squared / n), "mae": math.fsum(abs(e) for e in errors) / n, "r2": r2}
