@@ -40,6 +40,16 @@ def _positive_score(probabilities: Any) -> float | None:
     return next((probabilities[key] for key in POSITIVE_KEYS if key in probabilities), None)
 
 
+def _label_and_score(predicted: Any, probabilities: Any) -> tuple[Any, float | None]:
+    """A classification's label and positive-class score. A prediction strictly between 0 and 1 is a
+    binary model's probability of 1 (the brief's example sends 0.85 against an actual of 1): its label is
+    1 from 0.5 up, and it is the score when no probabilities came with it."""
+    score = _positive_score(probabilities)
+    if isinstance(predicted, float) and 0 < predicted < 1:
+        return int(predicted >= 0.5), predicted if score is None else score
+    return predicted, score
+
+
 def _number(value: Any) -> float | None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return float(value) if ok else None
@@ -60,7 +70,9 @@ def _figures(rows: list, seconds: float, model_type: str) -> dict[str, Any]:
     actual = [scores.value_of(row.actual, "actual") for row in labeled]
     if model_type == "classification":
         figures["with_actuals"] = len(labeled)
-        figures.update(scores.classification(predicted, actual, [_positive_score(row.probabilities) for row in labeled]))
+        labels_and_scores = [_label_and_score(value, row.probabilities) for value, row in zip(predicted, labeled)]
+        figures.update(scores.classification([label for label, _ in labels_and_scores], actual,
+                                             [score for _, score in labels_and_scores]))
     elif model_type in NUMERIC_TYPES:
         pairs = [(p, a) for p, a in zip(map(_number, predicted), map(_number, actual)) if p is not None and a is not None]
         figures["with_actuals"] = len(pairs)

@@ -42,6 +42,9 @@ def test_the_briefs_example_5_is_stored_as_written(app, client, ds):
     assert (row.prediction, row.context, row.features) == (body["prediction"], body["context"], None)
     [actual] = stored(app, Actual)  # beside the prediction, as a late one would be
     assert (str(actual.model_id), actual.request_id, actual.actual) == (model["id"], "req-123", {"actual": 1})
+    # 0.85 against an actual of 1: a binary model's probability of 1, right.
+    summary = client.get(f"/api/v1/models/{model['id']}/performance", headers=ds).json["summary"]
+    assert (summary["with_actuals"], summary["accuracy"]) == (1, 1.0)
     # Sent again: the request id is the model's already.
     again = client.post(PREDICTIONS, json=body, headers=ds)
     assert again.status_code == 202 and again.json["duplicates"] == 1 and len(stored(app)) == 1
