@@ -207,7 +207,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
     """Refit the best parameters on train + validation, score on test, store the artifact, hand it to the registry."""
     from services.training.evaluation import fit_final
     from services.training.model_io import dumps, library_versions
-    from services.training.profile import profile_training_data
+    from services.training.profile import profile_training_data, reference_sample
 
     job_uuid = uuid.UUID(job_id)
     with self.transaction() as session:
@@ -219,8 +219,12 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
     try:
         data = _split(self.settings, spec, sha256, path)
         final = fit_final(spec, data, best_params)
-        artifact = ArtifactStore.from_settings(self.settings).put_bytes(dumps(final.pipeline))
+        store = ArtifactStore.from_settings(self.settings)
+        artifact = store.put_bytes(dumps(final.pipeline))
         profile = profile_training_data(data.X_fit, data.y_fit, data.feature_kinds, classes=data.classes)
+        # A CSV, encrypted like any artifact, read back as training reads its data (data.load_frame).
+        sample = reference_sample(data.X_fit, random_state=spec.random_state)
+        reference = store.put_bytes(sample.to_csv(index=False).encode())
     except Exception as exc:
         log.exception("training %s: the final fit failed", job_id)
         _fail(self, job_uuid, f"The final fit failed: {_readable(exc)}")
@@ -240,6 +244,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
             "estimator": spec.estimator, "best_params": best_params, "cv_metrics": cv_metrics,
             "test_metrics": final.test_metrics, "code_version": _code_version(self.settings),
             "random_state": spec.random_state, "library_versions": library_versions(), "profile": profile,
+            "reference_sha256": reference.sha256, "reference_rows": len(sample),
             "description": job.description, "actor": job.requested_by, "actor_id": job.requested_by_id,
             "features": list(spec.features),
         }), producer=PRODUCER)

@@ -126,7 +126,8 @@ class TrainingOutcomes(EventConsumer):
             dataset_id=uuid.UUID(str(payload["dataset_id"])) if payload.get("dataset_id") else None,
             dataset_sha256=payload["dataset_sha256"], parent_version=payload.get("parent_version"),
             training_job_id=job_id, code_version=payload.get("code_version"), flavor="skops",
-            profile=payload["profile"],
+            profile=payload["profile"], reference_sha256=payload.get("reference_sha256"),
+            reference_rows=payload.get("reference_rows"),
         )
         try:
             register_version(session=session, cache=self.cache, artifacts=self.artifacts, actor=_actor(payload),

@@ -142,7 +142,7 @@ class VersionUploadSchema(StrictSchema):
 LINEAGE_FIELDS = ("artifact", "artifact_id", "artifact_sha256", "size", "artifact_filename", "provenance", "flavor",
                   "format", "loadable",
                   "parameters", "metrics", "dataset_id", "dataset_sha256", "parent_version", "training_job_id",
-                  "code_version", "profile")
+                  "code_version", "profile", "reference_sha256", "reference_rows")
 
 
 class VersionPatchSchema(StrictSchema):
@@ -186,6 +186,9 @@ class VersionSchema(Schema):
     training_job_id = fields.UUID(allow_none=True)
     code_version = fields.String(allow_none=True)
     profile = fields.Dict(allow_none=True, metadata={"description": "the training data's profile (trained versions)"})
+    reference_sha256 = fields.String(allow_none=True, metadata={
+        "description": "the training features' reference sample for drift, a CSV artifact (trained versions)"})
+    reference_rows = fields.Integer(allow_none=True, metadata={"description": "its rows: up to 10,000"})
     aliases = fields.Function(lambda version: [row.alias for row in version.alias_rows])
     created_by = fields.String()
     created_at = UtcDateTime()

@@ -90,6 +90,9 @@ class ModelVersion(UUIDPrimaryKey, Base):
     code_version: Mapped[str | None] = mapped_column(sa.String(255))
     # The training data's profile (quantile bins, histograms, category frequencies): the drift reference.
     profile: Mapped[dict | None] = mapped_column(JSONType)
+    # Up to 10,000 rows of the training features (a CSV artifact) that drift tests compare live data with.
+    reference_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    reference_rows: Mapped[int | None] = mapped_column(sa.Integer)
     created_by: Mapped[str] = mapped_column(sa.String(255))
     created_by_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

@@ -48,6 +48,9 @@ class VersionDetails:
     dataset_sha256: str | None = None
     # The training data's profile, stored with the version as the drift reference.
     profile: dict[str, Any] | None = None
+    # The training features' reference sample for drift (trained versions).
+    reference_sha256: str | None = None
+    reference_rows: int | None = None
     # The format the uploader says the artifact has; "skops" has it checked (the version records the
     # format the registry found).
     format: str | None = None
@@ -118,7 +121,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         description=details.description,
         parameters=details.parameters or {}, metrics=details.metrics or {}, tags=details.tags or {},
         dataset_id=details.dataset_id, dataset_sha256=dataset.sha256 if dataset else details.dataset_sha256,
-        profile=details.profile,
+        profile=details.profile, reference_sha256=details.reference_sha256, reference_rows=details.reference_rows,
         parent_version=details.parent_version, training_job_id=details.training_job_id,
         code_version=details.code_version, created_by=actor.name, created_by_id=actor.id, created_at=utcnow(),
     )

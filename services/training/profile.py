@@ -1,4 +1,5 @@
-"""The training data's profile, stored with the version as the reference for drift detection.
+"""The training data's profile and reference sample, stored with the version as the reference for
+drift detection.
 
 Numeric features: decile bin edges (numpy.quantile, linear interpolation) and the row counts in
 those bins, so later data can be binned the same way for PSI / chi-square, plus mean, std (population),
@@ -74,3 +75,13 @@ def profile_training_data(X: pd.DataFrame, y: np.ndarray, feature_kinds: dict[st
     else:
         target = numeric_profile(pd.Series(np.asarray(y, dtype=float)))
     return {"version": PROFILE_VERSION, "rows": int(len(X)), "features": features, "target": target}
+
+
+# Rows of the training features kept with a version for drift tests: all of them when fewer.
+REFERENCE_ROWS = 10_000
+
+
+def reference_sample(X: pd.DataFrame, *, random_state: int, rows: int = REFERENCE_ROWS) -> pd.DataFrame:
+    """Up to `rows` rows of the training features, drawn without replacement (all of them when fewer), in
+    the training data's order: the drift tests compare live features against these."""
+    return X if len(X) <= rows else X.sample(n=rows, random_state=random_state).sort_index()

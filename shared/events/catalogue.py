@@ -118,6 +118,9 @@ class TrainingCompleted(_Payload):
     random_state = fields.Integer(required=True)
     library_versions = fields.Dict(required=True)
     profile = fields.Dict(required=True)
+    # The training features' reference sample (a CSV artifact) for drift; older events lack it.
+    reference_sha256 = fields.String(allow_none=True)
+    reference_rows = fields.Integer(allow_none=True)
     description = fields.String()
     actor = fields.String(required=True)
     actor_id = fields.String(allow_none=True)

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.registry.handlers import TrainingOutcomes
+from services.training.data import load_frame
 from services.training.handlers import VersionRegistrations
 from shared.model_files import loads_trusted
 from services.training.tables import Trial
@@ -97,7 +98,7 @@ def train(client, headers, frame, model_type, strategy, *, trials=4, **extra):
 @pytest.mark.parametrize("strategy", ["grid", "random", "tpe", "bayesian", "genetic"])
 @pytest.mark.parametrize("model_type", ["classification", "regression"])
 def test_each_strategy_trains_and_registers_a_version_that_loads_and_predicts(
-        client, ds, breast_cancer, diabetes, strategy, model_type):
+        app, client, ds, breast_cancer, diabetes, strategy, model_type):
     frame = breast_cancer if model_type == "classification" else diabetes
     model, dataset, accepted = train(client, ds, frame, model_type, strategy)
     assert accepted["status"] == "queued" and accepted["url"] == f"/api/v1/trainings/{accepted['id']}"
@@ -126,6 +127,10 @@ def test_each_strategy_trains_and_registers_a_version_that_loads_and_predicts(
     assert version["code_version"] and version["tags"]["random_state"] == "7"
     assert {"library.sklearn", "library.skops"} <= set(version["tags"])
     assert version["profile"]["features"] and version["profile"]["target"]
+    # The drift reference: every training row here (fewer than 10,000), the features only, as trained on.
+    reference = load_frame(app.extensions["modelyard"].artifacts.read_bytes(version["reference_sha256"]))
+    assert list(reference.columns) == list(frame.drop(columns=["target"]).columns)
+    assert len(reference) == version["reference_rows"] and 0.6 * len(frame) < len(reference) < len(frame)
     model_status(client, ds, model["id"], "trained")
 
     artifact = client.get(f"/api/v1/models/{model['id']}/versions/1/artifact", headers=ds).data

@@ -173,3 +173,16 @@ def test_infinities_in_the_training_data_are_counted_and_never_put_in_the_profil
     assert x["null_share"] == pytest.approx(1 / 6)
     assert profile["target"]["infinite"] == 1
     json.loads(json.dumps(profile), parse_constant=pytest.fail)  # no NaN or Infinity anywhere
+
+
+def test_a_reference_sample_is_every_row_when_few_and_a_fixed_draw_when_many():
+    import pandas as pd
+
+    from services.training.profile import reference_sample
+
+    few = pd.DataFrame({"a": range(50)})
+    assert reference_sample(few, random_state=1) is few
+    many = pd.DataFrame({"a": range(25_000)})
+    drawn = reference_sample(many, random_state=1)
+    assert len(drawn) == 10_000 and drawn["a"].is_unique and drawn.index.is_monotonic_increasing
+    assert drawn.equals(reference_sample(many, random_state=1))  # the same draw for the same seed
