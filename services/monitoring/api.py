@@ -10,10 +10,10 @@ from flask import current_app, request
 from flask_smorest import Api
 from marshmallow import RAISE
 
-from services.monitoring import performance, records
+from services.monitoring import drift, performance, records
 from services.monitoring.schemas import (
-    ActualsAcceptedSchema, ActualsBodySchema, MetricsAcceptedSchema, MetricsBodySchema, PerformanceArgs,
-    PerformanceSchema, PredictionsAcceptedSchema, PredictionsBodySchema,
+    ActualsAcceptedSchema, ActualsBodySchema, DriftArgs, DriftReportSchema, MetricsAcceptedSchema, MetricsBodySchema,
+    PerformanceArgs, PerformanceSchema, PredictionsAcceptedSchema, PredictionsBodySchema,
 )
 from shared.auth import requires
 from shared.db import utcnow
@@ -110,6 +110,21 @@ class ModelPerformance(MethodView):
         return performance.model_performance(
             session=db_session(), registry=RegistryClient.for_request(runtime().settings.registry_url),
             model_ref=model_ref, now=utcnow(), **args)
+
+
+@model_monitoring.route("/<model:model_ref>/drift")
+class ModelDrift(MethodView):
+    @requires("viewer")
+    @model_monitoring.arguments(DriftArgs, location="query", unknown=RAISE)
+    @model_monitoring.response(200, DriftReportSchema)
+    @model_monitoring.alt_response(409, description="The version has no reference sample, or no recent predictions "
+                                                    "with features.")
+    def get(self, args, model_ref: str):
+        """The drift of the model's live version: each feature of its recent predictions against the
+        reference sample of its training data, by the test Evidently picks."""
+        rt = runtime()
+        return drift.model_drift(session=db_session(), versions=_versions(), artifacts=rt.artifacts,
+                                 model_ref=model_ref, now=utcnow(), **args)
 
 
 def register(api: Api, rt: Runtime) -> None:

@@ -127,3 +127,40 @@ class PerformanceSchema(Schema):
     by_version = fields.Dict(keys=fields.String(), values=fields.Nested(PerformanceFiguresSchema))
     series = fields.List(fields.Nested(PerformanceBucketSchema),
                          metadata={"description": "buckets with predictions or metrics, oldest first"})
+
+
+class DriftArgs(StrictSchema):
+    hours = fields.Integer(load_default=24, validate=validate.Range(min=1, max=24 * 366),
+                           metadata={"description": "the current window: the last hours of predictions"})
+    version = fields.Integer(load_default=None, validate=validate.Range(min=1),
+                             metadata={"description": "default: the live version (production's first), else the latest"})
+    correction = fields.String(load_default="none", validate=validate.OneOf(("none", "bh")),
+                               metadata={"description": "bh: Benjamini-Hochberg across the p-value tests"})
+
+
+class FeatureDriftSchema(Schema):
+    name = fields.String()
+    kind = fields.String(metadata={"description": "as tested: numeric, or categorical (5 values or fewer count so)"})
+    test = fields.String(metadata={"description": "ks, chi_square, z, wasserstein, jensen_shannon"})
+    statistic = fields.Float()
+    p_value = fields.Float(allow_none=True)
+    p_value_adjusted = fields.Float(metadata={"description": "with correction=bh"})
+    threshold = fields.Float()
+    drifted = fields.Boolean()
+    psi = fields.Float(allow_none=True)
+    missing_rate_change = fields.Float()
+    reference_rows = fields.Integer()
+    current_rows = fields.Integer()
+
+
+class DriftReportSchema(Schema):
+    model_id = fields.String()
+    version = fields.Integer()
+    computed_at = fields.String()
+    correction = fields.String()
+    reference = fields.Dict()
+    window = fields.Dict()
+    overall_drift_score = fields.Float(metadata={"description": "the share of features that drifted"})
+    severity = fields.String(metadata={"description": "none, low (< 0.2), medium (< 0.4), high (< 0.6), critical"})
+    drifted_features = fields.List(fields.String())
+    features = fields.List(fields.Nested(FeatureDriftSchema))

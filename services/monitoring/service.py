@@ -10,8 +10,8 @@ SERVICE = ServiceSpec(
     summary="the predictions store: serving's records and those clients send",
     register="services.monitoring.api:register",
     port=8106,
-    # A model's performance belongs here, the rest of /models to the registry.
-    locations=(Location("^/api/v1/models/[^/]+/performance$", "regex"), Location("/api/v1/monitoring")),
+    # A model's performance and drift belong here, the rest of /models to the registry.
+    locations=(Location("^/api/v1/models/[^/]+/(performance|drift)$", "regex"), Location("/api/v1/monitoring")),
     settings=("registry_url", "deployment_url", "max_ingest_records"),
     tables=("services.monitoring.tables",),
     task_modules=("workers.ingest",),

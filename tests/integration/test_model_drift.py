@@ -1,0 +1,74 @@
+"""GET /api/v1/models/<id>/drift: recent predictions' features against the version's reference sample."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from services.registry.tables import ModelVersion
+from tests.support.deployments import model_with_versions
+
+pytestmark = pytest.mark.integration
+
+PREDICTIONS = "/api/v1/monitoring/predictions"
+
+
+def _columns(rng: np.random.Generator, n: int, shifted: bool) -> dict[str, list]:
+    return {
+        "income": rng.normal(50 + (15 if shifted else 0), 10, n).round(3).tolist(),
+        "age": rng.normal(40, 12, n).round(3).tolist(),
+        "plan": rng.choice(["basic", "pro", "team"], n, p=[0.2, 0.3, 0.5] if shifted else [0.5, 0.3, 0.2]).tolist(),
+        "region": rng.choice(["north", "south", "east"], n).tolist(),
+    }
+
+
+def _with_reference(app, model_id: str, frame: pd.DataFrame) -> None:
+    """Give version 1 a reference sample as training would: a CSV artifact and its sha256 on the version."""
+    runtime = app.extensions["modelyard"]
+    stored = runtime.artifacts.put_bytes(frame.to_csv(index=False).encode())
+    profile = {"features": {"income": {"kind": "numeric"}, "age": {"kind": "numeric"},
+                            "plan": {"kind": "categorical"}, "region": {"kind": "categorical"}}}
+    with runtime.db.transaction() as session:
+        session.execute(sa.update(ModelVersion).where(ModelVersion.model_id == uuid.UUID(model_id)).values(
+            reference_sha256=stored.sha256, reference_rows=len(frame), profile=profile))
+
+
+def test_the_drifted_features_are_the_shifted_ones(app, client, ds):
+    model = model_with_versions(client, ds)
+    rng = np.random.default_rng(7)
+    _with_reference(app, model["id"], pd.DataFrame(_columns(rng, 800, False)))
+    current = _columns(rng, 300, True)
+    current["age"], current["region"] = _columns(rng, 300, False)["age"], _columns(rng, 300, False)["region"]
+    now = datetime.now(timezone.utc).isoformat()
+    records = [{"model_id": model["id"], "request_id": f"r-{i}", "prediction": 1, "timestamp": now,
+                "features": {name: values[i] for name, values in current.items()}} for i in range(300)]
+    records.append({"model_id": model["id"], "request_id": "no-features", "prediction": 0})
+    assert client.post(PREDICTIONS, json={"records": records}, headers=ds).status_code == 202
+
+    report = client.get(f"/api/v1/models/{model['id']}/drift", headers=ds)
+    assert report.status_code == 200, report.json
+    report = report.json
+    assert sorted(report["drifted_features"]) == ["income", "plan"]
+    assert report["overall_drift_score"] == 0.5 and report["severity"] == "high"
+    assert report["version"] == 1 and report["window"]["predictions"] == 300 and report["reference"]["rows"] == 800
+    tests = {row["name"]: row["test"] for row in report["features"]}
+    assert tests == {"income": "ks", "age": "ks", "plan": "chi_square", "region": "chi_square"}
+    corrected = client.get(f"/api/v1/models/{model['name']}/drift?correction=bh", headers=ds).json
+    assert all(row["p_value_adjusted"] >= row["p_value"] for row in corrected["features"])
+
+
+def test_no_reference_or_no_recent_features_is_409_and_an_unknown_model_404(app, client, ds):
+    model = model_with_versions(client, ds)
+    no_reference = client.get(f"/api/v1/models/{model['id']}/drift", headers=ds)
+    assert no_reference.status_code == 409 and "no reference sample" in no_reference.json["detail"]
+    _with_reference(app, model["id"], pd.DataFrame(_columns(np.random.default_rng(1), 50, False)))
+    no_data = client.get(f"/api/v1/models/{model['id']}/drift", headers=ds)
+    assert no_data.status_code == 409 and "no prediction with features" in no_data.json["detail"]
+    assert client.get(f"/api/v1/models/{uuid.uuid4()}/drift", headers=ds).status_code == 404
+    assert client.get(f"/api/v1/models/{model['id']}/drift?hours=0", headers=ds).status_code == 422
+    assert client.get(f"/api/v1/models/{model['id']}/drift?correction=holm", headers=ds).status_code == 422
