@@ -12,8 +12,9 @@ from marshmallow import RAISE
 
 from services.monitoring import drift, performance, records
 from services.monitoring.schemas import (
-    ActualsAcceptedSchema, ActualsBodySchema, DriftArgs, DriftReportSchema, MetricsAcceptedSchema, MetricsBodySchema,
-    PerformanceArgs, PerformanceSchema, PredictionsAcceptedSchema, PredictionsBodySchema,
+    ActualsAcceptedSchema, ActualsBodySchema, DatasetsDriftRequestSchema, DriftArgs, DriftReportSchema,
+    MetricsAcceptedSchema, MetricsBodySchema, PerformanceArgs, PerformanceSchema, PredictionsAcceptedSchema,
+    PredictionsBodySchema,
 )
 from shared.auth import requires
 from shared.db import utcnow
@@ -24,6 +25,8 @@ from shared.web import Blueprint, MethodView, Runtime, db_session, runtime
 
 blp = Blueprint("monitoring", __name__, url_prefix="/api/v1/monitoring",
                 description="Prediction records, actuals and metrics")
+drift_reports = Blueprint("drift_reports", __name__, url_prefix="/api/v1/drift-reports",
+                          description="Drift between any two datasets")
 model_monitoring = Blueprint("monitoring_models", __name__, url_prefix="/api/v1/models",
                              description="How a model is doing")
 
@@ -127,6 +130,23 @@ class ModelDrift(MethodView):
                                  model_ref=model_ref, now=utcnow(), **args)
 
 
+@drift_reports.route("")
+class DriftReports(MethodView):
+    @requires("viewer")
+    @drift_reports.arguments(DatasetsDriftRequestSchema)
+    @drift_reports.response(200, DriftReportSchema)
+    @drift_reports.alt_response(409, description="The datasets have no column in common.")
+    def post(self, body):
+        """The drift report of any two datasets the registry holds, over the columns both have: the same
+        tests as a model's report, as Evidently's report compares two frames."""
+        rt = runtime()
+        return drift.datasets_drift(registry=RegistryClient.for_request(rt.settings.registry_url),
+                                    artifacts=rt.artifacts, reference_id=body["reference"]["dataset_id"],
+                                    current_id=body["current"]["dataset_id"], correction=body["correction"],
+                                    now=utcnow())
+
+
 def register(api: Api, rt: Runtime) -> None:
     api.register_blueprint(blp)
     api.register_blueprint(model_monitoring)
+    api.register_blueprint(drift_reports)

@@ -1,4 +1,5 @@
-"""A model's data drift: the features of its recent predictions against its version's reference sample.
+"""Data drift: a model's recent predictions' features against its version's reference sample, or any
+two datasets against each other (POST /api/v1/drift-reports).
 
 The version is the one live on the model's endpoint (production's first), else the latest, unless the
 caller names one. Its reference is the sample of training features the training stored with it
@@ -28,8 +29,12 @@ from services.monitoring.records import Versions
 from services.monitoring.tables import Prediction
 from shared.artifacts import ArtifactStore
 from shared.errors import Conflict
+from shared.registry_client import RegistryClient
+from shared.served_model import CATEGORICAL, NUMERIC
 
 SEVERITIES = ((0.2, "low"), (0.4, "medium"), (0.6, "high"))
+# A dataset column of these pandas dtypes is numeric (bool is categorical, as training treats it).
+NUMERIC_DTYPES = ("int", "uint", "float")
 
 
 def severity(score: float) -> str:
@@ -41,8 +46,6 @@ def severity(score: float) -> str:
 def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStore, model_ref: str,
                 version: int | None, hours: int, correction: str, now: datetime) -> dict[str, Any]:
     import pandas as pd
-
-    from services.monitoring import drift_tests
 
     model_id = versions.registry.model(model_ref)["id"]  # by id or name; NotFound is a 404
     try:
@@ -60,23 +63,56 @@ def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStor
     if not features:
         raise Conflict(f"No drift report: version {number} has no prediction with features in the last {hours} "
                        "hours to compare with its reference.")
-    reference = pd.read_csv(io.BytesIO(artifacts.read_bytes(described["reference_sha256"])))
+    reference = _frame(artifacts, described["reference_sha256"])
     current = pd.DataFrame.from_records(features, columns=list(reference.columns))
     profiled = (described.get("profile") or {}).get("features") or {}
-    results = [drift_tests.feature_drift(name, (profiled.get(name) or {}).get("kind", drift_tests.NUMERIC),
-                                         reference[name].tolist(), current[name].tolist())
-               for name in reference.columns]
-    results = [result for result in results if result is not None]
-    rows = [asdict(result) for result in results]
+    kinds = {name: (profiled.get(name) or {}).get("kind", NUMERIC) for name in reference.columns}
+    return {
+        "model_id": model_id, "version": number, "computed_at": now.isoformat(), "correction": correction,
+        "reference": {"sha256": described["reference_sha256"], "rows": len(reference)},
+        "window": {"hours": hours, "since": since.isoformat(), "until": now.isoformat(), "predictions": len(features)},
+        **_compared(reference, current, kinds, correction),
+    }
+
+
+def datasets_drift(*, registry: RegistryClient, artifacts: ArtifactStore, reference_id: uuid.UUID,
+                   current_id: uuid.UUID, correction: str, now: datetime) -> dict[str, Any]:
+    """The same comparison for any two datasets the registry holds, over the columns both have (as
+    Evidently's report compares two frames)."""
+    reference_dataset, current_dataset = registry.dataset(reference_id), registry.dataset(current_id)
+    shared = [column for column in reference_dataset["schema"]
+              if column["name"] in {other["name"] for other in current_dataset["schema"]}]
+    if not shared:
+        raise Conflict("The two datasets have no column in common to compare.")
+    names = [column["name"] for column in shared]
+    kinds = {column["name"]: NUMERIC if column["dtype"].startswith(NUMERIC_DTYPES) else CATEGORICAL
+             for column in shared}
+    reference, current = (_frame(artifacts, dataset["sha256"])[names] for dataset in (reference_dataset, current_dataset))
+    return {
+        "computed_at": now.isoformat(), "correction": correction,
+        "reference": {"dataset_id": str(reference_id), "rows": len(reference)},
+        "current": {"dataset_id": str(current_id), "rows": len(current)},
+        **_compared(reference, current, kinds, correction),
+    }
+
+
+def _frame(artifacts: ArtifactStore, sha256: str):
+    import pandas as pd
+
+    return pd.read_csv(io.BytesIO(artifacts.read_bytes(sha256)))
+
+
+def _compared(reference, current, kinds: dict[str, str], correction: str) -> dict[str, Any]:
+    """Per feature (column), its drift; the overall score and severity."""
+    from services.monitoring import drift_tests
+
+    results = [drift_tests.feature_drift(name, kind, reference[name].tolist(), current[name].tolist())
+               for name, kind in kinds.items()]
+    rows = [asdict(result) for result in results if result is not None]
     if correction == "bh":
         tested = [row for row in rows if row["p_value"] is not None]
         for row, adjusted in zip(tested, drift_tests.benjamini_hochberg([row["p_value"] for row in tested])):
             row["p_value_adjusted"], row["drifted"] = adjusted, adjusted < row["threshold"]
     drifted = [row["name"] for row in rows if row["drifted"]]
     score = len(drifted) / len(rows) if rows else 0.0
-    return {
-        "model_id": model_id, "version": number, "computed_at": now.isoformat(), "correction": correction,
-        "reference": {"sha256": described["reference_sha256"], "rows": len(reference)},
-        "window": {"hours": hours, "since": since.isoformat(), "until": now.isoformat(), "predictions": len(features)},
-        "overall_drift_score": score, "severity": severity(score), "drifted_features": drifted, "features": rows,
-    }
+    return {"overall_drift_score": score, "severity": severity(score), "drifted_features": drifted, "features": rows}

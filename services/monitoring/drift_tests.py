@@ -29,7 +29,8 @@ import numpy as np
 from scipy import stats
 from scipy.spatial import distance
 
-NUMERIC, CATEGORICAL = "numeric", "categorical"
+from shared.served_model import CATEGORICAL, NUMERIC  # the platform's names of feature kinds
+
 SMALL_REFERENCE = 1000
 FEW_VALUES = 5
 P_VALUE_THRESHOLD = 0.05

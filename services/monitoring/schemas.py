@@ -153,13 +153,24 @@ class FeatureDriftSchema(Schema):
     current_rows = fields.Integer()
 
 
+class DatasetRefSchema(StrictSchema):
+    dataset_id = fields.UUID(required=True)
+
+
+class DatasetsDriftRequestSchema(StrictSchema):
+    reference = fields.Nested(DatasetRefSchema, required=True)
+    current = fields.Nested(DatasetRefSchema, required=True)
+    correction = fields.String(load_default="none", validate=validate.OneOf(("none", "bh")))
+
+
 class DriftReportSchema(Schema):
     model_id = fields.String()
     version = fields.Integer()
     computed_at = fields.String()
     correction = fields.String()
     reference = fields.Dict()
-    window = fields.Dict()
+    window = fields.Dict(metadata={"description": "a model's report: the predictions compared"})
+    current = fields.Dict(metadata={"description": "two datasets' report: the current dataset"})
     overall_drift_score = fields.Float(metadata={"description": "the share of features that drifted"})
     severity = fields.String(metadata={"description": "none, low (< 0.2), medium (< 0.4), high (< 0.6), critical"})
     drifted_features = fields.List(fields.String())

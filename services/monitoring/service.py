@@ -11,7 +11,8 @@ SERVICE = ServiceSpec(
     register="services.monitoring.api:register",
     port=8106,
     # A model's performance and drift belong here, the rest of /models to the registry.
-    locations=(Location("^/api/v1/models/[^/]+/(performance|drift)$", "regex"), Location("/api/v1/monitoring")),
+    locations=(Location("^/api/v1/models/[^/]+/(performance|drift)$", "regex"), Location("/api/v1/monitoring"),
+               Location("/api/v1/drift-reports")),
     settings=("registry_url", "deployment_url", "max_ingest_records"),
     tables=("services.monitoring.tables",),
     task_modules=("workers.ingest",),

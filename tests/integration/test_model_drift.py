@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from services.registry.tables import ModelVersion
 from tests.support.deployments import model_with_versions
+from tests.support.training import upload_frame
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +73,28 @@ def test_no_reference_or_no_recent_features_is_409_and_an_unknown_model_404(app,
     assert client.get(f"/api/v1/models/{uuid.uuid4()}/drift", headers=ds).status_code == 404
     assert client.get(f"/api/v1/models/{model['id']}/drift?hours=0", headers=ds).status_code == 422
     assert client.get(f"/api/v1/models/{model['id']}/drift?correction=holm", headers=ds).status_code == 422
+
+
+def test_two_datasets_are_compared_over_the_columns_both_have(client, ds):
+    rng = np.random.default_rng(11)
+    reference = pd.DataFrame(_columns(rng, 1500, False))  # over 1,000 rows: the distance tests
+    current = pd.DataFrame(_columns(rng, 700, True))
+    current["age"] = _columns(rng, 700, False)["age"]
+    current["only_here"] = 1.0
+    first, second = upload_frame(client, ds, reference, "reference"), upload_frame(client, ds, current, "current")
+    response = client.post("/api/v1/drift-reports", json={"reference": {"dataset_id": first["id"]},
+                                                          "current": {"dataset_id": second["id"]}}, headers=ds)
+    assert response.status_code == 200, response.json
+    report = response.json
+    assert {row["name"]: row["test"] for row in report["features"]} == {
+        "income": "wasserstein", "age": "wasserstein", "plan": "jensen_shannon", "region": "jensen_shannon"}
+    assert sorted(report["drifted_features"]) == ["income", "plan"]
+    assert (report["reference"]["rows"], report["current"]["rows"]) == (1500, 700)
+    unknown = client.post("/api/v1/drift-reports", json={"reference": {"dataset_id": str(uuid.uuid4())},
+                                                         "current": {"dataset_id": second["id"]}}, headers=ds)
+    assert unknown.status_code == 422 and "dataset_id" in unknown.json["errors"]
+    disjoint = upload_frame(client, ds, pd.DataFrame({"other": [1, 2, 3]}), "other")
+    apart = client.post("/api/v1/drift-reports", json={"reference": {"dataset_id": first["id"]},
+                                                       "current": {"dataset_id": disjoint["id"]}}, headers=ds)
+    assert apart.status_code == 409
+    assert client.post("/api/v1/drift-reports", json={"reference": {}}, headers=ds).status_code == 422
