@@ -20,6 +20,11 @@ from shared.service_client import Fetch, ServiceUnavailable, fetcher
 FORWARDED_HEADERS = ("Authorization", "X-API-Key", "X-Request-ID")
 
 
+def forwarded_headers() -> dict[str, str]:
+    """The current request's credentials and request id, to ask another service as its caller."""
+    return {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+
+
 class RegistryUnavailable(ServiceUnavailable):
     title, slug = "Registry unavailable", "registry-unavailable"
 
@@ -32,8 +37,7 @@ class RegistryClient:
     @classmethod
     def for_request(cls, registry_url: str) -> "RegistryClient":
         """A client speaking for the current request's caller."""
-        headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
-        return cls(fetch=fetcher(registry_url, current_app._get_current_object()), headers=headers)
+        return cls(fetch=fetcher(registry_url, current_app._get_current_object()), headers=forwarded_headers())
 
     def _get(self, path: str) -> tuple[int, Any]:
         try:

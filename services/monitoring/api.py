@@ -6,7 +6,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from flask_smorest import Api
 from marshmallow import RAISE
 
@@ -19,7 +19,7 @@ from services.monitoring.schemas import (
 from shared.auth import requires
 from shared.db import utcnow
 from shared.errors import PayloadTooLarge, ValidationFailed
-from shared.registry_client import FORWARDED_HEADERS, RegistryClient
+from shared.registry_client import RegistryClient, forwarded_headers
 from shared.service_client import ServiceUnavailable, fetcher
 from shared.web import Blueprint, MethodView, Runtime, db_session, runtime
 
@@ -33,10 +33,9 @@ model_monitoring = Blueprint("monitoring_models", __name__, url_prefix="/api/v1/
 
 def _live_versions(model_id: str) -> dict[str, int]:
     """The control plane's live version of the model per environment, asked as the caller."""
-    headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
     fetch = fetcher(runtime().settings.deployment_url, current_app._get_current_object())
     path = f"/api/v1/models/{urllib.parse.quote(model_id, safe='')}/deployments?status=live&limit=10"
-    status, body = fetch(path, headers)
+    status, body = fetch(path, forwarded_headers())
     if status == 404:
         return {}
     if status != 200:

@@ -144,13 +144,27 @@ def _refused_data(exc: Exception) -> bool:
     return isinstance(exc, (sa.exc.StatementError, ValueError, TypeError))
 
 
-def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
-    """The table row of `record`, or BadRecord naming what is wrong with it."""
-    if not isinstance(record, dict):
-        raise BadRecord(f"a record is a JSON object, not {type(record).__name__}")
-    unknown = set(record) - set(FIELDS)
+def json_object(value: Any, fields: tuple[str, ...], what: str = "a record") -> dict[str, Any]:
+    """`value` if it is a JSON object with none but `fields`; BadRecord otherwise."""
+    if not isinstance(value, dict):
+        raise BadRecord(f"{what} is a JSON object, not {type(value).__name__}")
+    unknown = set(value) - set(fields)
     if unknown:
         raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    return value
+
+
+def object_field(record: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The record's `name`, which is absent or an object; BadRecord otherwise."""
+    value = record.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise BadRecord(f"{name}: an object")
+    return value
+
+
+def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
+    """The table row of `record`, or BadRecord naming what is wrong with it."""
+    json_object(record, FIELDS)
     missing = [name for name in REQUIRED if record.get(name) is None]
     if missing:
         raise BadRecord(f"missing: {', '.join(missing)}")
@@ -166,9 +180,7 @@ def prediction_row(record: Any, *, received_at: datetime) -> dict[str, Any]:
     features = record.get("features")
     if features is not None and not isinstance(features, dict):
         raise BadRecord("features: an object of feature names and values")
-    context = record.get("context")
-    if context is not None and not isinstance(context, dict):
-        raise BadRecord("context: an object")
+    context = object_field(record, "context")
     _json("actual", record.get("actual"))  # stored by store_predictions, in actuals
     return {
         "id": uuid.uuid4(),

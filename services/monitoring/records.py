@@ -27,7 +27,9 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.monitoring.ingestion import BadRecord, actual_row, store_actuals, store_predictions, timestamp
+from services.monitoring.ingestion import (
+    BadRecord, actual_row, json_object, object_field, store_actuals, store_predictions, timestamp,
+)
 from services.monitoring.tables import RecordedMetric
 from shared.errors import NotFound, ValidationFailed
 from shared.metric_names import canonical_metric
@@ -111,15 +113,8 @@ def _context_value(context: dict, name: str) -> Any:
 
 def _prediction_record(sent: Any, versions: Versions, now: datetime) -> dict[str, Any]:
     """A client's record as a prediction record (shared.prediction_records), or BadRecord/NotFound."""
-    if not isinstance(sent, dict):
-        raise BadRecord(f"a record is a JSON object, not {type(sent).__name__}")
-    unknown = set(sent) - set(API_FIELDS)
-    if unknown:
-        raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
-    context = sent.get("context")
-    if context is not None and not isinstance(context, dict):
-        raise BadRecord("context: an object")
-    context = context or {}
+    json_object(sent, API_FIELDS)
+    context = object_field(sent, "context") or {}
     if sent.get("timestamp") is not None:
         timestamp("timestamp", sent["timestamp"])  # named as the client named it
     model_id = versions.model_id(sent.get("model_id"))
@@ -171,11 +166,7 @@ def record_predictions(*, session: Session, versions: Versions, records: list[An
 
 
 def _actual(sent: Any, versions: Versions, now: datetime) -> dict[str, Any]:
-    if not isinstance(sent, dict):
-        raise BadRecord(f"an actual is a JSON object, not {type(sent).__name__}")
-    unknown = set(sent) - set(ACTUAL_FIELDS)
-    if unknown:
-        raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    json_object(sent, ACTUAL_FIELDS, what="an actual")
     missing = [name for name in ACTUAL_FIELDS if sent.get(name) is None]
     if missing:
         raise BadRecord(f"missing: {', '.join(missing)}")
@@ -189,6 +180,14 @@ def record_actuals(*, session: Session, versions: Versions, records: list[Any], 
     rows, _, rejected = _checked(records, one, lambda sent: _actual(sent, versions, now))
     store_actuals(session, rows)
     return {"accepted": len(rows), "rejected": rejected}
+
+
+class BadMetrics(BadRecord):
+    """Metrics out of range or not numbers, each named with its reason."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("metrics: " + "; ".join(f"{name}: {messages[0]}" for name, messages in errors.items()))
+        self.errors = errors
 
 
 def _metric_errors(metrics: Any) -> dict[str, list[str]]:
@@ -209,17 +208,11 @@ def _metric_errors(metrics: Any) -> dict[str, list[str]]:
 
 
 def _metric_rows(sent: Any, versions: Versions, now: datetime) -> list[dict[str, Any]]:
-    if not isinstance(sent, dict):
-        raise BadRecord(f"a record is a JSON object, not {type(sent).__name__}")
-    unknown = set(sent) - set(METRIC_FIELDS)
-    if unknown:
-        raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    json_object(sent, METRIC_FIELDS)
     errors = _metric_errors(sent.get("metrics"))
     if errors:
-        raise BadRecord("metrics: " + "; ".join(f"{name}: {messages[0]}" for name, messages in errors.items()))
-    context = sent.get("context")
-    if context is not None and not isinstance(context, dict):
-        raise BadRecord("context: an object")
+        raise BadMetrics(errors)
+    context = object_field(sent, "context")
     # The brief's example puts the time in its context.
     when = sent.get("timestamp") or (context or {}).get("timestamp")
     measured_at = now if when is None else timestamp("timestamp", when)
@@ -241,10 +234,6 @@ def _metric_rows(sent: Any, versions: Versions, now: datetime) -> list[dict[str,
 def record_metrics(*, session: Session, versions: Versions, records: list[Any], one: bool,
                    now: datetime) -> dict[str, Any]:
     """Store each good record's metrics, one row per metric; `f1_score` is stored as f1."""
-    if one and isinstance(records[0], dict):
-        errors = _metric_errors(records[0].get("metrics"))
-        if errors:  # named per metric, as a form's fields are
-            raise ValidationFailed("Some metrics cannot be recorded.", errors={"metrics": errors})
     batches, _, rejected = _checked(records, one, lambda sent: _metric_rows(sent, versions, now))
     rows = [row for batch in batches for row in batch]
     if rows:
@@ -255,4 +244,6 @@ def record_metrics(*, session: Session, versions: Versions, records: list[Any], 
 def _refuse(exc: BadRecord | NotFound) -> None:
     if isinstance(exc, NotFound):
         raise exc
+    if isinstance(exc, BadMetrics):  # named per metric, as a form's fields are
+        raise ValidationFailed("Some metrics cannot be recorded.", errors={"metrics": exc.errors}) from exc
     raise ValidationFailed(f"The record cannot be stored: {exc}.", errors={"record": [str(exc)]}) from exc

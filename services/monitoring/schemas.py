@@ -12,11 +12,14 @@ def _raw(description: str) -> fields.Raw:
     return fields.Raw(metadata={"description": description})
 
 
-class PredictionsBodySchema(StrictSchema):
-    """One record, or `{records: [...]}` of them."""
+class _OneOrRecordsSchema(StrictSchema):
+    """One record (the fields of the subclass), or `{records: [...]}` of them."""
 
-    records = fields.Raw(metadata={"description": "several records (each with the fields below)", "type": "array",
+    records = fields.Raw(metadata={"description": "several records, each with the fields below", "type": "array",
                                    "items": {"type": "object"}})
+
+
+class PredictionsBodySchema(_OneOrRecordsSchema):
     model_id = _raw("the model that predicted (required)")
     version = _raw("its version; default: the version live on its endpoint (production's first), else its latest")
     endpoint = _raw("the endpoint that answered, if any")
@@ -33,21 +36,13 @@ class PredictionsBodySchema(StrictSchema):
     error = _raw("why the prediction failed, for a failed one (then no prediction)")
 
 
-class ActualsBodySchema(StrictSchema):
-    """One actual, or `{records: [...]}` of them."""
-
-    records = fields.Raw(metadata={"description": "several actuals (each with the fields below)", "type": "array",
-                                   "items": {"type": "object"}})
+class ActualsBodySchema(_OneOrRecordsSchema):
     model_id = _raw("the model whose prediction it was (required)")
     request_id = _raw("the prediction's request id (required)")
     actual = _raw("the true outcome (required); a later one for the same prediction replaces it")
 
 
-class MetricsBodySchema(StrictSchema):
-    """One model's metrics, or `{records: [...]}` of them."""
-
-    records = fields.Raw(metadata={"description": "several records (each with the fields below)", "type": "array",
-                                   "items": {"type": "object"}})
+class MetricsBodySchema(_OneOrRecordsSchema):
     model_id = _raw("the model measured (required)")
     version = _raw("its version; default: the version live on its endpoint (production's first), else its latest")
     metrics = _raw("{name: value} (required): accuracy, precision, recall, f1 (or f1_score), roc_auc in [0, 1]; "
