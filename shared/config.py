@@ -69,6 +69,10 @@ class Settings:
     max_predict_rows: int = 10_000
     # The most prediction records one POST /api/v1/monitoring/predictions may carry.
     max_ingest_records: int = 10_000
+    # Drift: a stored report younger than drift_fresh_seconds answers GET .../drift; beat's sweep
+    # recomputes older ones, over the last drift_window_hours of each served version's predictions.
+    drift_fresh_seconds: int = 900
+    drift_window_hours: int = 24
     # Replicas poll each endpoint's desired state this often (and hear of changes at once by event); a
     # planned traffic switch is written this far ahead, longer than a poll, so every replica switches at
     # the same instant even if it missed the event.

@@ -24,6 +24,9 @@ from typing import Any, Callable
 from shared.model_files import ZIP_MAGIC, loads_trusted, pickle_format
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
+# The column of a version's reference sample (its training features) that holds the model's prediction
+# of each row: the reference of prediction drift.
+REFERENCE_PREDICTION = "__prediction__"
 # The profile's name for the categories past its top 50 (services/training/profile.py): never a real value.
 OTHER_CATEGORIES = "__other__"
 

@@ -223,7 +223,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
         artifact = store.put_bytes(dumps(final.pipeline))
         profile = profile_training_data(data.X_fit, data.y_fit, data.feature_kinds, classes=data.classes)
         # A CSV, encrypted like any artifact, read back as training reads its data (data.load_frame).
-        sample = reference_sample(data.X_fit, random_state=spec.random_state)
+        sample = reference_sample(data.X_fit, final.pipeline, data.classes, random_state=spec.random_state)
         reference = store.put_bytes(sample.to_csv(index=False).encode())
     except Exception as exc:
         log.exception("training %s: the final fit failed", job_id)
@@ -245,6 +245,7 @@ def finalize_training(self: DatabaseTask, job_id: str) -> None:
             "test_metrics": final.test_metrics, "code_version": _code_version(self.settings),
             "random_state": spec.random_state, "library_versions": library_versions(), "profile": profile,
             "reference_sha256": reference.sha256, "reference_rows": len(sample),
+            "feature_importances": final.feature_importances,
             "description": job.description, "actor": job.requested_by, "actor_id": job.requested_by_id,
             "features": list(spec.features),
         }), producer=PRODUCER)

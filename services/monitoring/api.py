@@ -123,10 +123,13 @@ class ModelDrift(MethodView):
                                                     "with features.")
     def get(self, args, model_ref: str):
         """The drift of the model's live version: each feature of its recent predictions against the
-        reference sample of its training data, by the test Evidently picks."""
+        reference sample of its training data, by the test Evidently picks, and its predictions against
+        the model's predictions of that sample. The latest stored report while it is fresh."""
         rt = runtime()
+        hours = args.pop("hours") or rt.settings.drift_window_hours
         return drift.model_drift(session=db_session(), versions=_versions(), artifacts=rt.artifacts,
-                                 model_ref=model_ref, now=utcnow(), **args)
+                                 model_ref=model_ref, hours=hours, fresh_seconds=rt.settings.drift_fresh_seconds,
+                                 now=utcnow(), **args)
 
 
 @drift_reports.route("")

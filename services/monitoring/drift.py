@@ -1,16 +1,25 @@
-"""Data drift: a model's recent predictions' features against its version's reference sample, or any
-two datasets against each other (POST /api/v1/drift-reports).
+"""Data drift: a model version's recent predictions against its reference sample, or any two datasets
+against each other (POST /api/v1/drift-reports).
 
-The version is the one live on the model's endpoint (production's first), else the latest, unless the
-caller names one. Its reference is the sample of training features the training stored with it
-(`reference_sha256`); a version without one (uploaded, or trained before samples were kept) has no
-drift report. The current window is the last `hours` of that version's predictions that carry features.
-Each feature gets drift_tests.feature_drift (Evidently's test choice and thresholds); the overall score
-is the share of features that drifted, and its severity: none at 0, low below 0.2, medium below 0.4,
-high below 0.6, critical from 0.6. With `correction=bh` the p-value tests' p-values are adjusted by
-Benjamini-Hochberg across the features before they are compared with their threshold.
+A version's reference is the sample of training features (with the model's prediction of each row)
+the training stored with it; its kinds, feature importances and model type come from monitoring's own
+copy of the version's baseline (tables.VersionBaseline). A version without a reference (uploaded, or
+trained before samples were kept) has no drift report. The current window is the version's
+predictions that carry features, of the last `hours` or the last `predictions` of them, at most
+MAX_WINDOW_ROWS (the most recent).
 
-Computed on each request for now, in the web process: numpy, scipy and pandas load on the first one.
+Each feature gets drift_tests.feature_drift (Evidently's test choice and thresholds). The overall score
+is the share of features that drifted, each counted by its share of the version's permutation
+importance when the version has them (a drifted feature the model ignores counts for nothing), and
+its severity: none at 0, low below 0.2, medium below 0.4, high below 0.6, critical from 0.6. With
+`correction=bh` the p-value tests' p-values are adjusted by Benjamini-Hochberg across the features
+before they are compared with their threshold. Prediction drift tests the window's predictions
+against the model's predictions of the reference rows, as a categorical feature for classifiers.
+
+A model's reports are stored (tables.DriftReport): GET answers the latest one for the same window and
+correction while it is younger than `drift_fresh_seconds`, and beat's sweep (workers/drift.py) keeps
+the served versions' reports fresh. A report whose score passes DETECTED_SCORE, after one that did
+not, emits `drift.detected`.
 """
 
 from __future__ import annotations
@@ -26,13 +35,20 @@ from sqlalchemy.orm import Session
 
 from services.monitoring.ingestion import BadRecord
 from services.monitoring.records import Versions
-from services.monitoring.tables import Prediction
+from services.monitoring.scores import label_and_score, value_of
+from services.monitoring.tables import DriftReport, Prediction, VersionBaseline
 from shared.artifacts import ArtifactStore
 from shared.errors import Conflict
+from shared.events.outbox import emit
 from shared.registry_client import RegistryClient
-from shared.served_model import CATEGORICAL, NUMERIC
+from shared.served_model import CATEGORICAL, NUMERIC, REFERENCE_PREDICTION
 
+PRODUCER = "monitoring"
 SEVERITIES = ((0.2, "low"), (0.4, "medium"), (0.6, "high"))
+# The brief's drift alert: a score above it is drift worth telling (drift.detected).
+DETECTED_SCORE = 0.2
+# The most recent predictions a window holds at most: enough for every test's power, and a bounded read.
+MAX_WINDOW_ROWS = 100_000
 # A dataset column of these pandas dtypes is numeric (bool is categorical, as training treats it).
 NUMERIC_DTYPES = ("int", "uint", "float")
 
@@ -44,35 +60,114 @@ def severity(score: float) -> str:
 
 
 def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStore, model_ref: str,
-                version: int | None, hours: int, correction: str, now: datetime) -> dict[str, Any]:
-    import pandas as pd
-
+                version: int | None, hours: int, predictions: int | None, correction: str, refresh: bool,
+                fresh_seconds: float, now: datetime) -> dict[str, Any]:
+    """The drift report of the model's version (default the live one): the stored one when fresh."""
     model_id = versions.registry.model(model_ref)["id"]  # by id or name; NotFound is a 404
     try:
         number = versions.number(model_id, version)
     except BadRecord as exc:
         raise Conflict(f"No drift report: {exc}.") from exc
-    described = versions.registry.version(model_id, number)
-    if not described.get("reference_sha256"):
+    baseline = session.get(VersionBaseline, (uuid.UUID(model_id), number))
+    if baseline is None or not baseline.reference_sha256:
         raise Conflict(f"Version {number} has no reference sample to compare with (uploaded versions, and versions "
                        "trained before reference samples were kept, have none): train a version to monitor its drift.")
-    since = now - timedelta(hours=hours)
-    features = session.scalars(sa.select(Prediction.features).where(
-        Prediction.model_id == uuid.UUID(model_id), Prediction.version == number, Prediction.predicted_at >= since,
-        Prediction.features.is_not(None))).all()
-    if not features:
-        raise Conflict(f"No drift report: version {number} has no prediction with features in the last {hours} "
-                       "hours to compare with its reference.")
-    reference = _frame(artifacts, described["reference_sha256"])
-    current = pd.DataFrame.from_records(features, columns=list(reference.columns))
-    profiled = (described.get("profile") or {}).get("features") or {}
-    kinds = {name: (profiled.get(name) or {}).get("kind", NUMERIC) for name in reference.columns}
-    return {
-        "model_id": model_id, "version": number, "computed_at": now.isoformat(), "correction": correction,
-        "reference": {"sha256": described["reference_sha256"], "rows": len(reference)},
-        "window": {"hours": hours, "since": since.isoformat(), "until": now.isoformat(), "predictions": len(features)},
-        **_compared(reference, current, kinds, correction),
+    window_hours = None if predictions else hours
+    if not refresh:
+        stored = session.scalars(sa.select(DriftReport).where(
+            DriftReport.model_id == baseline.model_id, DriftReport.version == number,
+            DriftReport.window_hours.is_(None) if window_hours is None else DriftReport.window_hours == window_hours,
+            DriftReport.window_predictions.is_(None) if predictions is None
+            else DriftReport.window_predictions == predictions,
+            DriftReport.correction == correction, DriftReport.computed_at >= now - timedelta(seconds=fresh_seconds),
+        ).order_by(DriftReport.computed_at.desc()).limit(1)).first()
+        if stored is not None:
+            return stored.report
+    report = version_drift(session=session, artifacts=artifacts, baseline=baseline, hours=window_hours,
+                           predictions=predictions, correction=correction, now=now)
+    if report is None:
+        window = f"the last {predictions} predictions" if predictions else f"the last {hours} hours"
+        raise Conflict(f"No drift report: version {number} has no prediction with features in {window} to compare "
+                       "with its reference.")
+    return report
+
+
+def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: VersionBaseline, hours: int | None,
+                  predictions: int | None, correction: str, now: datetime) -> dict[str, Any] | None:
+    """Compute and store the version's report over its window; None when the window has no features."""
+    import pandas as pd
+
+    since = now - timedelta(hours=hours) if hours else None
+    query = sa.select(Prediction.features, Prediction.prediction, Prediction.probabilities).where(
+        Prediction.model_id == baseline.model_id, Prediction.version == baseline.version,
+        Prediction.features.is_not(None), Prediction.predicted_at <= now)
+    if since is not None:
+        query = query.where(Prediction.predicted_at >= since)
+    rows = session.execute(query.order_by(Prediction.predicted_at.desc())
+                           .limit(min(predictions or MAX_WINDOW_ROWS, MAX_WINDOW_ROWS))).all()
+    if not rows:
+        return None
+    reference = _frame(artifacts, baseline.reference_sha256)
+    reference_predictions = reference.pop(REFERENCE_PREDICTION) if REFERENCE_PREDICTION in reference else None
+    current = pd.DataFrame.from_records([row.features for row in rows], columns=list(reference.columns))
+    kinds = {name: (baseline.feature_kinds or {}).get(name, NUMERIC) for name in reference.columns}
+    report = {
+        "id": str(uuid.uuid4()), "model_id": str(baseline.model_id), "version": baseline.version,
+        "computed_at": now.isoformat(), "correction": correction,
+        "reference": {"sha256": baseline.reference_sha256, "rows": len(reference)},
+        "window": {"hours": hours, "predictions": predictions, "since": since.isoformat() if since else None,
+                   "until": now.isoformat(), "rows": len(rows)},
+        **_compared(reference, current, kinds, correction, baseline.feature_importances),
+        "prediction_drift": None,
     }
+    if reference_predictions is not None:
+        classifier = baseline.model_type == "classification"
+        predicted = [value_of(row.prediction, "prediction") for row in rows]
+        if classifier:
+            predicted = [label_and_score(value, row.probabilities)[0] for value, row in zip(predicted, rows)]
+        from services.monitoring import drift_tests
+
+        tested = drift_tests.feature_drift("prediction", CATEGORICAL if classifier else NUMERIC,
+                                           reference_predictions.tolist(), predicted)
+        report["prediction_drift"] = asdict(tested) if tested else None
+    _store(session, baseline, report, hours=hours, predictions=predictions, now=now)
+    return report
+
+
+def _store(session: Session, baseline: VersionBaseline, report: dict[str, Any], *, hours: int | None,
+           predictions: int | None, now: datetime) -> None:
+    previous = session.scalar(sa.select(DriftReport.overall_drift_score).where(
+        DriftReport.model_id == baseline.model_id, DriftReport.version == baseline.version,
+    ).order_by(DriftReport.computed_at.desc()).limit(1))
+    session.add(DriftReport(id=uuid.UUID(report["id"]), model_id=baseline.model_id, version=baseline.version,
+                            window_hours=hours, window_predictions=predictions, correction=report["correction"],
+                            overall_drift_score=report["overall_drift_score"], severity=report["severity"],
+                            report=report, computed_at=now))
+    score = report["overall_drift_score"]
+    if score > DETECTED_SCORE and (previous is None or previous <= DETECTED_SCORE):
+        emit(session, "drift.detected", {
+            "model_id": baseline.model_id, "version": baseline.version, "report_id": report["id"],
+            "overall_drift_score": score, "severity": report["severity"],
+            "drifted_features": report["drifted_features"], "computed_at": now,
+        }, producer=PRODUCER)
+
+
+def served_versions(session: Session, *, hours: int, fresh_seconds: float, now: datetime) -> list[tuple[str, int]]:
+    """The versions with a reference that served predictions with features in the last `hours` and have no
+    report of that window younger than `fresh_seconds`: beat's sweep recomputes these."""
+    recent = sa.select(Prediction.model_id, Prediction.version).where(
+        Prediction.predicted_at >= now - timedelta(hours=hours), Prediction.features.is_not(None)).distinct().subquery()
+    fresh = sa.select(DriftReport.id).where(
+        DriftReport.model_id == recent.c.model_id, DriftReport.version == recent.c.version,
+        DriftReport.window_hours == hours, DriftReport.correction == "none",
+        DriftReport.computed_at >= now - timedelta(seconds=fresh_seconds))
+    rows = session.execute(
+        sa.select(recent.c.model_id, recent.c.version)
+        .join(VersionBaseline, sa.and_(VersionBaseline.model_id == recent.c.model_id,
+                                       VersionBaseline.version == recent.c.version))
+        .where(VersionBaseline.reference_sha256.is_not(None), ~fresh.exists())
+        .order_by(recent.c.model_id, recent.c.version)).all()
+    return [(str(model_id), number) for model_id, number in rows]
 
 
 def datasets_drift(*, registry: RegistryClient, artifacts: ArtifactStore, reference_id: uuid.UUID,
@@ -92,7 +187,7 @@ def datasets_drift(*, registry: RegistryClient, artifacts: ArtifactStore, refere
         "computed_at": now.isoformat(), "correction": correction,
         "reference": {"dataset_id": str(reference_id), "rows": len(reference)},
         "current": {"dataset_id": str(current_id), "rows": len(current)},
-        **_compared(reference, current, kinds, correction),
+        **_compared(reference, current, kinds, correction, None),
     }
 
 
@@ -102,8 +197,10 @@ def _frame(artifacts: ArtifactStore, sha256: str):
     return pd.read_csv(io.BytesIO(artifacts.read_bytes(sha256)))
 
 
-def _compared(reference, current, kinds: dict[str, str], correction: str) -> dict[str, Any]:
-    """Per feature (column), its drift; the overall score and severity."""
+def _compared(reference, current, kinds: dict[str, str], correction: str,
+              importances: dict[str, float] | None) -> dict[str, Any]:
+    """Per feature (column), its drift; the overall score, weighted by `importances` when they weigh any
+    tested feature, and its severity."""
     from services.monitoring import drift_tests
 
     results = [drift_tests.feature_drift(name, kind, reference[name].tolist(), current[name].tolist())
@@ -114,5 +211,11 @@ def _compared(reference, current, kinds: dict[str, str], correction: str) -> dic
         for row, adjusted in zip(tested, drift_tests.benjamini_hochberg([row["p_value"] for row in tested])):
             row["p_value_adjusted"], row["drifted"] = adjusted, adjusted < row["threshold"]
     drifted = [row["name"] for row in rows if row["drifted"]]
-    score = len(drifted) / len(rows) if rows else 0.0
-    return {"overall_drift_score": score, "severity": severity(score), "drifted_features": drifted, "features": rows}
+    weights = {row["name"]: (importances or {}).get(row["name"], 0.0) for row in rows}
+    total = sum(weights.values())
+    if total > 0:
+        score, weighting = sum(weights[name] for name in drifted) / total, "importance"
+    else:
+        score, weighting = (len(drifted) / len(rows) if rows else 0.0), "share"
+    return {"overall_drift_score": score, "severity": severity(score), "weighting": weighting,
+            "drifted_features": drifted, "features": rows}

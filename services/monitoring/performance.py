@@ -25,29 +25,11 @@ from shared.registry_client import RegistryClient
 BUCKET_SECONDS = {"hour": 3600, "day": 86400}
 # Model types whose predictions are numbers scored against numbers.
 NUMERIC_TYPES = ("regression", "forecasting")
-# Which probability is the positive class's, for roc_auc: labels 0/1 or false/true, as JSON keys them.
-POSITIVE_KEYS = ("1", "True", "true")
 
 
 def _utc(moment: datetime) -> datetime:
     # SQLite hands back the UTC wall clock without its zone.
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _positive_score(probabilities: Any) -> float | None:
-    if not isinstance(probabilities, dict):
-        return None
-    return next((probabilities[key] for key in POSITIVE_KEYS if key in probabilities), None)
-
-
-def _label_and_score(predicted: Any, probabilities: Any) -> tuple[Any, float | None]:
-    """A classification's label and positive-class score. A prediction strictly between 0 and 1 is a
-    binary model's probability of 1 (the brief's example sends 0.85 against an actual of 1): its label is
-    1 from 0.5 up, and it is the score when no probabilities came with it."""
-    score = _positive_score(probabilities)
-    if isinstance(predicted, float) and 0 < predicted < 1:
-        return int(predicted >= 0.5), predicted if score is None else score
-    return predicted, score
 
 
 def _number(value: Any) -> float | None:
@@ -70,7 +52,7 @@ def _figures(rows: list, seconds: float, model_type: str) -> dict[str, Any]:
     actual = [scores.value_of(row.actual, "actual") for row in labeled]
     if model_type == "classification":
         figures["with_actuals"] = len(labeled)
-        labels_and_scores = [_label_and_score(value, row.probabilities) for value, row in zip(predicted, labeled)]
+        labels_and_scores = [scores.label_and_score(value, row.probabilities) for value, row in zip(predicted, labeled)]
         figures.update(scores.classification([label for label, _ in labels_and_scores], actual,
                                              [score for _, score in labels_and_scores]))
     elif model_type in NUMERIC_TYPES:

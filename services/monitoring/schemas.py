@@ -3,7 +3,9 @@ record in a batch must cost only itself, which a schema failing the whole body w
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from services.monitoring.drift import MAX_WINDOW_ROWS
 
 from shared.schemas import StrictSchema
 
@@ -125,12 +127,22 @@ class PerformanceSchema(Schema):
 
 
 class DriftArgs(StrictSchema):
-    hours = fields.Integer(load_default=24, validate=validate.Range(min=1, max=24 * 366),
-                           metadata={"description": "the current window: the last hours of predictions"})
+    hours = fields.Integer(load_default=None, validate=validate.Range(min=1, max=24 * 366), metadata={
+        "description": "the current window: the last hours of predictions (default MODELYARD_DRIFT_WINDOW_HOURS, 24)"})
+    predictions = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_WINDOW_ROWS), metadata={
+        "description": "the current window: the last N predictions with features, instead of hours"})
     version = fields.Integer(load_default=None, validate=validate.Range(min=1),
                              metadata={"description": "default: the live version (production's first), else the latest"})
     correction = fields.String(load_default="none", validate=validate.OneOf(("none", "bh")),
                                metadata={"description": "bh: Benjamini-Hochberg across the p-value tests"})
+    refresh = fields.Boolean(load_default=False, metadata={
+        "description": "compute the report now rather than answer a stored one younger than "
+                       "MODELYARD_DRIFT_FRESH_SECONDS (900)"})
+
+    @validates_schema
+    def _one_window(self, data, **_):
+        if data.get("hours") is not None and data.get("predictions") is not None:
+            raise ValidationError("Give the window as hours or as predictions, not both.", "predictions")
 
 
 class FeatureDriftSchema(Schema):
@@ -162,11 +174,18 @@ class DriftReportSchema(Schema):
     model_id = fields.String()
     version = fields.Integer()
     computed_at = fields.String()
+    id = fields.String(metadata={"description": "a model's report: the stored report's id"})
     correction = fields.String()
     reference = fields.Dict()
     window = fields.Dict(metadata={"description": "a model's report: the predictions compared"})
     current = fields.Dict(metadata={"description": "two datasets' report: the current dataset"})
-    overall_drift_score = fields.Float(metadata={"description": "the share of features that drifted"})
+    overall_drift_score = fields.Float(metadata={
+        "description": "the share of features that drifted, weighted by the version's feature importances where "
+                       "it has them"})
+    weighting = fields.String(metadata={"description": "importance, or share (unweighted)"})
     severity = fields.String(metadata={"description": "none, low (< 0.2), medium (< 0.4), high (< 0.6), critical"})
     drifted_features = fields.List(fields.String())
     features = fields.List(fields.Nested(FeatureDriftSchema))
+    prediction_drift = fields.Nested(FeatureDriftSchema, allow_none=True, metadata={
+        "description": "a model's report: its predictions against its predictions of the reference sample "
+                       "(null for versions trained before those were kept)"})

@@ -17,11 +17,29 @@ from collections import Counter
 from typing import Any
 
 BINARY = ({0, 1}, {False, True})
+# Which probability is the positive class's, for roc_auc: labels 0/1 or false/true, as JSON keys them.
+POSITIVE_KEYS = ("1", "True", "true")
 
 
 def value_of(recorded: Any, key: str) -> Any:
     """`recorded`, or its `key` when it is an object holding one ({"prediction": 0.85, "confidence": ...})."""
     return recorded.get(key) if isinstance(recorded, dict) and key in recorded else recorded
+
+
+def _positive_score(probabilities: Any) -> float | None:
+    if not isinstance(probabilities, dict):
+        return None
+    return next((probabilities[key] for key in POSITIVE_KEYS if key in probabilities), None)
+
+
+def label_and_score(predicted: Any, probabilities: Any) -> tuple[Any, float | None]:
+    """A classification's label and positive-class score. A prediction strictly between 0 and 1 is a
+    binary model's probability of 1 (the brief's example sends 0.85 against an actual of 1): its label is
+    1 from 0.5 up, and it is the score when no probabilities came with it."""
+    score = _positive_score(probabilities)
+    if isinstance(predicted, float) and 0 < predicted < 1:
+        return int(predicted >= 0.5), predicted if score is None else score
+    return predicted, score
 
 
 def percentile(values: list[float], q: float) -> float | None:

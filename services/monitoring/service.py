@@ -1,9 +1,13 @@
 """Monitoring's manifest: it owns the predictions store, which the ingest pool fills from serving's batches
-and clients fill through its API. The task name and queue live in shared.prediction_records, which
-serving also reads."""
+and clients fill through its API (that task's name and queue live in shared.prediction_records, which
+serving also reads), and the drift reports the drift pool computes."""
 
 from shared.prediction_records import QUEUE
-from shared.service_spec import Location, ServiceSpec
+from shared.service_spec import BeatEntry, Location, ServiceSpec
+
+DRIFT_QUEUE = "drift"
+SWEEP_DRIFT = "drift.sweep"
+COMPUTE_DRIFT = "drift.compute"
 
 SERVICE = ServiceSpec(
     name="monitoring",
@@ -13,8 +17,12 @@ SERVICE = ServiceSpec(
     # A model's performance and drift belong here, the rest of /models to the registry.
     locations=(Location("^/api/v1/models/[^/]+/(performance|drift)$", "regex"), Location("/api/v1/monitoring"),
                Location("/api/v1/drift-reports")),
-    settings=("registry_url", "deployment_url", "max_ingest_records"),
+    settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours"),
     tables=("services.monitoring.tables",),
-    task_modules=("workers.ingest",),
-    queues=(QUEUE,),
+    consumers=("services.monitoring.handlers:version_baselines",),
+    task_modules=("workers.ingest", "workers.drift"),
+    queues=(QUEUE, DRIFT_QUEUE),
+    # Finds the served versions whose drift report is stale and sends them, a few per task, to the drift
+    # pool. On "default": a sweep must not wait behind the reports it sends.
+    beat={"sweep-drift": BeatEntry(SWEEP_DRIFT, 60.0, queue="default")},
 )

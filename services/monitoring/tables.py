@@ -79,3 +79,42 @@ class RecordedMetric(UUIDPrimaryKey, Base):
     recorded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (sa.Index("ix_recorded_metrics_model_id_name_measured_at", "model_id", "name", "measured_at"),)
+
+
+class VersionBaseline(Base):
+    """What a model's version is watched against, as the registry announced it (model_version.registered):
+    its reference sample and feature kinds for drift, its feature importances for the drift score's
+    weights, and its own metrics (a trained version's test-split scores) for concept drift. Monitoring
+    keeps this copy so that its workers need not ask the registry."""
+
+    __tablename__ = "version_baselines"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    model_type: Mapped[str | None] = mapped_column(sa.String(32))
+    reference_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    reference_rows: Mapped[int | None] = mapped_column(sa.Integer)
+    feature_kinds: Mapped[dict | None] = mapped_column(NullableJSON)
+    feature_importances: Mapped[dict | None] = mapped_column(NullableJSON)
+    metrics: Mapped[dict | None] = mapped_column(NullableJSON)
+    registered_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class DriftReport(UUIDPrimaryKey, Base):
+    """A model version's drift report as computed (by beat's sweep or on a request), with the window and
+    correction it was computed for; GET .../drift answers the latest one while it is fresh."""
+
+    __tablename__ = "drift_reports"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    # The window: the last hours of predictions, or the last N of them.
+    window_hours: Mapped[int | None] = mapped_column(sa.Integer)
+    window_predictions: Mapped[int | None] = mapped_column(sa.Integer)
+    correction: Mapped[str] = mapped_column(sa.String(16))
+    overall_drift_score: Mapped[float] = mapped_column(sa.Float)
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    report: Mapped[dict] = mapped_column(NullableJSON, nullable=False)
+    computed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_drift_reports_model_id_version_computed_at", "model_id", "version", "computed_at"),)

@@ -127,7 +127,7 @@ class TrainingOutcomes(EventConsumer):
             dataset_sha256=payload["dataset_sha256"], parent_version=payload.get("parent_version"),
             training_job_id=job_id, code_version=payload.get("code_version"), flavor="skops",
             profile=payload["profile"], reference_sha256=payload.get("reference_sha256"),
-            reference_rows=payload.get("reference_rows"),
+            reference_rows=payload.get("reference_rows"), feature_importances=payload.get("feature_importances"),
         )
         try:
             register_version(session=session, cache=self.cache, artifacts=self.artifacts, actor=_actor(payload),

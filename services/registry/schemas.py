@@ -142,7 +142,7 @@ class VersionUploadSchema(StrictSchema):
 LINEAGE_FIELDS = ("artifact", "artifact_id", "artifact_sha256", "size", "artifact_filename", "provenance", "flavor",
                   "format", "loadable",
                   "parameters", "metrics", "dataset_id", "dataset_sha256", "parent_version", "training_job_id",
-                  "code_version", "profile", "reference_sha256", "reference_rows")
+                  "code_version", "profile", "reference_sha256", "reference_rows", "feature_importances")
 
 
 class VersionPatchSchema(StrictSchema):
@@ -189,6 +189,8 @@ class VersionSchema(Schema):
     reference_sha256 = fields.String(allow_none=True, metadata={
         "description": "the training features' reference sample for drift, a CSV artifact (trained versions)"})
     reference_rows = fields.Integer(allow_none=True, metadata={"description": "its rows: up to 10,000"})
+    feature_importances = fields.Dict(keys=fields.String(), values=fields.Float(), allow_none=True, metadata={
+        "description": "per feature, its share of the permutation importance on the test split (trained versions)"})
     aliases = fields.Function(lambda version: [row.alias for row in version.alias_rows])
     created_by = fields.String()
     created_at = UtcDateTime()

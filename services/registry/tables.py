@@ -93,6 +93,8 @@ class ModelVersion(UUIDPrimaryKey, Base):
     # Up to 10,000 rows of the training features (a CSV artifact) that drift tests compare live data with.
     reference_sha256: Mapped[str | None] = mapped_column(sa.String(64))
     reference_rows: Mapped[int | None] = mapped_column(sa.Integer)
+    # Per input column, its share of the model's permutation importance on the test split (trained versions).
+    feature_importances: Mapped[dict | None] = mapped_column(JSONType)
     created_by: Mapped[str] = mapped_column(sa.String(255))
     created_by_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

@@ -23,6 +23,7 @@ from shared.db import utcnow
 from shared.errors import Conflict, ValidationFailed
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
+from shared.served_model import feature_kinds
 
 VERSION_SORTING = Sorting(
     columns={"number": ModelVersion.number, "created_at": ModelVersion.created_at},
@@ -51,6 +52,7 @@ class VersionDetails:
     # The training features' reference sample for drift (trained versions).
     reference_sha256: str | None = None
     reference_rows: int | None = None
+    feature_importances: dict[str, float] | None = None
     # The format the uploader says the artifact has; "skops" has it checked (the version records the
     # format the registry found).
     format: str | None = None
@@ -122,6 +124,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         parameters=details.parameters or {}, metrics=details.metrics or {}, tags=details.tags or {},
         dataset_id=details.dataset_id, dataset_sha256=dataset.sha256 if dataset else details.dataset_sha256,
         profile=details.profile, reference_sha256=details.reference_sha256, reference_rows=details.reference_rows,
+        feature_importances=details.feature_importances,
         parent_version=details.parent_version, training_job_id=details.training_job_id,
         code_version=details.code_version, created_by=actor.name, created_by_id=actor.id, created_at=utcnow(),
     )
@@ -138,10 +141,17 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
                                "training_job_id": details.training_job_id})
     emit(session, "model_version.registered", {
         "model_id": model.id, "version": number, "artifact_sha256": sha256, "dataset_id": details.dataset_id,
-        "training_job_id": details.training_job_id, "actor": actor.name,
+        "training_job_id": details.training_job_id, "actor": actor.name, "model_type": model.type,
+        "metrics": version.metrics, "reference_sha256": details.reference_sha256,
+        "reference_rows": details.reference_rows, "feature_kinds": _profiled_kinds(details.profile),
+        "feature_importances": details.feature_importances,
     }, producer=PRODUCER)
     cache.invalidate_on_commit(session, model_cache_key(model.id))
     return version
+
+
+def _profiled_kinds(profile: dict[str, Any] | None) -> dict[str, str] | None:
+    return feature_kinds(profile, list(profile.get("features") or {})) if profile else None
 
 
 def _link_lineage(session: Session, version: ModelVersion, details: VersionDetails,

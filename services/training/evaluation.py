@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from services.training.data import DataSplit
+from services.training.importance import permutation_shares
 from services.training.metrics import METRICS, Metric, default_metric
 from services.training.pipeline import build_pipeline
 from services.training.spec import TrainingSpec
@@ -57,6 +58,8 @@ class FinalModel:
     test_rows: int
     duration_s: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
+    # Per input column, its share of the permutation importance on the test split (importance.py).
+    feature_importances: dict[str, float] | None = None
 
 
 def cv_splitter(spec: TrainingSpec) -> KFold | StratifiedKFold:
@@ -130,5 +133,6 @@ def fit_final(spec: TrainingSpec, data: DataSplit, params: dict[str, Any]) -> Fi
         validation = score_model(on_train, data.X_val, data.y_val, model_type=spec.model_type, n_classes=n_classes)
         final = _fit(clone(template), data.X_fit, data.y_fit)
         test = score_model(final, data.X_test, data.y_test, model_type=spec.model_type, n_classes=n_classes)
+        importances = permutation_shares(final, data.X_test, data.y_test, random_state=spec.random_state)
     return FinalModel(final, test, validation, data.classes, dict(data.feature_kinds), len(data.y_fit),
-                      len(data.y_test), time.perf_counter() - started, dict(params))
+                      len(data.y_test), time.perf_counter() - started, dict(params), importances)

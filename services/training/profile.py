@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shared.served_model import REFERENCE_PREDICTION
+
 PROFILE_VERSION = 1
 QUANTILES = np.linspace(0.0, 1.0, 11)
 TOP_CATEGORIES = 50
@@ -81,7 +83,14 @@ def profile_training_data(X: pd.DataFrame, y: np.ndarray, feature_kinds: dict[st
 REFERENCE_ROWS = 10_000
 
 
-def reference_sample(X: pd.DataFrame, *, random_state: int, rows: int = REFERENCE_ROWS) -> pd.DataFrame:
+def reference_sample(X: pd.DataFrame, model: Any, classes: list[Any] | None, *, random_state: int,
+                     rows: int = REFERENCE_ROWS) -> pd.DataFrame:
     """Up to `rows` rows of the training features, drawn without replacement (all of them when fewer), in
-    the training data's order: the drift tests compare live features against these."""
-    return X if len(X) <= rows else X.sample(n=rows, random_state=random_state).sort_index()
+    the training data's order, with the trained model's prediction of each in the column
+    REFERENCE_PREDICTION (a label as the endpoint answers it): the drift tests compare live features
+    and predictions against these."""
+    sample = X if len(X) <= rows else X.sample(n=rows, random_state=random_state).sort_index()
+    predicted = model.predict(sample)
+    if classes is not None:
+        predicted = np.asarray(classes, dtype=object)[predicted]
+    return sample.assign(**{REFERENCE_PREDICTION: predicted})

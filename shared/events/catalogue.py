@@ -45,6 +45,13 @@ class ModelVersionRegistered(_Payload):
     dataset_id = fields.UUID(allow_none=True)
     training_job_id = fields.UUID(allow_none=True)
     actor = fields.String(required=True)
+    # What monitoring watches the version with (events before these fields lack them).
+    model_type = fields.String()
+    metrics = fields.Dict()
+    reference_sha256 = fields.String(allow_none=True)
+    reference_rows = fields.Integer(allow_none=True)
+    feature_kinds = fields.Dict(allow_none=True)  # feature -> numeric | categorical, from the profile
+    feature_importances = fields.Dict(allow_none=True)
 
 
 class ModelVersionUpdated(_Payload):
@@ -121,6 +128,7 @@ class TrainingCompleted(_Payload):
     # The training features' reference sample (a CSV artifact) for drift; older events lack it.
     reference_sha256 = fields.String(allow_none=True)
     reference_rows = fields.Integer(allow_none=True)
+    feature_importances = fields.Dict(allow_none=True)
     description = fields.String()
     actor = fields.String(required=True)
     actor_id = fields.String(allow_none=True)
@@ -141,6 +149,18 @@ class ModelVersionRejected(_Payload):
     model_id = fields.UUID(required=True)
     training_job_id = fields.UUID(required=True)
     reason = fields.String(required=True)
+
+
+class DriftDetected(_Payload):
+    """A model version's drift report passed the brief's drift score (0.2) after one that did not."""
+
+    model_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    report_id = fields.UUID(required=True)
+    overall_drift_score = fields.Float(required=True)
+    severity = fields.String(required=True)
+    drifted_features = fields.List(fields.String(), required=True)
+    computed_at = fields.DateTime(required=True)
 
 
 class DeploymentStarted(_Payload):
@@ -208,6 +228,7 @@ CATALOGUE: dict[str, type[Schema]] = {
     "deployment.failed": DeploymentOutcome,
     "deployment.rolled_back": DeploymentOutcome,
     "endpoint.traffic_changed": EndpointTrafficChanged,
+    "drift.detected": DriftDetected,
 }
 
 

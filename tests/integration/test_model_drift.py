@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from services.registry.tables import ModelVersion
+from services.monitoring.tables import DriftReport, VersionBaseline
+from shared.events.outbox import OutboxEvent
+from shared.served_model import REFERENCE_PREDICTION
 from tests.support.deployments import model_with_versions
 from tests.support.training import upload_frame
 
@@ -28,15 +30,17 @@ def _columns(rng: np.random.Generator, n: int, shifted: bool) -> dict[str, list]
     }
 
 
-def _with_reference(app, model_id: str, frame: pd.DataFrame) -> None:
-    """Give version 1 a reference sample as training would: a CSV artifact and its sha256 on the version."""
+def _with_reference(app, model_id: str, frame: pd.DataFrame, importances: dict[str, float] | None = None) -> None:
+    """Give version 1 a reference sample as training would: a CSV artifact, and its sha256 with the
+    features' kinds in monitoring's baseline of the version, as its model_version.registered event
+    would have carried them (the consumer's own test is in test_version_baselines.py)."""
     runtime = app.extensions["modelyard"]
     stored = runtime.artifacts.put_bytes(frame.to_csv(index=False).encode())
-    profile = {"features": {"income": {"kind": "numeric"}, "age": {"kind": "numeric"},
-                            "plan": {"kind": "categorical"}, "region": {"kind": "categorical"}}}
+    kinds = {"income": "numeric", "age": "numeric", "plan": "categorical", "region": "categorical"}
     with runtime.db.transaction() as session:
-        session.execute(sa.update(ModelVersion).where(ModelVersion.model_id == uuid.UUID(model_id)).values(
-            reference_sha256=stored.sha256, reference_rows=len(frame), profile=profile))
+        session.merge(VersionBaseline(model_id=uuid.UUID(model_id), version=1, model_type="classification",
+                                      reference_sha256=stored.sha256, reference_rows=len(frame), feature_kinds=kinds,
+                                      feature_importances=importances))
 
 
 def test_the_drifted_features_are_the_shifted_ones(app, client, ds):
@@ -56,7 +60,8 @@ def test_the_drifted_features_are_the_shifted_ones(app, client, ds):
     report = report.json
     assert sorted(report["drifted_features"]) == ["income", "plan"]
     assert report["overall_drift_score"] == 0.5 and report["severity"] == "high"
-    assert report["version"] == 1 and report["window"]["predictions"] == 300 and report["reference"]["rows"] == 800
+    assert report["version"] == 1 and report["window"]["rows"] == 300 and report["reference"]["rows"] == 800
+    assert report["weighting"] == "share" and report["prediction_drift"] is None  # no reference predictions
     tests = {row["name"]: row["test"] for row in report["features"]}
     assert tests == {"income": "ks", "age": "ks", "plan": "chi_square", "region": "chi_square"}
     corrected = client.get(f"/api/v1/models/{model['name']}/drift?correction=bh", headers=ds).json
@@ -98,3 +103,54 @@ def test_two_datasets_are_compared_over_the_columns_both_have(client, ds):
                                                        "current": {"dataset_id": disjoint["id"]}}, headers=ds)
     assert apart.status_code == 409
     assert client.post("/api/v1/drift-reports", json={"reference": {}}, headers=ds).status_code == 422
+
+
+def _records(model_id: str, columns: dict[str, list], predictions: list, *, first: int = 0) -> list[dict]:
+    now = datetime.now(timezone.utc).isoformat()
+    return [{"model_id": model_id, "request_id": f"r-{first + i}", "prediction": predictions[i], "timestamp": now,
+             "features": {name: values[i] for name, values in columns.items()}} for i in range(len(predictions))]
+
+
+def test_a_report_is_stored_answered_while_fresh_and_weighted_by_importance(app, client, ds):
+    model = model_with_versions(client, ds)
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame(_columns(rng, 600, False))
+    # The model's own predictions of its reference rows: mostly class 0.
+    reference[REFERENCE_PREDICTION] = rng.choice([0, 1], 600, p=[0.8, 0.2])
+    # income carries most of the model's importance, plan (which drifts too) a little.
+    _with_reference(app, model["id"], reference, {"income": 0.7, "age": 0.2, "plan": 0.1, "region": 0.0})
+    shifted = _columns(rng, 400, True)
+    shifted["age"], shifted["region"] = _columns(rng, 400, False)["age"], _columns(rng, 400, False)["region"]
+    # Live predictions: mostly class 1 now.
+    sent = _records(model["id"], shifted, rng.choice([0, 1], 400, p=[0.3, 0.7]).tolist())
+    assert client.post(PREDICTIONS, json={"records": sent}, headers=ds).status_code == 202
+    url = f"/api/v1/models/{model['id']}/drift"
+
+    first = client.get(url, headers=ds).json
+    assert sorted(first["drifted_features"]) == ["income", "plan"]
+    assert first["weighting"] == "importance" and first["overall_drift_score"] == pytest.approx(0.8)
+    assert first["severity"] == "critical"
+    # Two classes: the proportion z-test, as Evidently picks for a binary column.
+    assert first["prediction_drift"]["test"] == "z" and first["prediction_drift"]["drifted"]
+    # The same window and correction while fresh: the stored report itself.
+    assert client.get(url, headers=ds).json == first
+    # More predictions, then refresh: a new report that counts them.
+    more = _records(model["id"], _columns(rng, 100, False), [0] * 100, first=400)
+    assert client.post(PREDICTIONS, json={"records": more}, headers=ds).status_code == 202
+    refreshed = client.get(url + "?refresh=true", headers=ds).json
+    assert refreshed["id"] != first["id"] and refreshed["window"]["rows"] == 500
+    # The last 100 predictions are unshifted: nothing drifted in that window.
+    latest = client.get(url + "?predictions=100", headers=ds).json
+    assert latest["window"] == {**latest["window"], "rows": 100, "predictions": 100, "hours": None}
+    assert latest["drifted_features"] == [] and latest["severity"] == "none"
+    both = client.get(url + "?predictions=100&hours=2", headers=ds)
+    assert both.status_code == 422 and "predictions" in both.json["errors"]
+
+    with app.extensions["modelyard"].db.transaction() as session:
+        stored = session.scalars(sa.select(DriftReport).order_by(DriftReport.computed_at)).all()
+        detected = session.scalars(sa.select(OutboxEvent).where(OutboxEvent.type == "drift.detected")).all()
+    assert [(report.window_hours, report.window_predictions) for report in stored] == [(24, None), (24, None), (None, 100)]
+    # Told once: the first report passed 0.2, the refreshed one still did (no new event), the last did not.
+    assert len(detected) == 1
+    assert detected[0].envelope["payload"]["report_id"] == first["id"]
+    assert detected[0].envelope["payload"]["drifted_features"] == ["income", "plan"]

@@ -13,12 +13,15 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from services.monitoring.handlers import VersionBaselines
+from services.monitoring.tables import VersionBaseline
 from services.registry.handlers import TrainingOutcomes
 from services.training.data import load_frame
 from services.training.handlers import VersionRegistrations
 from shared.model_files import loads_trusted
 from services.training.tables import Trial
 from shared.config import load_settings
+from shared.served_model import REFERENCE_PREDICTION
 from tests.conftest import RUN_ID
 from tests.support.polling import wait_for
 from tests.support.registry import create_model
@@ -49,7 +52,7 @@ def settings_overrides(settings):
 
 @pytest.fixture(scope="module", autouse=True)
 def worker(settings, tmp_path_factory):
-    consumers = [TrainingOutcomes(load_settings(settings)), VersionRegistrations()]
+    consumers = [TrainingOutcomes(load_settings(settings)), VersionRegistrations(), VersionBaselines()]
     with event_pipeline(load_settings(settings), consumers):
         with celery_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log") as running:
             yield running
@@ -127,16 +130,35 @@ def test_each_strategy_trains_and_registers_a_version_that_loads_and_predicts(
     assert version["code_version"] and version["tags"]["random_state"] == "7"
     assert {"library.sklearn", "library.skops"} <= set(version["tags"])
     assert version["profile"]["features"] and version["profile"]["target"]
-    # The drift reference: every training row here (fewer than 10,000), the features only, as trained on.
+    # The drift reference: every training row here (fewer than 10,000), the features as trained on, and
+    # the model's prediction of each.
+    features = list(frame.drop(columns=["target"]).columns)
     reference = load_frame(app.extensions["modelyard"].artifacts.read_bytes(version["reference_sha256"]))
-    assert list(reference.columns) == list(frame.drop(columns=["target"]).columns)
+    assert list(reference.columns) == features + [REFERENCE_PREDICTION]
     assert len(reference) == version["reference_rows"] and 0.6 * len(frame) < len(reference) < len(frame)
+    # Permutation importances: a share per feature, summing to 1.
+    assert set(version["feature_importances"]) == set(features)
+    assert sum(version["feature_importances"].values()) == pytest.approx(1.0)
+    assert min(version["feature_importances"].values()) >= 0
     model_status(client, ds, model["id"], "trained")
 
     artifact = client.get(f"/api/v1/models/{model['id']}/versions/1/artifact", headers=ds).data
     estimator = loads_trusted(artifact)
-    predictions = estimator.predict(frame.drop(columns=["target"]).head(5))
-    assert len(predictions) == 5
+    predictions = estimator.predict(reference[features].head(50))
+    assert len(predictions) == 50
+    # The reference holds the model's predictions (breast cancer's labels are 0 and 1, as their codes are).
+    assert reference[REFERENCE_PREDICTION].head(50).tolist() == pytest.approx(predictions.tolist())
+
+    # Monitoring keeps the version's baseline from its model_version.registered event.
+    def baseline():
+        with app.extensions["modelyard"].db.transaction() as session:
+            return session.get(VersionBaseline, (uuid.UUID(model["id"]), 1))
+
+    watched = wait_for(baseline, what="monitoring's baseline of version 1")
+    assert (watched.model_type, watched.reference_sha256, watched.reference_rows) == \
+        (model_type, version["reference_sha256"], version["reference_rows"])
+    assert set(watched.feature_kinds) == set(features) and watched.feature_importances == version["feature_importances"]
+    assert watched.metrics == version["metrics"]
 
     lineage = client.get(f"/api/v1/models/{model['id']}/versions/1/lineage?direction=up", headers=ds).json
     assert {node["type"] for node in lineage["nodes"]} >= {"dataset", "training_job", "model_version"}

@@ -175,14 +175,26 @@ def test_infinities_in_the_training_data_are_counted_and_never_put_in_the_profil
     json.loads(json.dumps(profile), parse_constant=pytest.fail)  # no NaN or Infinity anywhere
 
 
+class _Parity:
+    """A fitted classifier's stand-in: class 1 for odd values of `a`, as encoded labels."""
+
+    def predict(self, X):
+        return (X["a"].to_numpy() % 2).astype(int)
+
+
 def test_a_reference_sample_is_every_row_when_few_and_a_fixed_draw_when_many():
     import pandas as pd
 
     from services.training.profile import reference_sample
+    from shared.served_model import REFERENCE_PREDICTION
 
     few = pd.DataFrame({"a": range(50)})
-    assert reference_sample(few, random_state=1) is few
+    kept = reference_sample(few, _Parity(), ["even", "odd"], random_state=1)
+    assert kept["a"].tolist() == list(range(50))
+    # The model's predictions, as the endpoint answers them (labels, not their codes).
+    assert kept[REFERENCE_PREDICTION].tolist() == ["even", "odd"] * 25
     many = pd.DataFrame({"a": range(25_000)})
-    drawn = reference_sample(many, random_state=1)
+    drawn = reference_sample(many, _Parity(), None, random_state=1)
     assert len(drawn) == 10_000 and drawn["a"].is_unique and drawn.index.is_monotonic_increasing
-    assert drawn.equals(reference_sample(many, random_state=1))  # the same draw for the same seed
+    assert drawn[REFERENCE_PREDICTION].tolist() == (drawn["a"] % 2).tolist()
+    assert drawn.equals(reference_sample(many, _Parity(), None, random_state=1))  # the same draw for the same seed

@@ -1,0 +1,107 @@
+"""Beat's drift sweep on real Celery workers: the served versions' stale reports are computed by the
+drift pool, a few versions per task, and a fresh report is not computed again."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from services.monitoring.ingestion import store_predictions
+from services.monitoring.service import DRIFT_QUEUE, SWEEP_DRIFT
+from services.monitoring.tables import DriftReport, VersionBaseline
+from shared.artifacts import ArtifactStore
+from shared.config import load_settings
+from shared.db import Database
+from shared.prediction_records import prediction_record
+from shared.tasks import task_sender
+from tests.conftest import RUN_ID
+from tests.support.databases import empty_tables
+from tests.support.polling import wait_for
+from tests.support.training import celery_worker, training_settings
+
+pytestmark = pytest.mark.integration
+
+MODELS = 23  # three compute tasks of up to ten versions
+
+
+@pytest.fixture(scope="module")
+def settings(database_url, servers, tmp_path_factory):
+    return training_settings(database_url, servers, tmp_path_factory.mktemp("drift"), RUN_ID)
+
+
+@pytest.fixture(scope="module")
+def db(database_url):
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty(db):
+    yield
+    empty_tables(db.engine)
+
+
+@pytest.fixture(scope="module")
+def worker(settings, tmp_path_factory):
+    with celery_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log",
+                       pools=("default", DRIFT_QUEUE)) as running:
+        yield running
+
+
+def _served_version(db: Database, store: ArtifactStore, rng: np.random.Generator, *, shifted: bool,
+                    reference: bool = True, hours_ago: float = 1) -> uuid.UUID:
+    """A version with a reference sample (as training leaves it) and 200 recent predictions with features."""
+    model_id = uuid.uuid4()
+    sample = pd.DataFrame({"x": rng.normal(0, 1, 300), "colour": rng.choice(["red", "blue"], 300)})
+    stored = store.put_bytes(sample.to_csv(index=False).encode())
+    when = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
+    # Unshifted, the window repeats reference rows: no test can flag it by chance.
+    current = rng.normal(3, 1, 200) if shifted else sample["x"].to_numpy()[:200]
+    records = [prediction_record(model_id=model_id, version=1, request_id=f"r-{n}", unit_id=None, endpoint=None,
+                                 features={"x": float(current[n]), "colour": sample["colour"][n]},
+                                 prediction=1, probabilities=None, latency_ms=1.0, predicted_at=when)
+               for n in range(200)]
+    with db.transaction() as session:
+        session.add(VersionBaseline(model_id=model_id, version=1, model_type="classification",
+                                    reference_sha256=stored.sha256 if reference else None, reference_rows=300,
+                                    feature_kinds={"x": "numeric", "colour": "categorical"}))
+        assert store_predictions(session=session, records=records).stored == 200
+    return model_id
+
+
+def _reports(db: Database) -> list[DriftReport]:
+    with db.transaction() as session:
+        return list(session.scalars(sa.select(DriftReport).order_by(DriftReport.model_id)))
+
+
+def test_the_sweep_computes_every_served_versions_report_on_the_drift_pool_once_while_fresh(db, settings, worker):
+    loaded = load_settings(settings)
+    store, rng = ArtifactStore.from_settings(loaded), np.random.default_rng(5)
+    shifted = {_served_version(db, store, rng, shifted=True) for _ in range(3)}
+    steady = {_served_version(db, store, rng, shifted=False) for _ in range(MODELS - 3)}
+    # Not swept: a version without a reference, and one whose predictions are older than the window.
+    _served_version(db, store, rng, shifted=True, reference=False)
+    _served_version(db, store, rng, shifted=True, hours_ago=loaded.drift_window_hours + 1)
+    sender = task_sender(loaded)
+
+    sender.send_task(SWEEP_DRIFT, queue=loaded.task_queue("default"))
+    reports = wait_for(lambda: len(_reports(db)) == MODELS and _reports(db), timeout=60, what=f"{MODELS} reports")
+    assert {report.model_id for report in reports} == shifted | steady
+    assert all(report.window_hours == loaded.drift_window_hours and report.correction == "none" for report in reports)
+    assert {report.model_id for report in reports if "x" in report.report["drifted_features"]} == shifted
+    # Spread over the pool: ten versions at most per compute task.
+    assert len(re.findall(r"Task drift\.compute\[[^]]+\] received", worker.log())) == 3
+
+    sender.send_task(SWEEP_DRIFT, queue=loaded.task_queue("default"))
+    wait_for(lambda: len(re.findall(r"Task drift\.sweep\[[^]]+\] succeeded", worker.log())) == 2,
+             what="the second sweep to finish")
+    time.sleep(0.5)
+    assert len(_reports(db)) == MODELS  # every report is fresh: none computed again

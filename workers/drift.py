@@ -1,0 +1,60 @@
+"""The drift pool's tasks: beat's sweep finds the served versions whose report is stale, and sends them
+a few per task, so that the reports of many models spread over the pool's workers.
+
+Computing a report twice (a redelivered task) stores two reports of the same data; the later answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import shared_task
+
+from services.monitoring import drift
+from services.monitoring.service import COMPUTE_DRIFT, DRIFT_QUEUE, SWEEP_DRIFT
+from services.monitoring.tables import VersionBaseline
+from shared.artifacts import ArtifactStore
+from shared.db import utcnow
+from shared.tasks import enqueue_after_commit
+from workers.database_task import DatabaseTask
+
+log = logging.getLogger(__name__)
+
+# Versions per compute task: small enough to spread 1,000 models over every worker, large enough that a
+# task's overhead does not count.
+CHUNK = 10
+
+
+@shared_task(bind=True, base=DatabaseTask, name=SWEEP_DRIFT)
+def sweep(self: DatabaseTask) -> int:
+    """Beat: send every served version whose drift report is stale to the drift pool."""
+    settings = self.settings
+    with self.transaction() as session:
+        due = drift.served_versions(session, hours=settings.drift_window_hours,
+                                    fresh_seconds=settings.drift_fresh_seconds, now=utcnow())
+        for start in range(0, len(due), CHUNK):
+            enqueue_after_commit(session, COMPUTE_DRIFT, due[start:start + CHUNK],
+                                 queue=settings.task_queue(DRIFT_QUEUE))
+    if due:
+        log.info("sent %d versions' drift reports to compute", len(due))
+    return len(due)
+
+
+@shared_task(bind=True, base=DatabaseTask, name=COMPUTE_DRIFT)
+def compute(self: DatabaseTask, versions: list[list]) -> int:
+    """Compute and store the drift report of each (model id, version) over the configured window, each in
+    its own transaction: one version's failure does not cost the others theirs."""
+    artifacts, computed = ArtifactStore.from_settings(self.settings), 0
+    for model_id, number in versions:
+        try:
+            with self.transaction() as session:
+                baseline = session.get(VersionBaseline, (uuid.UUID(model_id), number))
+                if baseline is not None and drift.version_drift(
+                        session=session, artifacts=artifacts, baseline=baseline,
+                        hours=self.settings.drift_window_hours, predictions=None, correction="none",
+                        now=utcnow()) is not None:
+                    computed += 1
+        except Exception:
+            log.exception("the drift report of model %s version %s failed", model_id, number)
+    return computed
