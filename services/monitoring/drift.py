@@ -15,6 +15,8 @@ its severity: none at 0, low below 0.2, medium below 0.4, high below 0.6, critic
 `correction=bh` the p-value tests' p-values are adjusted by Benjamini-Hochberg across the features
 before they are compared with their threshold. Prediction drift tests the window's predictions
 against the model's predictions of the reference rows, as a categorical feature for classifiers.
+Concept drift (concept_drift.py) scores the window's predictions that have their actual against the
+version's test metrics.
 
 A model's reports are stored (tables.DriftReport): GET answers the latest one for the same window and
 correction while it is younger than `drift_fresh_seconds`, and beat's sweep (workers/drift.py) keeps
@@ -35,8 +37,9 @@ from sqlalchemy.orm import Session
 
 from services.monitoring.ingestion import BadRecord
 from services.monitoring.records import Versions
-from services.monitoring.scores import label_and_score, value_of
-from services.monitoring.tables import DriftReport, Prediction, VersionBaseline
+from services.monitoring import concept_drift
+from services.monitoring.scores import NUMERIC_TYPES, as_label, label_and_score, number, value_of
+from services.monitoring.tables import Actual, DriftReport, Prediction, VersionBaseline
 from shared.artifacts import ArtifactStore
 from shared.errors import Conflict
 from shared.events.outbox import emit
@@ -130,8 +133,34 @@ def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: Versi
         tested = drift_tests.feature_drift("prediction", CATEGORICAL if classifier else NUMERIC,
                                            reference_predictions.tolist(), predicted)
         report["prediction_drift"] = asdict(tested) if tested else None
+    report["concept_drift"] = _concept_drift(session, baseline, since=since, predictions=predictions, now=now)
     _store(session, baseline, report, hours=hours, predictions=predictions, now=now)
     return report
+
+
+def _concept_drift(session: Session, baseline: VersionBaseline, *, since: datetime | None, predictions: int | None,
+                   now: datetime) -> dict[str, Any] | None:
+    """The window's predictions that have their actual (features or not), scored against the version's
+    test metrics (concept_drift.py); None for a model type or version without a baseline to compare."""
+    query = sa.select(Prediction.prediction, Prediction.probabilities, Actual.actual).join(
+        Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id)).where(
+        Prediction.model_id == baseline.model_id, Prediction.version == baseline.version, Prediction.error.is_(None),
+        Prediction.predicted_at <= now)
+    if since is not None:
+        query = query.where(Prediction.predicted_at >= since)
+    rows = session.execute(query.order_by(Prediction.predicted_at.desc())
+                           .limit(min(predictions or MAX_WINDOW_ROWS, MAX_WINDOW_ROWS))).all()
+    if baseline.model_type == "classification":
+        labels = [label_and_score(value_of(row.prediction, "prediction"), row.probabilities)[0] for row in rows]
+        return concept_drift.classification(
+            [as_label(label) == as_label(value_of(row.actual, "actual")) for label, row in zip(labels, rows)],
+            baseline.metrics)
+    if baseline.model_type in NUMERIC_TYPES:
+        pairs = [(number(value_of(row.prediction, "prediction")), number(value_of(row.actual, "actual")))
+                 for row in rows]
+        return concept_drift.regression([actual - predicted for predicted, actual in pairs
+                                         if predicted is not None and actual is not None], baseline.metrics)
+    return None
 
 
 def _store(session: Session, baseline: VersionBaseline, report: dict[str, Any], *, hours: int | None,

@@ -23,18 +23,11 @@ from services.monitoring.tables import Actual, Prediction, RecordedMetric
 from shared.registry_client import RegistryClient
 
 BUCKET_SECONDS = {"hour": 3600, "day": 86400}
-# Model types whose predictions are numbers scored against numbers.
-NUMERIC_TYPES = ("regression", "forecasting")
 
 
 def _utc(moment: datetime) -> datetime:
     # SQLite hands back the UTC wall clock without its zone.
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _number(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
 
 
 def _figures(rows: list, seconds: float, model_type: str) -> dict[str, Any]:
@@ -55,8 +48,8 @@ def _figures(rows: list, seconds: float, model_type: str) -> dict[str, Any]:
         labels_and_scores = [scores.label_and_score(value, row.probabilities) for value, row in zip(predicted, labeled)]
         figures.update(scores.classification([label for label, _ in labels_and_scores], actual,
                                              [score for _, score in labels_and_scores]))
-    elif model_type in NUMERIC_TYPES:
-        pairs = [(p, a) for p, a in zip(map(_number, predicted), map(_number, actual)) if p is not None and a is not None]
+    elif model_type in scores.NUMERIC_TYPES:
+        pairs = [(p, a) for p, a in zip(map(scores.number, predicted), map(scores.number, actual)) if p is not None and a is not None]
         figures["with_actuals"] = len(pairs)
         figures.update(scores.regression([p for p, _ in pairs], [a for _, a in pairs]))
     return figures

@@ -186,6 +186,10 @@ class DriftReportSchema(Schema):
     severity = fields.String(metadata={"description": "none, low (< 0.2), medium (< 0.4), high (< 0.6), critical"})
     drifted_features = fields.List(fields.String())
     features = fields.List(fields.Nested(FeatureDriftSchema))
+    concept_drift = fields.Dict(allow_none=True, metadata={
+        "description": "a model's report: the window's predictions with actuals against the version's test metric "
+                       "(accuracy by a one-sided binomial test, rmse by a one-sided t-test on squared errors); "
+                       "null without a baseline metric"})
     prediction_drift = fields.Nested(FeatureDriftSchema, allow_none=True, metadata={
         "description": "a model's report: its predictions against its predictions of the reference sample "
                        "(null for versions trained before those were kept)"})

@@ -17,6 +17,8 @@ from collections import Counter
 from typing import Any
 
 BINARY = ({0, 1}, {False, True})
+# Model types whose predictions are numbers scored against numbers.
+NUMERIC_TYPES = ("regression", "forecasting")
 # Which probability is the positive class's, for roc_auc: labels 0/1 or false/true, as JSON keys them.
 POSITIVE_KEYS = ("1", "True", "true")
 
@@ -42,6 +44,12 @@ def label_and_score(predicted: Any, probabilities: Any) -> tuple[Any, float | No
     return predicted, score
 
 
+def number(value: Any) -> float | None:
+    """A finite JSON number as a float; None for anything else (a label, a bool, null)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """numpy.percentile's default (linear interpolation between closest ranks); None for no values."""
     if not values:
@@ -53,7 +61,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _label(value: Any) -> Any:
+def as_label(value: Any) -> Any:
     # JSON's 1 and 1.0 are one label, as numpy compares them; a string stays a string.
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -62,7 +70,7 @@ def classification(predicted: list[Any], actual: list[Any], positive_scores: lis
     """accuracy, precision, recall, f1 and (binary, with every score known) roc_auc."""
     if not actual:
         return {"accuracy": None, "precision": None, "recall": None, "f1": None, "roc_auc": None}
-    predicted, actual = [_label(p) for p in predicted], [_label(a) for a in actual]
+    predicted, actual = [as_label(p) for p in predicted], [as_label(a) for a in actual]
     labels = set(predicted) | set(actual)
     binary = any(labels <= allowed for allowed in BINARY) and all(isinstance(v, (int, bool)) for v in labels)
     pairs = Counter(zip(predicted, actual))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from scipy import stats
 
 from services.monitoring.tables import DriftReport, VersionBaseline
 from shared.events.outbox import OutboxEvent
@@ -30,7 +31,8 @@ def _columns(rng: np.random.Generator, n: int, shifted: bool) -> dict[str, list]
     }
 
 
-def _with_reference(app, model_id: str, frame: pd.DataFrame, importances: dict[str, float] | None = None) -> None:
+def _with_reference(app, model_id: str, frame: pd.DataFrame, importances: dict[str, float] | None = None,
+                    metrics: dict[str, float] | None = None) -> None:
     """Give version 1 a reference sample as training would: a CSV artifact, and its sha256 with the
     features' kinds in monitoring's baseline of the version, as its model_version.registered event
     would have carried them (the consumer's own test is in test_version_baselines.py)."""
@@ -40,7 +42,7 @@ def _with_reference(app, model_id: str, frame: pd.DataFrame, importances: dict[s
     with runtime.db.transaction() as session:
         session.merge(VersionBaseline(model_id=uuid.UUID(model_id), version=1, model_type="classification",
                                       reference_sha256=stored.sha256, reference_rows=len(frame), feature_kinds=kinds,
-                                      feature_importances=importances))
+                                      feature_importances=importances, metrics=metrics))
 
 
 def test_the_drifted_features_are_the_shifted_ones(app, client, ds):
@@ -154,3 +156,24 @@ def test_a_report_is_stored_answered_while_fresh_and_weighted_by_importance(app,
     assert len(detected) == 1
     assert detected[0].envelope["payload"]["report_id"] == first["id"]
     assert detected[0].envelope["payload"]["drifted_features"] == ["income", "plan"]
+
+
+def test_concept_drift_scores_the_windows_actuals_against_the_versions_test_accuracy(app, client, ds):
+    model = model_with_versions(client, ds)
+    rng = np.random.default_rng(9)
+    _with_reference(app, model["id"], pd.DataFrame(_columns(rng, 200, False)), metrics={"test_accuracy": 0.95})
+    sent = _records(model["id"], _columns(rng, 60, False), [1] * 60)
+    for n, record in enumerate(sent):
+        if n % 2:
+            record["actual"] = 1 if n % 3 else 0  # 20 right and 10 wrong of the 30 with an actual
+    # An actual that arrives later, for a prediction made without features, counts too.
+    late = {"model_id": model["id"], "request_id": "late", "prediction": {"prediction": 0.9}}
+    assert client.post(PREDICTIONS, json={"records": sent + [late]}, headers=ds).status_code == 202
+    assert client.post("/api/v1/monitoring/actuals", json={"model_id": model["id"], "request_id": "late",
+                                                           "actual": 0}, headers=ds).status_code == 202
+
+    concept = client.get(f"/api/v1/models/{model['id']}/drift", headers=ds).json["concept_drift"]
+    assert (concept["metric"], concept["baseline"], concept["actuals"]) == ("accuracy", 0.95, 31)
+    assert concept["current"] == pytest.approx(20 / 31)
+    assert concept["p_value"] == pytest.approx(stats.binomtest(20, 31, 0.95, alternative="less").pvalue, rel=1e-12)
+    assert concept["drifted"] is True
