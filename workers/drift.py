@@ -1,7 +1,9 @@
-"""The drift pool's tasks: beat's sweep finds the served versions whose report is stale, and sends them
-a few per task, so that the reports of many models spread over the pool's workers.
+"""The drift pool's tasks, monitoring's analyses: beat's sweeps find the served versions whose drift
+report is stale and the models whose last hour is to be judged for anomalies, and send them a few per
+task, so that the work of many models spreads over the pool's workers.
 
 Computing a report twice (a redelivered task) stores two reports of the same data; the later answers.
+An anomaly is recorded once, however often its hour is judged.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import uuid
 
 from celery import shared_task
 
-from services.monitoring import drift
-from services.monitoring.service import COMPUTE_DRIFT, DRIFT_QUEUE, SWEEP_DRIFT
+from services.monitoring import drift, model_anomalies
+from services.monitoring.service import (
+    COMPUTE_DRIFT, DETECT_ANOMALIES, DRIFT_QUEUE, SWEEP_ANOMALIES, SWEEP_DRIFT,
+)
 from services.monitoring.tables import VersionBaseline
 from shared.artifacts import ArtifactStore
 from shared.db import utcnow
@@ -58,3 +62,27 @@ def compute(self: DatabaseTask, versions: list[list]) -> int:
         except Exception:
             log.exception("the drift report of model %s version %s failed", model_id, number)
     return computed
+
+
+@shared_task(bind=True, base=DatabaseTask, name=SWEEP_ANOMALIES)
+def sweep_anomalies(self: DatabaseTask) -> int:
+    """Beat: send every model with predictions in the last whole hour to have that hour judged."""
+    with self.transaction() as session:
+        due = model_anomalies.models_to_sweep(session, now=utcnow())
+        for start in range(0, len(due), CHUNK):
+            enqueue_after_commit(session, DETECT_ANOMALIES, due[start:start + CHUNK],
+                                 queue=self.settings.task_queue(DRIFT_QUEUE))
+    return len(due)
+
+
+@shared_task(bind=True, base=DatabaseTask, name=DETECT_ANOMALIES)
+def detect_anomalies(self: DatabaseTask, model_ids: list[str]) -> int:
+    """Judge each model's last whole hour, each in its own transaction; record and announce anomalies."""
+    recorded = 0
+    for model_id in model_ids:
+        try:
+            with self.transaction() as session:
+                recorded += model_anomalies.record_last_hour(session, uuid.UUID(model_id), now=utcnow())
+        except Exception:
+            log.exception("judging model %s's last hour for anomalies failed", model_id)
+    return recorded

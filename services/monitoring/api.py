@@ -10,9 +10,9 @@ from flask import current_app
 from flask_smorest import Api
 from marshmallow import RAISE
 
-from services.monitoring import drift, performance, records
+from services.monitoring import drift, model_anomalies, performance, records
 from services.monitoring.schemas import (
-    ActualsAcceptedSchema, ActualsBodySchema, DatasetsDriftRequestSchema, DriftArgs, DriftReportSchema,
+    ActualsAcceptedSchema, AnomaliesArgs, AnomaliesSchema, ActualsBodySchema, DatasetsDriftRequestSchema, DriftArgs, DriftReportSchema,
     MetricsAcceptedSchema, MetricsBodySchema, PerformanceArgs, PerformanceSchema, PredictionsAcceptedSchema,
     PredictionsBodySchema,
 )
@@ -130,6 +130,20 @@ class ModelDrift(MethodView):
         return drift.model_drift(session=db_session(), versions=_versions(), artifacts=rt.artifacts,
                                  model_ref=model_ref, hours=hours, fresh_seconds=rt.settings.drift_fresh_seconds,
                                  now=utcnow(), **args)
+
+
+@model_monitoring.route("/<model:model_ref>/anomalies")
+class ModelAnomalies(MethodView):
+    @requires("viewer")
+    @model_monitoring.arguments(AnomaliesArgs, location="query", unknown=RAISE)
+    @model_monitoring.response(200, AnomaliesSchema)
+    def get(self, args, model_ref: str):
+        """The model's operating metrics per whole hour or day, each judged against its rolling median and
+        MAD (or the same hour of earlier days, the same weekday of earlier weeks, when the series is long
+        enough): the anomalous buckets and the spans they make."""
+        return model_anomalies.model_anomalies(
+            session=db_session(), registry=RegistryClient.for_request(runtime().settings.registry_url),
+            model_ref=model_ref, now=utcnow(), **args)
 
 
 @drift_reports.route("")

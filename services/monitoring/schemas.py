@@ -193,3 +193,27 @@ class DriftReportSchema(Schema):
     prediction_drift = fields.Nested(FeatureDriftSchema, allow_none=True, metadata={
         "description": "a model's report: its predictions against its predictions of the reference sample "
                        "(null for versions trained before those were kept)"})
+
+
+class AnomaliesArgs(StrictSchema):
+    days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=92),
+                          metadata={"description": "the whole hours or days before now to judge"})
+    granularity = fields.String(load_default="hour", validate=validate.OneOf(("hour", "day")))
+    version = fields.Integer(load_default=None, validate=validate.Range(min=1),
+                             metadata={"description": "default: every version of the model"})
+    threshold = fields.Float(load_default=5.0, validate=validate.Range(min=0, min_inclusive=False, max=100),
+                             metadata={"description": "the modified z-score beyond which a bucket is anomalous"})
+
+
+class AnomaliesSchema(Schema):
+    model_id = fields.String()
+    version = fields.Integer(allow_none=True)
+    days = fields.Integer()
+    granularity = fields.String()
+    threshold = fields.Float()
+    since = fields.String(allow_none=True)
+    until = fields.String(allow_none=True)
+    metrics = fields.Dict(metadata={
+        "description": "per metric (latency_p95_ms, error_rate, throughput, mean_prediction, missing_rate): its "
+                       "`series` of buckets (value, expected, score, baseline rolling|seasonal), the anomalous "
+                       "`points` and the `spans` they make"})

@@ -8,6 +8,8 @@ from shared.service_spec import BeatEntry, Location, ServiceSpec
 DRIFT_QUEUE = "drift"
 SWEEP_DRIFT = "drift.sweep"
 COMPUTE_DRIFT = "drift.compute"
+SWEEP_ANOMALIES = "drift.sweep_anomalies"
+DETECT_ANOMALIES = "drift.detect_anomalies"
 
 SERVICE = ServiceSpec(
     name="monitoring",
@@ -15,14 +17,16 @@ SERVICE = ServiceSpec(
     register="services.monitoring.api:register",
     port=8106,
     # A model's performance and drift belong here, the rest of /models to the registry.
-    locations=(Location("^/api/v1/models/[^/]+/(performance|drift)$", "regex"), Location("/api/v1/monitoring"),
+    locations=(Location("^/api/v1/models/[^/]+/(performance|drift|anomalies)$", "regex"), Location("/api/v1/monitoring"),
                Location("/api/v1/drift-reports")),
     settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours"),
     tables=("services.monitoring.tables",),
     consumers=("services.monitoring.handlers:version_baselines",),
     task_modules=("workers.ingest", "workers.drift"),
     queues=(QUEUE, DRIFT_QUEUE),
-    # Finds the served versions whose drift report is stale and sends them, a few per task, to the drift
-    # pool. On "default": a sweep must not wait behind the reports it sends.
-    beat={"sweep-drift": BeatEntry(SWEEP_DRIFT, 60.0, queue="default")},
+    # The sweeps find the served versions whose drift report is stale, and the models whose last hour is
+    # to be judged for anomalies, and send them a few per task to the drift pool (monitoring's analyses).
+    # On "default": a sweep must not wait behind the work it sends.
+    beat={"sweep-drift": BeatEntry(SWEEP_DRIFT, 60.0, queue="default"),
+          "sweep-anomalies": BeatEntry(SWEEP_ANOMALIES, 900.0, queue="default")},
 )

@@ -118,3 +118,23 @@ class DriftReport(UUIDPrimaryKey, Base):
     computed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
     __table_args__ = (sa.Index("ix_drift_reports_model_id_version_computed_at", "model_id", "version", "computed_at"),)
+
+
+class DetectedAnomaly(UUIDPrimaryKey, Base):
+    """An anomalous bucket of a model's operating metric, recorded once when beat's sweep judged it
+    (model_anomalies.record_last_hour), and announced as anomaly.detected."""
+
+    __tablename__ = "detected_anomalies"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    metric: Mapped[str] = mapped_column(sa.String(32))
+    granularity: Mapped[str] = mapped_column(sa.String(8))
+    bucket_start: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    value: Mapped[float] = mapped_column(sa.Float)
+    expected: Mapped[float] = mapped_column(sa.Float)
+    score: Mapped[float] = mapped_column(sa.Float)
+    direction: Mapped[str] = mapped_column(sa.String(8))
+    detected_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.UniqueConstraint("model_id", "metric", "bucket_start",
+                                          name="uq_detected_anomalies_model_id_metric_bucket_start"),)

@@ -163,6 +163,21 @@ class DriftDetected(_Payload):
     computed_at = fields.DateTime(required=True)
 
 
+class AnomalyDetected(_Payload):
+    """A model's operating metric (latency_p95_ms, error_rate, throughput, mean_prediction, missing_rate)
+    was anomalous in the bucket starting at bucket_start."""
+
+    anomaly_id = fields.UUID(required=True)
+    model_id = fields.UUID(required=True)
+    metric = fields.String(required=True)
+    bucket_start = fields.DateTime(required=True)
+    granularity = fields.String(required=True)
+    value = fields.Float(required=True)
+    expected = fields.Float(required=True)
+    score = fields.Float(required=True)
+    direction = fields.String(required=True)  # high or low
+
+
 class DeploymentStarted(_Payload):
     deployment_id = fields.UUID(required=True)
     model_id = fields.UUID(required=True)
@@ -229,6 +244,7 @@ CATALOGUE: dict[str, type[Schema]] = {
     "deployment.rolled_back": DeploymentOutcome,
     "endpoint.traffic_changed": EndpointTrafficChanged,
     "drift.detected": DriftDetected,
+    "anomaly.detected": AnomalyDetected,
 }
 
 

@@ -1,5 +1,6 @@
-"""Beat's drift sweep on real Celery workers: the served versions' stale reports are computed by the
-drift pool, a few versions per task, and a fresh report is not computed again."""
+"""Beat's sweeps on real Celery workers: the served versions' stale drift reports are computed by the
+drift pool, a few versions per task, and a fresh report is not computed again; a model's anomalous last
+hour is recorded and announced once, however often it is judged."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from services.monitoring.ingestion import store_predictions
-from services.monitoring.service import DRIFT_QUEUE, SWEEP_DRIFT
-from services.monitoring.tables import DriftReport, VersionBaseline
+from services.monitoring.service import DRIFT_QUEUE, SWEEP_ANOMALIES, SWEEP_DRIFT
+from services.monitoring.tables import DetectedAnomaly, DriftReport, VersionBaseline
+from shared.events.outbox import OutboxEvent
 from shared.artifacts import ArtifactStore
 from shared.config import load_settings
 from shared.db import Database
@@ -105,3 +107,33 @@ def test_the_sweep_computes_every_served_versions_report_on_the_drift_pool_once_
              what="the second sweep to finish")
     time.sleep(0.5)
     assert len(_reports(db)) == MODELS  # every report is fresh: none computed again
+
+
+def test_an_anomalous_last_hour_is_recorded_and_announced_once(db, settings, worker):
+    loaded = load_settings(settings)
+    model_id, rng = uuid.uuid4(), np.random.default_rng(8)
+    this_hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    records = [prediction_record(model_id=model_id, version=1, request_id=f"h{back}-{n}", prediction=n % 2,
+                                 latency_ms=900.0 if back == 1 else float(rng.uniform(18, 22)),
+                                 predicted_at=this_hour - timedelta(hours=back) + timedelta(minutes=7 * n))
+               for back in range(1, 49) for n in range(6)]
+    with db.transaction() as session:
+        store_predictions(session=session, records=records)
+    sender = task_sender(loaded)
+
+    def recorded() -> tuple[list[DetectedAnomaly], list[OutboxEvent]]:
+        with db.transaction() as session:
+            return (list(session.scalars(sa.select(DetectedAnomaly))),
+                    list(session.scalars(sa.select(OutboxEvent).where(OutboxEvent.type == "anomaly.detected"))))
+
+    sender.send_task(SWEEP_ANOMALIES, queue=loaded.task_queue("default"))
+    [anomaly], [event] = wait_for(lambda: recorded()[0] and recorded(), timeout=30, what="the slow hour's anomaly")
+    assert (anomaly.model_id, anomaly.metric, anomaly.direction, anomaly.value) == \
+        (model_id, "latency_p95_ms", "high", 900.0)
+    assert anomaly.bucket_start.replace(tzinfo=timezone.utc) == this_hour - timedelta(hours=1)
+    assert event.envelope["payload"]["anomaly_id"] == str(anomaly.id)
+
+    sender.send_task(SWEEP_ANOMALIES, queue=loaded.task_queue("default"))
+    wait_for(lambda: len(re.findall(r"Task drift\.detect_anomalies\[[^]]+\] succeeded", worker.log())) == 2,
+             what="the hour judged again")
+    assert [len(found) for found in recorded()] == [1, 1]
