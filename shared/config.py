@@ -73,6 +73,9 @@ class Settings:
     # recomputes older ones, over the last drift_window_hours of each served version's predictions.
     drift_fresh_seconds: int = 900
     drift_window_hours: int = 24
+    # Alert webhooks may reach loopback, private and link-local addresses (a trusted network, tests);
+    # off, such a URL is refused when a rule is saved and again when sending.
+    webhook_allow_private: bool = False
     # Replicas poll each endpoint's desired state this often (and hear of changes at once by event); a
     # planned traffic switch is written this far ahead, longer than a poll, so every replica switches at
     # the same instant even if it missed the event.

@@ -163,6 +163,10 @@ class DriftReports(MethodView):
 
 
 def register(api: Api, rt: Runtime) -> None:
+    from services.monitoring.api_alerts import alerts_blp, rules_blp
+
+    api.register_blueprint(rules_blp)
+    api.register_blueprint(alerts_blp)
     api.register_blueprint(blp)
     api.register_blueprint(model_monitoring)
     api.register_blueprint(drift_reports)

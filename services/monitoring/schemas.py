@@ -7,6 +7,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from services.monitoring.drift import MAX_WINDOW_ROWS
 
+from shared.pagination import ListArgs
 from shared.schemas import StrictSchema
 
 
@@ -217,3 +218,87 @@ class AnomaliesSchema(Schema):
         "description": "per metric (latency_p95_ms, error_rate, throughput, mean_prediction, missing_rate): its "
                        "`series` of buckets (value, expected, score, baseline rolling|seasonal), the anomalous "
                        "`points` and the `spans` they make"})
+
+
+ALERT_METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms")
+
+
+def _threshold(**options):
+    return fields.Float(allow_nan=False, **options, validate=validate.Range(min=-1e12, max=1e12), metadata={
+        "description": "fires above it: drift_score in [0, 1], performance_degradation and error_rate in percent, "
+                       "latency_p95_ms in milliseconds"})
+
+
+class AlertRuleCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    model_id = fields.String(load_default=None, validate=validate.Length(min=1, max=255), metadata={
+        "description": "the model's id or name; none: every model"})
+    metric = fields.String(required=True, validate=validate.OneOf(ALERT_METRICS))
+    threshold = _threshold(required=True)
+    window_minutes = fields.Integer(load_default=60, validate=validate.Range(min=1, max=7 * 1440), metadata={
+        "description": "error_rate and latency_p95_ms: the minutes of predictions they are computed over"})
+    enabled = fields.Boolean(load_default=True)
+    webhook_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=2048),
+                                metadata={"description": "http(s) URL of a public address; signed POSTs"})
+
+
+class AlertRulePatchSchema(StrictSchema):
+    name = fields.String(validate=validate.Length(min=1, max=255))
+    threshold = _threshold()
+    window_minutes = fields.Integer(validate=validate.Range(min=1, max=7 * 1440))
+    enabled = fields.Boolean()
+    webhook_url = fields.String(allow_none=True, validate=validate.Length(min=1, max=2048))
+
+
+class AlertRuleSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    model_id = fields.String(allow_none=True)
+    metric = fields.String()
+    threshold = fields.Float()
+    window_minutes = fields.Integer()
+    enabled = fields.Boolean()
+    webhook_url = fields.String(allow_none=True)
+    webhook_secret = fields.String(metadata={
+        "description": "shown once, when the webhook is set: the key of each delivery's X-Modelyard-Signature"})
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class AlertRuleListArgs(ListArgs):
+    model_id = fields.UUID(metadata={"description": "the rules watching this model: its own and those for every model"})
+
+
+class AlertListArgs(ListArgs):
+    state = fields.String(validate=validate.OneOf(("firing", "acknowledged", "resolved")))
+    model_id = fields.UUID()
+    rule_id = fields.UUID()
+
+
+class WebhookDeliverySchema(Schema):
+    event = fields.String()
+    attempt = fields.Integer()
+    delivered = fields.Boolean()
+    status_code = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    response_excerpt = fields.String(allow_none=True)
+    duration_ms = fields.Float()
+    attempted_at = fields.DateTime()
+    next_attempt_at = fields.DateTime(allow_none=True)
+
+
+class AlertSchema(Schema):
+    id = fields.String()
+    rule_id = fields.String()
+    model_id = fields.String()
+    metric = fields.String()
+    state = fields.String(metadata={"description": "firing, acknowledged or resolved"})
+    value = fields.Float(metadata={"description": "the last value that kept it open, or the one that resolved it"})
+    threshold = fields.Float()
+    fired_at = fields.DateTime()
+    acknowledged_at = fields.DateTime(allow_none=True)
+    acknowledged_by = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    deliveries = fields.List(fields.Nested(WebhookDeliverySchema), metadata={
+        "description": "one alert: each attempt to send its changes to the rule's webhook"})

@@ -10,6 +10,7 @@ SWEEP_DRIFT = "drift.sweep"
 COMPUTE_DRIFT = "drift.compute"
 SWEEP_ANOMALIES = "drift.sweep_anomalies"
 DETECT_ANOMALIES = "drift.detect_anomalies"
+EVALUATE_ALERTS = "alerts.evaluate"
 
 SERVICE = ServiceSpec(
     name="monitoring",
@@ -18,15 +19,18 @@ SERVICE = ServiceSpec(
     port=8106,
     # A model's performance and drift belong here, the rest of /models to the registry.
     locations=(Location("^/api/v1/models/[^/]+/(performance|drift|anomalies)$", "regex"), Location("/api/v1/monitoring"),
-               Location("/api/v1/drift-reports")),
-    settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours"),
+               Location("/api/v1/drift-reports"), Location("/api/v1/alert-rules"), Location("/api/v1/alerts")),
+    settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours",
+              "webhook_allow_private"),
     tables=("services.monitoring.tables",),
     consumers=("services.monitoring.handlers:version_baselines",),
-    task_modules=("workers.ingest", "workers.drift"),
+    task_modules=("workers.ingest", "workers.drift", "workers.alerts"),
     queues=(QUEUE, DRIFT_QUEUE),
     # The sweeps find the served versions whose drift report is stale, and the models whose last hour is
     # to be judged for anomalies, and send them a few per task to the drift pool (monitoring's analyses).
     # On "default": a sweep must not wait behind the work it sends.
     beat={"sweep-drift": BeatEntry(SWEEP_DRIFT, 60.0, queue="default"),
-          "sweep-anomalies": BeatEntry(SWEEP_ANOMALIES, 900.0, queue="default")},
+          "sweep-anomalies": BeatEntry(SWEEP_ANOMALIES, 900.0, queue="default"),
+          # Every alert rule against every model it watches (alerts.py); on "default", as its deliveries.
+          "evaluate-alerts": BeatEntry(EVALUATE_ALERTS, 60.0)},
 )

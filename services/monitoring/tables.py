@@ -138,3 +138,62 @@ class DetectedAnomaly(UUIDPrimaryKey, Base):
 
     __table_args__ = (sa.UniqueConstraint("model_id", "metric", "bucket_start",
                                           name="uq_detected_anomalies_model_id_metric_bucket_start"),)
+
+
+class AlertRule(UUIDPrimaryKey, Base):
+    """When to alert: `metric` above `threshold` for one model, or for every model (model_id NULL), and
+    where to send it (a webhook, signed with the rule's secret)."""
+
+    __tablename__ = "alert_rules"
+
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    model_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    metric: Mapped[str] = mapped_column(sa.String(32))
+    threshold: Mapped[float] = mapped_column(sa.Float)
+    window_minutes: Mapped[int] = mapped_column(sa.Integer)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean)
+    webhook_url: Mapped[str | None] = mapped_column(sa.String(2048))
+    webhook_secret: Mapped[str | None] = mapped_column(sa.String(128))
+    created_by: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class Alert(UUIDPrimaryKey, Base):
+    """A rule's condition held for a model: firing, then maybe acknowledged, until it resolves. One open
+    (firing or acknowledged) alert per rule and model."""
+
+    __tablename__ = "alerts"
+
+    rule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    metric: Mapped[str] = mapped_column(sa.String(32))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    value: Mapped[float] = mapped_column(sa.Float)  # the last value that kept it firing, then the one that resolved it
+    threshold: Mapped[float] = mapped_column(sa.Float)
+    fired_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
+    resolved_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_alerts_rule_id_model_id_state", "rule_id", "model_id", "state"),
+                      sa.Index("ix_alerts_fired_at", "fired_at"))
+
+
+class WebhookDelivery(UUIDPrimaryKey, Base):
+    """One attempt to send an alert's change (fired or resolved) to its rule's webhook: the delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+
+    alert_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("alerts.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(sa.String(32))  # alert.fired or alert.resolved
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    delivered: Mapped[bool] = mapped_column(sa.Boolean)
+    status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    response_excerpt: Mapped[str | None] = mapped_column(sa.Text)
+    duration_ms: Mapped[float] = mapped_column(sa.Float)
+    attempted_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_webhook_deliveries_alert_id_attempted_at", "alert_id", "attempted_at"),)

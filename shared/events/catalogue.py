@@ -178,6 +178,21 @@ class AnomalyDetected(_Payload):
     direction = fields.String(required=True)  # high or low
 
 
+class AlertChanged(_Payload):
+    """An alert fired (a rule's metric passed its threshold for a model), or resolved (it came back)."""
+
+    alert_id = fields.UUID(required=True)
+    rule_id = fields.UUID(required=True)
+    rule_name = fields.String(required=True)
+    model_id = fields.UUID(required=True)
+    metric = fields.String(required=True)
+    value = fields.Float(required=True)
+    threshold = fields.Float(required=True)
+    state = fields.String(required=True)
+    fired_at = fields.DateTime(required=True)
+    resolved_at = fields.DateTime(allow_none=True)
+
+
 class DeploymentStarted(_Payload):
     deployment_id = fields.UUID(required=True)
     model_id = fields.UUID(required=True)
@@ -245,6 +260,8 @@ CATALOGUE: dict[str, type[Schema]] = {
     "endpoint.traffic_changed": EndpointTrafficChanged,
     "drift.detected": DriftDetected,
     "anomaly.detected": AnomalyDetected,
+    "alert.fired": AlertChanged,
+    "alert.resolved": AlertChanged,
 }
 
 

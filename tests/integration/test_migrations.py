@@ -1,5 +1,6 @@
 """Alembic is the only source of schema: the migrations build exactly what the models describe."""
 
+import json
 import uuid
 
 import pytest
@@ -103,3 +104,37 @@ def test_versions_from_before_artifact_checks_are_unknown_unless_the_platform_tr
     engine.dispose()
     # A name proves nothing (a pickle renamed .skops): an uploaded version stays unknown.
     assert [tuple(row) for row in found] == [(1, None, None), (2, "skops", 1)]
+
+
+def test_versions_from_before_monitorings_baselines_get_one_and_a_new_platform_has_the_briefs_alert_rules(tmp_path):
+    url = f"sqlite:///{tmp_path}/baselines.db"
+    migrate(url)
+    command.downgrade(alembic_config(url), "0014")
+    engine = make_engine(url)
+    model_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO models (id, name, description, type, framework, status, hyperparameters, features, tags,"
+            " metadata, created_by, latest_version, version_counter, created_at, updated_at) VALUES (:id, 'm', '',"
+            " 'regression', 'scikit_learn', 'trained', '{}', '[]', '{}', '{}', 'me', 1, 1, '2026-01-01', '2026-01-01')"),
+            {"id": model_id.hex})
+        conn.execute(sa.text(
+            "INSERT INTO model_versions (id, model_id, number, artifact_sha256, size, artifact_filename, provenance,"
+            " status, description, parameters, metrics, tags, profile, reference_sha256, reference_rows, created_by,"
+            " created_at, format, loadable) VALUES (:id, :model, 1, :sha, 1, 'model.skops', 'trained', 'ready', '',"
+            " '{}', :metrics, '{}', :profile, :sha, 40, 'me', '2026-01-01', 'skops', 1)"),
+            {"id": uuid.uuid4().hex, "model": model_id.hex, "sha": "1" * 64, "metrics": '{"test_rmse": 2.5}',
+             "profile": '{"features": {"age": {"kind": "numeric"}, "plan": {"kind": "categorical"}}}'})
+    engine.dispose()
+    migrate(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        baseline = conn.execute(sa.text("SELECT model_type, reference_sha256, reference_rows, feature_kinds, metrics"
+                                        " FROM version_baselines")).one()
+        rules = conn.execute(sa.text("SELECT metric, threshold, model_id FROM alert_rules ORDER BY metric")).all()
+    engine.dispose()
+    assert tuple(baseline[:3]) == ("regression", "1" * 64, 40)
+    assert (json.loads(baseline[3]), json.loads(baseline[4])) == ({"age": "numeric", "plan": "categorical"},
+                                                                  {"test_rmse": 2.5})
+    assert [tuple(rule) for rule in rules] == [("drift_score", 0.2, None), ("error_rate", 5.0, None),
+                                               ("performance_degradation", 10.0, None)]

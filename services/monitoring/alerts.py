@@ -1,0 +1,246 @@
+"""Alert rules, the alerts they raise, and their evaluation.
+
+A rule watches one metric of one model (model_id) or of every model (none):
+- drift_score: the overall score of the model's latest drift report of the last day;
+- performance_degradation: how far, in percent, the live metric of that report's concept drift fell
+  behind the version's test metric (accuracy below, rmse above), once 30 predictions had an actual;
+- error_rate: the percentage of failed predictions in the last `window_minutes` (10 at least);
+- latency_p95_ms: the 95th percentile latency of the predictions in the last `window_minutes`.
+A model's value above the threshold fires an alert, one per rule and model while it stays open
+(firing, or acknowledged by an ml_engineer); a later value at or below the threshold resolves it. A
+model without a value (no report, too few predictions) leaves its alert as it is. Firing and resolving
+emit alert.fired / alert.resolved and, when the rule has a webhook, send the change there
+(workers/alerts.py, with retries). The migration creates the brief's rules for every model: drift score
+above 0.2, performance 10% below the baseline, error rate above 5%.
+
+Beat evaluates every rule each minute (workers/alerts.py): one transaction, so two evaluations never
+fire the same alert twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.monitoring import scores
+from services.monitoring.tables import Alert, AlertRule, DriftReport, Prediction, WebhookDelivery
+from shared import audit
+from shared.auth import Actor
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.events.outbox import emit
+from shared.pagination import Page, Sorting, paginate
+from shared.tasks import enqueue_after_commit
+
+PRODUCER = "monitoring"
+METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms")
+FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
+OPEN = (FIRING, ACKNOWLEDGED)
+# Fewer predictions in a window say nothing about an error rate or a latency percentile.
+MIN_PREDICTIONS = 10
+# A drift report older than this is no longer the model's drift.
+REPORT_AGE = timedelta(days=1)
+DELIVER = "alerts.deliver"  # the task workers/alerts.py defines
+
+RULE_SORTING = Sorting(columns={"created_at": AlertRule.created_at, "name": AlertRule.name},
+                       tiebreaker=AlertRule.id, default="created_at")
+ALERT_SORTING = Sorting(columns={"fired_at": Alert.fired_at}, tiebreaker=Alert.id, default="-fired_at")
+
+
+def _webhook_problem(url: str, allow_private: bool) -> None:
+    from services.monitoring.webhooks import UnsafeWebhook, check_url
+
+    try:
+        check_url(url, allow_private=allow_private)
+    except UnsafeWebhook as exc:
+        raise ValidationFailed(f"The webhook URL is refused: {exc}", errors={"webhook_url": [str(exc)]}) from None
+
+
+def create_rule(session: Session, *, actor: Actor, request_id: str, body: dict[str, Any],
+                allow_private: bool, now: datetime) -> tuple[AlertRule, str | None]:
+    """A new rule, and its webhook secret (shown once) when it has a webhook."""
+    if body.get("webhook_url"):
+        _webhook_problem(body["webhook_url"], allow_private)
+    secret = secrets.token_urlsafe(32) if body.get("webhook_url") else None
+    rule = AlertRule(**body, webhook_secret=secret, created_by=actor.name, created_at=now, updated_at=now)
+    session.add(rule)
+    session.flush()
+    audit.record_change(session, actor=actor, action="alert_rule.created", resource_type="alert_rule",
+                        resource_id=rule.id, request_id=request_id, before=None, after=_summary(rule))
+    return rule, secret
+
+
+def _summary(rule: AlertRule) -> dict[str, Any]:
+    return {"name": rule.name, "model_id": rule.model_id, "metric": rule.metric, "threshold": rule.threshold,
+            "window_minutes": rule.window_minutes, "enabled": rule.enabled, "webhook_url": rule.webhook_url}
+
+
+def get_rule(session: Session, rule_id: uuid.UUID, *, for_update: bool = False) -> AlertRule:
+    rule = session.get(AlertRule, rule_id, with_for_update=for_update)
+    if rule is None:
+        raise NotFound(f"No alert rule has the id {rule_id}.")
+    return rule
+
+
+def list_rules(session: Session, *, limit: int, cursor: str | None, sort: str | None,
+               model_id: uuid.UUID | None = None) -> Page:
+    statement = sa.select(AlertRule)
+    if model_id is not None:
+        statement = statement.where(sa.or_(AlertRule.model_id == model_id, AlertRule.model_id.is_(None)))
+    return paginate(session, statement, sorting=RULE_SORTING, limit=limit, cursor=cursor, sort=sort)
+
+
+def update_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uuid.UUID, changes: dict[str, Any],
+                allow_private: bool, now: datetime) -> tuple[AlertRule, str | None]:
+    """The rule changed; a new secret (shown once) when its webhook URL was set where it had none."""
+    rule = get_rule(session, rule_id, for_update=True)
+    before = _summary(rule)
+    secret = None
+    if changes.get("webhook_url"):
+        _webhook_problem(changes["webhook_url"], allow_private)
+        if not rule.webhook_secret:
+            rule.webhook_secret = secret = secrets.token_urlsafe(32)
+    elif "webhook_url" in changes:
+        rule.webhook_secret = None
+    for name, value in changes.items():
+        setattr(rule, name, value)
+    rule.updated_at = now
+    audit.record_change(session, actor=actor, action="alert_rule.updated", resource_type="alert_rule",
+                        resource_id=rule.id, request_id=request_id, before=before, after=_summary(rule))
+    return rule, secret
+
+
+def delete_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uuid.UUID) -> None:
+    """Delete the rule with its alerts (their history goes with it: disable a rule to keep it)."""
+    rule = get_rule(session, rule_id, for_update=True)
+    audit.record_change(session, actor=actor, action="alert_rule.deleted", resource_type="alert_rule",
+                        resource_id=rule.id, request_id=request_id, before=_summary(rule), after=None)
+    session.execute(sa.delete(WebhookDelivery).where(
+        WebhookDelivery.alert_id.in_(sa.select(Alert.id).where(Alert.rule_id == rule.id))))
+    session.execute(sa.delete(Alert).where(Alert.rule_id == rule.id))
+    session.delete(rule)
+
+
+def list_alerts(session: Session, *, limit: int, cursor: str | None, sort: str | None, state: str | None = None,
+                model_id: uuid.UUID | None = None, rule_id: uuid.UUID | None = None) -> Page:
+    statement = sa.select(Alert)
+    if state is not None:
+        statement = statement.where(Alert.state == state)
+    if model_id is not None:
+        statement = statement.where(Alert.model_id == model_id)
+    if rule_id is not None:
+        statement = statement.where(Alert.rule_id == rule_id)
+    return paginate(session, statement, sorting=ALERT_SORTING, limit=limit, cursor=cursor, sort=sort)
+
+
+def get_alert(session: Session, alert_id: uuid.UUID, *, for_update: bool = False) -> Alert:
+    alert = session.get(Alert, alert_id, with_for_update=for_update)
+    if alert is None:
+        raise NotFound(f"No alert has the id {alert_id}.")
+    return alert
+
+
+def deliveries(session: Session, alert_id: uuid.UUID) -> list[WebhookDelivery]:
+    return list(session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.alert_id == alert_id)
+                                .order_by(WebhookDelivery.attempted_at, WebhookDelivery.attempt)))
+
+
+def acknowledge(session: Session, *, actor: Actor, request_id: str, alert_id: uuid.UUID, now: datetime) -> Alert:
+    """Someone is on it: the alert stays open until its condition clears, but is no longer `firing`."""
+    alert = get_alert(session, alert_id, for_update=True)
+    if alert.state == RESOLVED:
+        raise Conflict("The alert is resolved already: there is nothing to acknowledge.")
+    if alert.state == FIRING:
+        alert.state, alert.acknowledged_at, alert.acknowledged_by = ACKNOWLEDGED, now, actor.name
+        audit.record_change(session, actor=actor, action="alert.acknowledged", resource_type="alert",
+                            resource_id=alert.id, request_id=request_id, before={"state": FIRING},
+                            after={"state": ACKNOWLEDGED})
+    return alert
+
+
+def evaluate(session: Session, *, queue: str, now: datetime) -> dict[str, int]:
+    """Every enabled rule against every model it watches: fire, keep, or resolve alerts."""
+    fired = resolved = 0
+    rules = session.scalars(sa.select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
+                            .with_for_update()).all()
+    for rule in rules:
+        values = _values(session, rule, now)
+        open_alerts = {alert.model_id: alert for alert in session.scalars(sa.select(Alert).where(
+            Alert.rule_id == rule.id, Alert.state.in_(OPEN)))}
+        for model_id, value in values.items():
+            alert = open_alerts.get(model_id)
+            if value > rule.threshold:
+                if alert is None:
+                    alert = Alert(rule_id=rule.id, model_id=model_id, metric=rule.metric, state=FIRING, value=value,
+                                  threshold=rule.threshold, fired_at=now)
+                    session.add(alert)
+                    session.flush()
+                    _announce(session, rule, alert, "alert.fired", queue)
+                    fired += 1
+                else:
+                    alert.value = value
+            elif alert is not None:
+                alert.state, alert.value, alert.resolved_at = RESOLVED, value, now
+                _announce(session, rule, alert, "alert.resolved", queue)
+                resolved += 1
+    return {"rules": len(rules), "fired": fired, "resolved": resolved}
+
+
+def payload(rule: AlertRule, alert: Alert) -> dict[str, Any]:
+    """What alert.fired / alert.resolved and the webhook body say about the alert."""
+    return {"alert_id": alert.id, "rule_id": rule.id, "rule_name": rule.name, "model_id": alert.model_id,
+            "metric": alert.metric, "value": alert.value, "threshold": alert.threshold, "state": alert.state,
+            "fired_at": alert.fired_at, "resolved_at": alert.resolved_at}
+
+
+def _announce(session: Session, rule: AlertRule, alert: Alert, event: str, queue: str) -> None:
+    emit(session, event, payload(rule, alert), producer=PRODUCER)
+    if rule.webhook_url:
+        enqueue_after_commit(session, DELIVER, str(alert.id), event, 1, queue=queue)
+
+
+def _values(session: Session, rule: AlertRule, now: datetime) -> dict[uuid.UUID, float]:
+    """The rule's metric per model it watches, for the models that have one now."""
+    if rule.metric in ("drift_score", "performance_degradation"):
+        query = sa.select(DriftReport.model_id, DriftReport.overall_drift_score, DriftReport.report).where(
+            DriftReport.computed_at >= now - REPORT_AGE).order_by(DriftReport.computed_at.desc())
+        if rule.model_id is not None:
+            query = query.where(DriftReport.model_id == rule.model_id)
+        # The latest report decides, even when it has no value (too few actuals yet).
+        latest: dict[uuid.UUID, float | None] = {}
+        for model_id, score, report in session.execute(query):
+            if model_id not in latest:
+                latest[model_id] = score if rule.metric == "drift_score" else degradation(report.get("concept_drift"))
+        return {model_id: value for model_id, value in latest.items() if value is not None}
+    query = sa.select(Prediction.model_id, Prediction.error, Prediction.latency_ms).where(
+        Prediction.predicted_at >= now - timedelta(minutes=rule.window_minutes), Prediction.predicted_at <= now)
+    if rule.model_id is not None:
+        query = query.where(Prediction.model_id == rule.model_id)
+    rows_by_model: dict[uuid.UUID, list] = {}
+    for row in session.execute(query):
+        rows_by_model.setdefault(row.model_id, []).append(row)
+    values = {}
+    for model_id, rows in rows_by_model.items():
+        if len(rows) < MIN_PREDICTIONS:
+            continue
+        if rule.metric == "error_rate":
+            values[model_id] = 100 * sum(row.error is not None for row in rows) / len(rows)
+        else:
+            latency = scores.percentile([row.latency_ms for row in rows if row.latency_ms is not None], 95)
+            if latency is not None:
+                values[model_id] = latency
+    return values
+
+
+def degradation(concept: dict[str, Any] | None) -> float | None:
+    """How much worse, in percent of the baseline, the live metric of a concept drift result is; None
+    before it has a verdict (too few actuals) or without a baseline."""
+    if not concept or concept.get("p_value") is None or not concept.get("baseline"):
+        return None
+    change = (concept["baseline"] - concept["current"]) if concept["metric"] == "accuracy" \
+        else (concept["current"] - concept["baseline"])
+    return 100 * change / concept["baseline"]
