@@ -8,11 +8,11 @@ and its event id are the same on every attempt, so a receiver can drop repeats.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from celery import shared_task
 
@@ -30,25 +30,25 @@ log = logging.getLogger(__name__)
 def evaluate(self: DatabaseTask) -> dict[str, int]:
     """Beat: every enabled rule against every model it watches."""
     with self.transaction() as session:
-        outcome = alerts.evaluate(session, queue=self.settings.task_queue("default"), now=utcnow())
+        outcome = alerts.evaluate(session, queue=self.settings.task_queue("default"),
+                                  drift_hours=self.settings.drift_window_hours, now=utcnow())
     if outcome["fired"] or outcome["resolved"]:
         log.info("alerts: %d fired, %d resolved", outcome["fired"], outcome["resolved"])
     return outcome
 
 
 @shared_task(bind=True, base=DatabaseTask, name=alerts.DELIVER)
-def deliver(self: DatabaseTask, alert_id: str, event: str, attempt: int) -> bool:
-    """Send the alert's change to its rule's webhook once; log it, and schedule the next attempt."""
+def deliver(self: DatabaseTask, alert_id: str, event: str, body: str, attempt: int) -> bool:
+    """Send the alert's change (`body`, as it was announced) to its rule's webhook once; log it, and
+    schedule the next attempt."""
     with self.transaction() as session:
         alert = session.get(alerts.Alert, uuid.UUID(alert_id))
         rule = session.get(AlertRule, alert.rule_id) if alert is not None else None
         if rule is None or not rule.webhook_url:
             return False  # deleted, or its webhook removed, since
         url, secret = rule.webhook_url, rule.webhook_secret.encode()
-        body = json.dumps({"event": event, "alert": alerts.payload(rule, alert)}, default=str,
-                          sort_keys=True).encode()
     # Outside any transaction: a slow receiver holds no row and no connection.
-    sent = webhooks.deliver(url, body, secret=secret, event_id=f"{alert_id}:{event}",
+    sent = webhooks.deliver(url, body.encode(), secret=secret, event_id=f"{alert_id}:{event}",
                             allow_private=self.settings.webhook_allow_private, now=time.time())
     again = not sent.delivered and sent.retryable and attempt < webhooks.MAX_ATTEMPTS
     wait = webhooks.backoff(attempt) if again else None
@@ -59,9 +59,10 @@ def deliver(self: DatabaseTask, alert_id: str, event: str, attempt: int) -> bool
                                     response_excerpt=sent.response_excerpt, duration_ms=sent.duration_ms,
                                     attempted_at=now, next_attempt_at=now + timedelta(seconds=wait) if again else None))
         if again:
-            enqueue_after_commit(session, alerts.DELIVER, alert_id, event, attempt + 1,
+            enqueue_after_commit(session, alerts.DELIVER, alert_id, event, body, attempt + 1,
                                  queue=self.settings.task_queue("default"), countdown=wait)
     if not sent.delivered:
-        log.warning("alert %s: %s to %s failed (attempt %d%s): %s", alert_id, event, url, attempt,
+        # The host only: a webhook URL's path is often its credential (Slack's, Teams').
+        log.warning("alert %s: %s to %s failed (attempt %d%s): %s", alert_id, event, urlsplit(url).hostname, attempt,
                     f", again in {wait:.0f} s" if again else ", given up", sent.error)
     return sent.delivered

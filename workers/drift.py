@@ -48,16 +48,22 @@ def sweep(self: DatabaseTask) -> int:
 @shared_task(bind=True, base=DatabaseTask, name=COMPUTE_DRIFT)
 def compute(self: DatabaseTask, versions: list[list]) -> int:
     """Compute and store the drift report of each (model id, version) over the configured window, each in
-    its own transaction: one version's failure does not cost the others theirs."""
-    artifacts, computed = ArtifactStore.from_settings(self.settings), 0
+    its own transaction: one version's failure does not cost the others theirs. A version another task
+    reported on since the sweep (a backlog, a redelivery) is skipped."""
+    settings = self.settings
+    artifacts, computed = ArtifactStore.from_settings(settings), 0
     for model_id, number in versions:
         try:
             with self.transaction() as session:
                 baseline = session.get(VersionBaseline, (uuid.UUID(model_id), number))
-                if baseline is not None and drift.version_drift(
+                if baseline is None or session.scalar(drift.fresh_report(
+                        baseline.model_id, number, hours=settings.drift_window_hours,
+                        fresh_seconds=settings.drift_fresh_seconds, now=utcnow()).exists().select()):
+                    continue
+                if drift.version_drift(
                         session=session, artifacts=artifacts, baseline=baseline,
                         hours=self.settings.drift_window_hours, predictions=None, correction="none",
-                        now=utcnow()) is not None:
+                        standard_hours=self.settings.drift_window_hours, now=utcnow()) is not None:
                     computed += 1
         except Exception:
             log.exception("the drift report of model %s version %s failed", model_id, number)

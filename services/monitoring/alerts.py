@@ -19,6 +19,9 @@ fire the same alert twice.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -28,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.monitoring import scores
+from services.monitoring.drift import standard_reports
 from services.monitoring.tables import Alert, AlertRule, DriftReport, Prediction, WebhookDelivery
 from shared import audit
 from shared.auth import Actor
@@ -36,8 +40,13 @@ from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
 from shared.tasks import enqueue_after_commit
 
+log = logging.getLogger(__name__)
+
 PRODUCER = "monitoring"
 METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms")
+# The thresholds that can mean something: a score in [0, 1], percentages, milliseconds.
+THRESHOLD_RANGES = {"drift_score": (0.0, 1.0), "performance_degradation": (0.0, 100.0), "error_rate": (0.0, 100.0),
+                    "latency_p95_ms": (0.0, 3_600_000.0)}
 FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
 OPEN = (FIRING, ACKNOWLEDGED)
 # Fewer predictions in a window say nothing about an error rate or a latency percentile.
@@ -49,6 +58,13 @@ DELIVER = "alerts.deliver"  # the task workers/alerts.py defines
 RULE_SORTING = Sorting(columns={"created_at": AlertRule.created_at, "name": AlertRule.name},
                        tiebreaker=AlertRule.id, default="created_at")
 ALERT_SORTING = Sorting(columns={"fired_at": Alert.fired_at}, tiebreaker=Alert.id, default="-fired_at")
+
+
+def _threshold_problem(metric: str, threshold: float) -> None:
+    low, high = THRESHOLD_RANGES[metric]
+    if not low <= threshold <= high:
+        raise ValidationFailed(f"A {metric} threshold is between {low:g} and {high:g}.",
+                               errors={"threshold": [f"Must be between {low:g} and {high:g} for {metric}."]})
 
 
 def _webhook_problem(url: str, allow_private: bool) -> None:
@@ -63,6 +79,7 @@ def _webhook_problem(url: str, allow_private: bool) -> None:
 def create_rule(session: Session, *, actor: Actor, request_id: str, body: dict[str, Any],
                 allow_private: bool, now: datetime) -> tuple[AlertRule, str | None]:
     """A new rule, and its webhook secret (shown once) when it has a webhook."""
+    _threshold_problem(body["metric"], body["threshold"])
     if body.get("webhook_url"):
         _webhook_problem(body["webhook_url"], allow_private)
     secret = secrets.token_urlsafe(32) if body.get("webhook_url") else None
@@ -96,16 +113,23 @@ def list_rules(session: Session, *, limit: int, cursor: str | None, sort: str | 
 
 def update_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uuid.UUID, changes: dict[str, Any],
                 allow_private: bool, now: datetime) -> tuple[AlertRule, str | None]:
-    """The rule changed; a new secret (shown once) when its webhook URL was set where it had none."""
+    """The rule changed; a new secret (shown once) whenever its webhook URL changes, so that a new
+    receiver never holds the old one's key. Disabling a rule resolves its open alerts."""
     rule = get_rule(session, rule_id, for_update=True)
     before = _summary(rule)
     secret = None
+    if "threshold" in changes:
+        _threshold_problem(rule.metric, changes["threshold"])
     if changes.get("webhook_url"):
         _webhook_problem(changes["webhook_url"], allow_private)
-        if not rule.webhook_secret:
+        if changes["webhook_url"] != rule.webhook_url:
             rule.webhook_secret = secret = secrets.token_urlsafe(32)
     elif "webhook_url" in changes:
         rule.webhook_secret = None
+    if changes.get("enabled") is False and rule.enabled:
+        for alert in session.scalars(sa.select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(OPEN))):
+            alert.state, alert.resolved_at = RESOLVED, now
+            emit(session, "alert.resolved", payload(rule, alert), producer=PRODUCER)
     for name, value in changes.items():
         setattr(rule, name, value)
     rule.updated_at = now
@@ -162,32 +186,50 @@ def acknowledge(session: Session, *, actor: Actor, request_id: str, alert_id: uu
     return alert
 
 
-def evaluate(session: Session, *, queue: str, now: datetime) -> dict[str, int]:
-    """Every enabled rule against every model it watches: fire, keep, or resolve alerts."""
-    fired = resolved = 0
+def evaluate(session: Session, *, queue: str, drift_hours: int, now: datetime) -> dict[str, int]:
+    """Every enabled rule against every model it watches: fire, keep, or resolve alerts. A rule whose
+    evaluation fails is logged and skipped (its savepoint rolled back); the others still count."""
+    counts = {"rules": 0, "fired": 0, "resolved": 0, "failed": 0}
     rules = session.scalars(sa.select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
                             .with_for_update()).all()
     for rule in rules:
-        values = _values(session, rule, now)
-        open_alerts = {alert.model_id: alert for alert in session.scalars(sa.select(Alert).where(
-            Alert.rule_id == rule.id, Alert.state.in_(OPEN)))}
-        for model_id, value in values.items():
-            alert = open_alerts.get(model_id)
-            if value > rule.threshold:
-                if alert is None:
-                    alert = Alert(rule_id=rule.id, model_id=model_id, metric=rule.metric, state=FIRING, value=value,
-                                  threshold=rule.threshold, fired_at=now)
-                    session.add(alert)
-                    session.flush()
-                    _announce(session, rule, alert, "alert.fired", queue)
-                    fired += 1
-                else:
-                    alert.value = value
-            elif alert is not None:
-                alert.state, alert.value, alert.resolved_at = RESOLVED, value, now
-                _announce(session, rule, alert, "alert.resolved", queue)
-                resolved += 1
-    return {"rules": len(rules), "fired": fired, "resolved": resolved}
+        counts["rules"] += 1
+        try:
+            with session.begin_nested():
+                fired, resolved = _evaluate(session, rule, queue=queue, drift_hours=drift_hours, now=now)
+        except Exception:
+            log.exception("alert rule %s (%s) could not be evaluated", rule.id, rule.name)
+            counts["failed"] += 1
+            continue
+        counts["fired"] += fired
+        counts["resolved"] += resolved
+    return counts
+
+
+def _evaluate(session: Session, rule: AlertRule, *, queue: str, drift_hours: int, now: datetime) -> tuple[int, int]:
+    fired = resolved = 0
+    values = _values(session, rule, drift_hours, now)
+    open_alerts = {alert.model_id: alert for alert in session.scalars(sa.select(Alert).where(
+        Alert.rule_id == rule.id, Alert.state.in_(OPEN)))}
+    for model_id, value in values.items():
+        if not math.isfinite(value):
+            continue  # no number to compare: the alert stays as it is
+        alert = open_alerts.get(model_id)
+        if value > rule.threshold:
+            if alert is None:
+                alert = Alert(rule_id=rule.id, model_id=model_id, metric=rule.metric, state=FIRING, value=value,
+                              threshold=rule.threshold, fired_at=now)
+                session.add(alert)
+                session.flush()
+                _announce(session, rule, alert, "alert.fired", queue)
+                fired += 1
+            else:
+                alert.value = value
+        elif alert is not None:
+            alert.state, alert.value, alert.resolved_at = RESOLVED, value, now
+            _announce(session, rule, alert, "alert.resolved", queue)
+            resolved += 1
+    return fired, resolved
 
 
 def payload(rule: AlertRule, alert: Alert) -> dict[str, Any]:
@@ -198,24 +240,35 @@ def payload(rule: AlertRule, alert: Alert) -> dict[str, Any]:
 
 
 def _announce(session: Session, rule: AlertRule, alert: Alert, event: str, queue: str) -> None:
-    emit(session, event, payload(rule, alert), producer=PRODUCER)
+    said = payload(rule, alert)
+    emit(session, event, said, producer=PRODUCER)
     if rule.webhook_url:
-        enqueue_after_commit(session, DELIVER, str(alert.id), event, 1, queue=queue)
+        # The body as of this change, the same on every attempt, whatever the alert does meanwhile.
+        body = json.dumps({"event": event, "alert": said}, sort_keys=True,
+                          default=lambda value: value.isoformat() if isinstance(value, datetime) else str(value))
+        enqueue_after_commit(session, DELIVER, str(alert.id), event, body, 1, queue=queue)
 
 
-def _values(session: Session, rule: AlertRule, now: datetime) -> dict[uuid.UUID, float]:
+def _values(session: Session, rule: AlertRule, drift_hours: int, now: datetime) -> dict[uuid.UUID, float]:
     """The rule's metric per model it watches, for the models that have one now."""
     if rule.metric in ("drift_score", "performance_degradation"):
-        query = sa.select(DriftReport.model_id, DriftReport.overall_drift_score, DriftReport.report).where(
+        query = standard_reports(drift_hours).with_only_columns(
+            DriftReport.model_id, DriftReport.version, DriftReport.overall_drift_score, DriftReport.report).where(
             DriftReport.computed_at >= now - REPORT_AGE).order_by(DriftReport.computed_at.desc())
         if rule.model_id is not None:
             query = query.where(DriftReport.model_id == rule.model_id)
-        # The latest report decides, even when it has no value (too few actuals yet).
-        latest: dict[uuid.UUID, float | None] = {}
-        for model_id, score, report in session.execute(query):
-            if model_id not in latest:
-                latest[model_id] = score if rule.metric == "drift_score" else degradation(report.get("concept_drift"))
-        return {model_id: value for model_id, value in latest.items() if value is not None}
+        # Each version's latest report decides, even when it has no value (too few actuals yet); a model
+        # serving two versions (a canary) has the worse of them.
+        latest: dict[tuple[uuid.UUID, int], float | None] = {}
+        for model_id, version, score, report in session.execute(query):
+            if (model_id, version) not in latest:
+                latest[model_id, version] = score if rule.metric == "drift_score" \
+                    else degradation(report.get("concept_drift"))
+        values: dict[uuid.UUID, float] = {}
+        for (model_id, _), value in latest.items():
+            if value is not None:
+                values[model_id] = max(value, values.get(model_id, value))
+        return values
     query = sa.select(Prediction.model_id, Prediction.error, Prediction.latency_ms).where(
         Prediction.predicted_at >= now - timedelta(minutes=rule.window_minutes), Prediction.predicted_at <= now)
     if rule.model_id is not None:

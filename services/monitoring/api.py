@@ -129,7 +129,7 @@ class ModelDrift(MethodView):
         hours = args.pop("hours") or rt.settings.drift_window_hours
         return drift.model_drift(session=db_session(), versions=_versions(), artifacts=rt.artifacts,
                                  model_ref=model_ref, hours=hours, fresh_seconds=rt.settings.drift_fresh_seconds,
-                                 now=utcnow(), **args)
+                                 standard_hours=rt.settings.drift_window_hours, now=utcnow(), **args)
 
 
 @model_monitoring.route("/<model:model_ref>/anomalies")

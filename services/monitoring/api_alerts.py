@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -33,6 +34,10 @@ def _model_id(ref: str) -> uuid.UUID:
 def _shown(rule, secret: str | None) -> dict[str, Any]:
     shown = {column: getattr(rule, column) for column in AlertRuleSchema._declared_fields if hasattr(rule, column)}
     shown.pop("webhook_secret")
+    if shown["webhook_url"] and not current_actor().has_role("ml_engineer"):
+        # A webhook URL's path is often its credential (Slack's, Teams'): its origin is enough to read.
+        parts = urllib.parse.urlsplit(shown["webhook_url"])
+        shown["webhook_url"] = f"{parts.scheme}://{parts.netloc}/..."
     return {**shown, "webhook_secret": secret} if secret else shown
 
 

@@ -46,8 +46,9 @@ def regression(errors: list[float], metrics: dict[str, Any] | None) -> dict[str,
     baseline = baseline_metric(metrics, "rmse")
     if baseline is None:
         return None
-    n = len(errors)
-    squared = [error * error for error in errors]
+    # An error too large to square in floating point says nothing a test can use: left out.
+    squared = [error * error for error in errors if math.isfinite(error * error)]
+    n = len(squared)
     result = {"metric": "rmse", "baseline": baseline, "current": math.sqrt(math.fsum(squared) / n) if n else None,
               "actuals": n, "test": "t", "p_value": None, "drifted": False}
     if n >= MIN_ACTUALS:

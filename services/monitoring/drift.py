@@ -64,7 +64,7 @@ def severity(score: float) -> str:
 
 def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStore, model_ref: str,
                 version: int | None, hours: int, predictions: int | None, correction: str, refresh: bool,
-                fresh_seconds: float, now: datetime) -> dict[str, Any]:
+                fresh_seconds: float, standard_hours: int, now: datetime) -> dict[str, Any]:
     """The drift report of the model's version (default the live one): the stored one when fresh."""
     model_id = versions.registry.model(model_ref)["id"]  # by id or name; NotFound is a 404
     try:
@@ -87,7 +87,7 @@ def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStor
         if stored is not None:
             return stored.report
     report = version_drift(session=session, artifacts=artifacts, baseline=baseline, hours=window_hours,
-                           predictions=predictions, correction=correction, now=now)
+                           predictions=predictions, correction=correction, standard_hours=standard_hours, now=now)
     if report is None:
         window = f"the last {predictions} predictions" if predictions else f"the last {hours} hours"
         raise Conflict(f"No drift report: version {number} has no prediction with features in {window} to compare "
@@ -96,8 +96,13 @@ def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStor
 
 
 def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: VersionBaseline, hours: int | None,
-                  predictions: int | None, correction: str, now: datetime) -> dict[str, Any] | None:
-    """Compute and store the version's report over its window; None when the window has no features."""
+                  predictions: int | None, correction: str, standard_hours: int,
+                  now: datetime) -> dict[str, Any] | None:
+    """Compute and store the version's report over its window; None when the window has no features.
+
+    Only a standard report (the last `standard_hours`, no correction: what beat's sweep computes) may
+    emit drift.detected, and alerts read only those: a report someone asked for over another window
+    is answered and kept, but tells nobody."""
     import pandas as pd
 
     since = now - timedelta(hours=hours) if hours else None
@@ -126,15 +131,21 @@ def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: Versi
     if reference_predictions is not None:
         classifier = baseline.model_type == "classification"
         predicted = [value_of(row.prediction, "prediction") for row in rows]
+        # A label is a string, number or bool, a regressor's prediction a finite number; anything else a
+        # client sent (a list, an object) counts as missing.
         if classifier:
-            predicted = [label_and_score(value, row.probabilities)[0] for value, row in zip(predicted, rows)]
+            predicted = [label if isinstance(label, (str, int, float, bool)) else None for label in
+                         (label_and_score(value, row.probabilities)[0] for value, row in zip(predicted, rows))]
+        else:
+            predicted = [number(value) for value in predicted]
         from services.monitoring import drift_tests
 
         tested = drift_tests.feature_drift("prediction", CATEGORICAL if classifier else NUMERIC,
                                            reference_predictions.tolist(), predicted)
         report["prediction_drift"] = asdict(tested) if tested else None
     report["concept_drift"] = _concept_drift(session, baseline, since=since, predictions=predictions, now=now)
-    _store(session, baseline, report, hours=hours, predictions=predictions, now=now)
+    _store(session, baseline, report, hours=hours, predictions=predictions,
+           standard=hours == standard_hours and predictions is None and correction == "none", now=now)
     return report
 
 
@@ -164,16 +175,16 @@ def _concept_drift(session: Session, baseline: VersionBaseline, *, since: dateti
 
 
 def _store(session: Session, baseline: VersionBaseline, report: dict[str, Any], *, hours: int | None,
-           predictions: int | None, now: datetime) -> None:
-    previous = session.scalar(sa.select(DriftReport.overall_drift_score).where(
+           predictions: int | None, standard: bool, now: datetime) -> None:
+    previous = session.scalar(standard_reports(hours or 0).with_only_columns(DriftReport.overall_drift_score).where(
         DriftReport.model_id == baseline.model_id, DriftReport.version == baseline.version,
-    ).order_by(DriftReport.computed_at.desc()).limit(1))
+    ).order_by(DriftReport.computed_at.desc()).limit(1)) if standard else None
     session.add(DriftReport(id=uuid.UUID(report["id"]), model_id=baseline.model_id, version=baseline.version,
                             window_hours=hours, window_predictions=predictions, correction=report["correction"],
                             overall_drift_score=report["overall_drift_score"], severity=report["severity"],
                             report=report, computed_at=now))
     score = report["overall_drift_score"]
-    if score > DETECTED_SCORE and (previous is None or previous <= DETECTED_SCORE):
+    if standard and score > DETECTED_SCORE and (previous is None or previous <= DETECTED_SCORE):
         emit(session, "drift.detected", {
             "model_id": baseline.model_id, "version": baseline.version, "report_id": report["id"],
             "overall_drift_score": score, "severity": report["severity"],
@@ -181,15 +192,25 @@ def _store(session: Session, baseline: VersionBaseline, report: dict[str, Any], 
         }, producer=PRODUCER)
 
 
+def standard_reports(hours: int) -> sa.Select:
+    """The reports beat's sweep computes: the last `hours` (drift_window_hours), no correction."""
+    return sa.select(DriftReport).where(DriftReport.window_hours == hours, DriftReport.window_predictions.is_(None),
+                                        DriftReport.correction == "none")
+
+
+def fresh_report(model_id: Any, version: Any, *, hours: int, fresh_seconds: float, now: datetime) -> sa.Select:
+    """The version's standard reports younger than `fresh_seconds`."""
+    return standard_reports(hours).with_only_columns(DriftReport.id).where(
+        DriftReport.model_id == model_id, DriftReport.version == version,
+        DriftReport.computed_at >= now - timedelta(seconds=fresh_seconds))
+
+
 def served_versions(session: Session, *, hours: int, fresh_seconds: float, now: datetime) -> list[tuple[str, int]]:
     """The versions with a reference that served predictions with features in the last `hours` and have no
     report of that window younger than `fresh_seconds`: beat's sweep recomputes these."""
     recent = sa.select(Prediction.model_id, Prediction.version).where(
         Prediction.predicted_at >= now - timedelta(hours=hours), Prediction.features.is_not(None)).distinct().subquery()
-    fresh = sa.select(DriftReport.id).where(
-        DriftReport.model_id == recent.c.model_id, DriftReport.version == recent.c.version,
-        DriftReport.window_hours == hours, DriftReport.correction == "none",
-        DriftReport.computed_at >= now - timedelta(seconds=fresh_seconds))
+    fresh = fresh_report(recent.c.model_id, recent.c.version, hours=hours, fresh_seconds=fresh_seconds, now=now)
     rows = session.execute(
         sa.select(recent.c.model_id, recent.c.version)
         .join(VersionBaseline, sa.and_(VersionBaseline.model_id == recent.c.model_id,
@@ -232,7 +253,10 @@ def _compared(reference, current, kinds: dict[str, str], correction: str,
     tested feature, and its severity."""
     from services.monitoring import drift_tests
 
-    results = [drift_tests.feature_drift(name, kind, reference[name].tolist(), current[name].tolist())
+    # A feature value a client sent as a list or an object is no value a test can compare: missing.
+    results = [drift_tests.feature_drift(name, kind, reference[name].tolist(),
+                                         [None if isinstance(value, (list, dict)) else value
+                                          for value in current[name].tolist()])
                for name, kind in kinds.items()]
     rows = [asdict(result) for result in results if result is not None]
     if correction == "bh":

@@ -29,13 +29,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.monitoring import anomalies, scores
+from services.monitoring.performance import BUCKET_SECONDS
 from services.monitoring.tables import DetectedAnomaly, Prediction
 from shared.events.outbox import emit
 from shared.registry_client import RegistryClient
 
 PRODUCER = "monitoring"
 METRICS = ("latency_p95_ms", "error_rate", "throughput", "mean_prediction", "missing_rate")
-BUCKET_SECONDS = {"hour": 3600, "day": 86400}
 PERIOD = {"hour": 24, "day": 7}
 THRESHOLD = 5.0
 # The smallest scale per metric, in its units (throughput: predictions per bucket, divided by its width).
@@ -113,9 +113,17 @@ def _bucket_metrics(rows: list, width: int) -> dict[str, float | None]:
         "latency_p95_ms": scores.percentile(latencies, 95),
         "error_rate": sum(row.error is not None for row in rows) / len(rows) if rows else None,
         "throughput": len(rows) / width,
-        "mean_prediction": math.fsum(outputs) / len(outputs) if outputs else None,
+        "mean_prediction": _mean(outputs),
         "missing_rate": sum(value is None for value in values) / len(values) if values else None,
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    """The mean; None for none, or for numbers whose sum overflows a float (no baseline can use it)."""
+    try:
+        return math.fsum(values) / len(values) if values else None
+    except OverflowError:
+        return None
 
 
 def _output(row) -> Any:
@@ -125,10 +133,11 @@ def _output(row) -> Any:
 
 
 def models_to_sweep(session: Session, *, now: datetime) -> list[str]:
-    """Models with predictions in the last whole hour: their hour is judged."""
+    """Models with predictions in the week before the last whole hour ended: their last hour is judged,
+    also when it had none (an outage is the clearest fall of throughput)."""
     end = datetime.fromtimestamp(math.floor(now.timestamp() / 3600) * 3600, timezone.utc)
     rows = session.scalars(sa.select(Prediction.model_id).where(
-        Prediction.predicted_at >= end - timedelta(hours=1), Prediction.predicted_at < end).distinct())
+        Prediction.predicted_at >= end - timedelta(days=SWEEP_DAYS), Prediction.predicted_at < end).distinct())
     return sorted(str(model_id) for model_id in rows)
 
 

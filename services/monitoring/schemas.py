@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from services.monitoring.alerts import METRICS as ALERT_METRICS
 from services.monitoring.drift import MAX_WINDOW_ROWS
 
 from shared.pagination import ListArgs
-from shared.schemas import StrictSchema
+from shared.schemas import StrictSchema, UtcDateTime
 
 
 def _raw(description: str) -> fields.Raw:
@@ -220,13 +221,10 @@ class AnomaliesSchema(Schema):
                        "`points` and the `spans` they make"})
 
 
-ALERT_METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms")
-
-
 def _threshold(**options):
     return fields.Float(allow_nan=False, **options, validate=validate.Range(min=-1e12, max=1e12), metadata={
-        "description": "fires above it: drift_score in [0, 1], performance_degradation and error_rate in percent, "
-                       "latency_p95_ms in milliseconds"})
+        "description": "fires above it: drift_score in [0, 1], performance_degradation and error_rate in percent "
+                       "[0, 100], latency_p95_ms in milliseconds (at most an hour)"})
 
 
 class AlertRuleCreateSchema(StrictSchema):
@@ -262,8 +260,8 @@ class AlertRuleSchema(Schema):
     webhook_secret = fields.String(metadata={
         "description": "shown once, when the webhook is set: the key of each delivery's X-Modelyard-Signature"})
     created_by = fields.String()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
 
 
 class AlertRuleListArgs(ListArgs):
@@ -284,8 +282,8 @@ class WebhookDeliverySchema(Schema):
     error = fields.String(allow_none=True)
     response_excerpt = fields.String(allow_none=True)
     duration_ms = fields.Float()
-    attempted_at = fields.DateTime()
-    next_attempt_at = fields.DateTime(allow_none=True)
+    attempted_at = UtcDateTime()
+    next_attempt_at = UtcDateTime(allow_none=True)
 
 
 class AlertSchema(Schema):
@@ -296,9 +294,9 @@ class AlertSchema(Schema):
     state = fields.String(metadata={"description": "firing, acknowledged or resolved"})
     value = fields.Float(metadata={"description": "the last value that kept it open, or the one that resolved it"})
     threshold = fields.Float()
-    fired_at = fields.DateTime()
-    acknowledged_at = fields.DateTime(allow_none=True)
+    fired_at = UtcDateTime()
+    acknowledged_at = UtcDateTime(allow_none=True)
     acknowledged_by = fields.String(allow_none=True)
-    resolved_at = fields.DateTime(allow_none=True)
+    resolved_at = UtcDateTime(allow_none=True)
     deliveries = fields.List(fields.Nested(WebhookDeliverySchema), metadata={
         "description": "one alert: each attempt to send its changes to the rule's webhook"})

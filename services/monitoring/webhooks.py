@@ -45,11 +45,13 @@ USER_AGENT = "Modelyard-Webhook/1"
 # Reading a typical answer whole lets the connection close cleanly; only the start is worth logging.
 MAX_RESPONSE_BYTES = 64 * 1024
 EXCERPT_BYTES = 1024
-# Ten seconds doubling, capped at an hour: the 11 waits before the 12th and last attempt add up to about
-# 3.4 hours, long enough to ride out a receiver's deploy or short outage.
-MAX_ATTEMPTS = 12
+# Ten seconds doubling, capped at 15 minutes: a retry waits in the broker as a delayed task, and RabbitMQ
+# closes a channel holding an unacknowledged message past its 30-minute consumer timeout. The 15 waits
+# before the 16th and last attempt add up to about 2.4 hours, long enough to ride out a receiver's
+# deploy or short outage.
+MAX_ATTEMPTS = 16
 FIRST_BACKOFF = 10
-MAX_BACKOFF = 3600
+MAX_BACKOFF = 900
 # An IPv6-only network's gateway forwards 64:ff9b::a.b.c.d to the IPv4 address a.b.c.d (RFC 6052).
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # urlsplit drops tabs and newlines silently, and http.client refuses a request line holding any of these.
@@ -238,7 +240,7 @@ class _PinnedConnection(http.client.HTTPConnection):
 
 
 def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number `attempt` (1-based): 10 s doubling up to an hour, each +-20%.
+    """Seconds to wait before retry number `attempt` (1-based): 10 s doubling up to 15 minutes, each +-20%.
 
     The jitter spreads retries of deliveries that failed together (one receiver's outage) without letting a
     wait shrink towards nothing, as full jitter would.

@@ -1,8 +1,8 @@
 """`make run` itself: start the embedded platform and walk a new user's first session over HTTP.
 
 login -> create model -> upload a version -> set an alias -> read its lineage, then download the
-artifact and see an event leave through the outbox. (The integration tier runs on SQLite too; this
-is the embedded platform as its processes really start.)
+artifact and see an event leave through the outbox; the brief's example 5 on a trained, deployed model.
+(The integration tier runs on SQLite too; this is the embedded platform as its processes really start.)
 """
 
 from __future__ import annotations
@@ -102,3 +102,41 @@ def test_predictions_are_served_by_a_process_of_their_own_and_follow_a_rollback(
     [replica] = http.get(f"{base}/api/v1/endpoints/{first['endpoint']}").json()["replicas"]
     pid = int(replica["replica"].rsplit(":", 1)[1])
     assert b"service_app('serving')" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_the_briefs_example_5_records_predictions_and_metrics_and_reads_drift_and_performance(platform):
+    base, _ = platform
+    http = login(base, PASSWORD)
+    model_id = train_tiny_model(http, base, name="watched")
+    deployed = deploy_and_wait(http, base, model_id, environment="development")
+    assert deployed["status"] == "live", deployed
+    for i in range(40):  # served predictions: serving records them, features included
+        answer = http.post(f"{base}/api/v1/endpoints/{deployed['endpoint']}/predict",
+                           json={"instances": [{"a": i % 7, "b": (i * 5) % 11}]})
+        assert answer.status_code == 200, answer.text
+
+    # The brief's example 5, as written.
+    recorded = http.post(f"{base}/api/v1/monitoring/predictions", json={
+        "model_id": model_id, "prediction": {"prediction": 0.85, "confidence": 0.92}, "actual": {"actual": 1},
+        "context": {"request_id": "req-123", "user_id": "user-456"}})
+    assert recorded.status_code == 202 and recorded.json()["stored"] == 1, recorded.text
+    metrics = http.post(f"{base}/api/v1/monitoring/metrics", json={
+        "model_id": model_id, "metrics": {"accuracy": 0.87, "precision": 0.85, "recall": 0.89, "f1_score": 0.87,
+                                          "latency": 150, "throughput": 100},
+        "context": {"batch_size": 100, "timestamp": "2026-12-04T10:00:00Z"}})
+    assert metrics.status_code == 202, metrics.text
+
+    def drift() -> dict | None:
+        answer = http.get(f"{base}/api/v1/models/{model_id}/drift?refresh=true")
+        return answer.json() if answer.status_code == 200 and answer.json()["window"]["rows"] == 40 else None
+
+    report = wait_for(drift, timeout=20, what="the served predictions to reach monitoring's store")
+    assert 0 <= report["overall_drift_score"] <= 1 and report["severity"] in ("none", "low", "medium", "high", "critical")
+    assert {feature["name"]: feature["test"] for feature in report["features"]} == {"a": "ks", "b": "ks"}
+    assert report["prediction_drift"] is not None
+    performance = http.get(f"{base}/api/v1/models/{model_id}/performance?days=30")
+    assert performance.status_code == 200, performance.text
+    assert performance.json()["summary"]["predictions"] == 41 and performance.json()["series"]
+    # The metrics count where they measure: 2026-12-04, within the longest window whatever today is.
+    assert http.get(f"{base}/api/v1/models/{model_id}/performance?days=366").json()["summary"]["metrics"] == {
+        "accuracy": 0.87, "f1": 0.87, "latency": 150.0, "precision": 0.85, "recall": 0.89, "throughput": 100.0}

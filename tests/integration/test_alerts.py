@@ -92,7 +92,11 @@ def test_an_alert_fires_once_reaches_its_webhook_after_a_retry_and_resolves(
     assert created.status_code == 201, created.json
     rule = created.json
     assert rule["model_id"] == model["id"] and rule["webhook_secret"]
-    assert "webhook_secret" not in client.get(f"{RULES}/{rule['id']}", headers=ds).json  # shown once
+    shown = client.get(f"{RULES}/{rule['id']}", headers=engineer).json
+    assert "webhook_secret" not in shown and shown["webhook_url"] == url  # the secret is shown once
+    # Below ml_engineer, the URL's origin only: its path is often a credential.
+    origin = url.split("/hooks")[0] + "/..."
+    assert client.get(f"{RULES}/{rule['id']}", headers=ds).json["webhook_url"] == origin
     sender, loaded = task_sender(load_settings(settings)), load_settings(settings)
 
     def evaluate(times: int) -> None:
@@ -152,6 +156,8 @@ def test_rules_are_ml_engineers_to_write_and_bad_ones_change_nothing(app, client
         ({**good, "window_minutes": 0}, "window_minutes"),
         ({**good, "webhook_url": "ftp://example.com/hook"}, "webhook_url"),
         ({**good, "colour": "red"}, "colour"),
+        ({**good, "threshold": 3}, "threshold"),  # a drift score is in [0, 1]
+        ({**good, "metric": "error_rate", "threshold": -1}, "threshold"),
     ]
     for body, field in bad:
         answer = client.post(RULES, json=body, headers=engineer)
@@ -164,6 +170,11 @@ def test_rules_are_ml_engineers_to_write_and_bad_ones_change_nothing(app, client
     changed = client.patch(f"{RULES}/{rule['id']}", json={"threshold": 0.5, "enabled": False}, headers=engineer).json
     assert (changed["threshold"], changed["enabled"]) == (0.5, False)
     assert client.patch(f"{RULES}/{rule['id']}", json={"metric": "error_rate"}, headers=engineer).status_code == 422
+    assert client.patch(f"{RULES}/{rule['id']}", json={"threshold": 1.5}, headers=engineer).status_code == 422
+    # A new webhook URL gets a new secret, shown once: the new receiver never holds the old one's key.
+    first = client.patch(f"{RULES}/{rule['id']}", json={"webhook_url": "https://93.184.215.14/a"}, headers=engineer)
+    second = client.patch(f"{RULES}/{rule['id']}", json={"webhook_url": "https://93.184.215.14/b"}, headers=engineer)
+    assert first.json["webhook_secret"] and second.json["webhook_secret"] != first.json["webhook_secret"]
     listed = client.get(f"{RULES}?model_id={model['id']}", headers=ds).json["items"]
     assert [item["id"] for item in listed] == [rule["id"]]
     assert client.delete(f"{RULES}/{rule['id']}", headers=engineer).status_code == 204

@@ -177,3 +177,24 @@ def test_concept_drift_scores_the_windows_actuals_against_the_versions_test_accu
     assert concept["current"] == pytest.approx(20 / 31)
     assert concept["p_value"] == pytest.approx(stats.binomtest(20, 31, 0.95, alternative="less").pvalue, rel=1e-12)
     assert concept["drifted"] is True
+
+
+def test_only_the_standard_window_tells_of_drift(app, client, ds):
+    model = model_with_versions(client, ds)
+    rng = np.random.default_rng(12)
+    _with_reference(app, model["id"], pd.DataFrame(_columns(rng, 300, False)))
+    sent = _records(model["id"], _columns(rng, 200, True), [1] * 200)
+    assert client.post(PREDICTIONS, json={"records": sent}, headers=ds).status_code == 202
+    url = f"/api/v1/models/{model['id']}/drift"
+
+    def told() -> int:
+        with app.extensions["modelyard"].db.transaction() as session:
+            return session.scalar(sa.select(sa.func.count()).select_from(OutboxEvent).where(
+                OutboxEvent.type == "drift.detected"))
+
+    # Someone's own window or correction: answered and kept, but it tells nobody.
+    for query in ("hours=2", "predictions=50", "correction=bh"):
+        assert client.get(f"{url}?{query}", headers=ds).json["overall_drift_score"] > 0.2, query
+    assert told() == 0
+    assert client.get(url, headers=ds).json["overall_drift_score"] > 0.2  # the sweep's window: 24 hours
+    assert told() == 1
