@@ -73,6 +73,9 @@ class Settings:
     # recomputes older ones, over the last drift_window_hours of each served version's predictions.
     drift_fresh_seconds: int = 900
     drift_window_hours: int = 24
+    # Predictions (and actuals, recorded metrics, drift reports, anomalies) older than this many days
+    # are deleted by beat's hourly maintenance; on Postgres a day's partition is dropped whole.
+    prediction_retention_days: int = 90
     # Alert webhooks may reach loopback, private and link-local addresses (a trusted network, tests);
     # off, such a URL is refused when a rule is saved and again when sending.
     webhook_allow_private: bool = False
@@ -172,6 +175,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     for name, default in embedded.items():
         values[name] = values.get(name) or default
     settings = dataclasses.replace(base, **values)
+    if settings.prediction_retention_days < 1:  # 0 would drop today's predictions as they arrive
+        raise ConfigError("MODELYARD_PREDICTION_RETENTION_DAYS: at least 1 day")
     if settings.env == "production":
         missing = [name for name in ("jwt_secret", "artifact_keys") if not getattr(settings, name)]
         if missing:

@@ -1,4 +1,5 @@
-"""The ingest pool's task: store a batch of serving's prediction records in monitoring's store.
+"""The ingest pool's task: store a batch of serving's prediction records in monitoring's store; and
+beat's hourly upkeep of that store's days (services.monitoring.partitions).
 
 The batch is the task's argument (plain JSON records, shared.prediction_records); storing it twice
 (acks_late re-delivers the task of a worker that died) stores nothing twice, by the store's unique key.
@@ -12,7 +13,10 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
+from services.monitoring import partitions
 from services.monitoring.ingestion import store_predictions as store
+from services.monitoring.service import KEEP_DAYS
+from shared.db import utcnow
 from shared.prediction_records import STORE_PREDICTIONS
 from workers.database_task import DatabaseTask
 
@@ -35,3 +39,14 @@ def store_predictions(self: DatabaseTask, records: list[Any]) -> dict[str, int]:
                     len(outcome.rejected),
                     "; ".join(f"#{index}: {reason}" for index, reason in outcome.rejected[:REASONS_LOGGED]))
     return {"stored": outcome.stored, "duplicates": outcome.duplicates, "rejected": len(outcome.rejected)}
+
+
+@shared_task(bind=True, base=DatabaseTask, name=KEEP_DAYS)
+def keep_days(self: DatabaseTask) -> dict[str, object]:
+    """Beat: the coming days' partitions made, and what is older than the retention dropped."""
+    with self.transaction() as session:
+        kept = partitions.keep_days(session, retention_days=self.settings.prediction_retention_days,
+                                    today=utcnow().date())
+    if kept.created or kept.dropped or any(kept.deleted.values()):
+        log.info("predictions' days: made %s, dropped %s, deleted %s", kept.created, kept.dropped, kept.deleted)
+    return {"created": kept.created, "dropped": kept.dropped, "deleted": kept.deleted}

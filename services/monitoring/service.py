@@ -11,6 +11,7 @@ COMPUTE_DRIFT = "drift.compute"
 SWEEP_ANOMALIES = "drift.sweep_anomalies"
 DETECT_ANOMALIES = "drift.detect_anomalies"
 EVALUATE_ALERTS = "alerts.evaluate"
+KEEP_DAYS = "ingest.keep_days"
 
 SERVICE = ServiceSpec(
     name="monitoring",
@@ -21,7 +22,7 @@ SERVICE = ServiceSpec(
     locations=(Location("^/api/v1/models/[^/]+/(performance|drift|anomalies)$", "regex"), Location("/api/v1/monitoring"),
                Location("/api/v1/drift-reports"), Location("/api/v1/alert-rules"), Location("/api/v1/alerts")),
     settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours",
-              "webhook_allow_private"),
+              "webhook_allow_private", "prediction_retention_days"),
     tables=("services.monitoring.tables",),
     consumers=("services.monitoring.handlers:version_baselines",),
     task_modules=("workers.ingest", "workers.drift", "workers.alerts"),
@@ -32,5 +33,8 @@ SERVICE = ServiceSpec(
     beat={"sweep-drift": BeatEntry(SWEEP_DRIFT, 60.0, queue="default"),
           "sweep-anomalies": BeatEntry(SWEEP_ANOMALIES, 900.0, queue="default"),
           # Every alert rule against every model it watches (alerts.py); on "default", as its deliveries.
-          "evaluate-alerts": BeatEntry(EVALUATE_ALERTS, 60.0)},
+          "evaluate-alerts": BeatEntry(EVALUATE_ALERTS, 60.0),
+          # The predictions table's coming days' partitions, and what is older than the retention gone
+          # (partitions.py); on "default": a busy ingest pool must not hold it up.
+          "keep-prediction-days": BeatEntry(KEEP_DAYS, 3600.0, queue="default")},
 )

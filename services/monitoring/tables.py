@@ -1,13 +1,15 @@
 """The predictions store: one row per prediction a model served (or failed to serve).
 
-Only monitoring writes it. A request id is stored once per model (the unique key), so a batch the
-ingest worker runs twice, or a record sent twice, leaves one row. Reads go by model and time.
+Only monitoring writes it. A request id is stored once per model and UTC day of its prediction time
+(the unique key), so a batch the ingest worker runs twice, or a record sent twice, leaves one row. Reads
+go by model and time. On Postgres the table is partitioned by that day (partitions.py): old days are
+dropped whole, and the unique key, which must hold the partition key, is checked within one partition.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +28,8 @@ NAME_LENGTH = 255
 class Prediction(UUIDPrimaryKey, Base):
     __tablename__ = "predictions"
 
+    # The UTC day of predicted_at: the partition key, hence part of the primary and the unique key.
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
     model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
     version: Mapped[int] = mapped_column(sa.Integer)
     endpoint: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
@@ -44,8 +48,9 @@ class Prediction(UUIDPrimaryKey, Base):
     received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
-        sa.UniqueConstraint("model_id", "request_id", name="uq_predictions_model_id_request_id"),
+        sa.UniqueConstraint("model_id", "request_id", "day", name="uq_predictions_model_id_request_id_day"),
         sa.Index("ix_predictions_model_id_predicted_at", "model_id", "predicted_at"),
+        {"postgresql_partition_by": "RANGE (day)"},
     )
 
 

@@ -20,8 +20,12 @@ def _differences(url: str) -> list:
     import_all_tables()
     engine = make_engine(url)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True,
-                                                         "render_as_batch": conn.dialect.name == "sqlite"})
+        # A partition is part of its table, which the models describe, not a table of its own.
+        partitions = set(conn.scalars(sa.text("SELECT inhrelid::regclass::text FROM pg_inherits")).all()) \
+            if conn.dialect.name == "postgresql" else set()
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": True, "render_as_batch": conn.dialect.name == "sqlite",
+            "include_name": lambda name, kind, parent: kind != "table" or name not in partitions})
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     return diff
