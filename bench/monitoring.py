@@ -1,0 +1,64 @@
+"""Monitoring's figures (issue 13), each beside its peer measured in the same run.
+
+    .venv/bin/python -m bench.monitoring [--part ingest] [--quick]
+
+Parts: `ingest` (bench/monitoring_ingest.py: the single-record API's p99, the batch API's and the ingest
+queue's records/s into Postgres, MLflow's log_batch beside them). It prints the figures; it asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import monitoring_ingest
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", action="append", choices=["ingest"], help="the parts to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: a tenth of the requests")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--mlflow-port", type=int, default=5001)
+    parser.add_argument("--mlflow-venv", type=Path, default=Path("/tmp/mlflow-venv"))
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--singles", type=int, default=2_000, help="single-record requests (1 client)")
+    parser.add_argument("--batches", type=int, default=400, help="1,000-record requests over the clients")
+    parser.add_argument("--queue-batches", type=int, default=400, help="500-record batches sent to the ingest queue")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    scale = 10 if args.quick else 1
+    work_dir = Path(tempfile.mkdtemp(prefix="modelyard-monitoring-bench-"))
+    print(f"Monitoring benchmark: logs in {work_dir}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} "
+          f"cores; {time.strftime('%Y-%m-%dT%H:%M:%S%z')}", flush=True)
+    figures: dict = {}
+    if "ingest" in (args.part or ["ingest"]):
+        figures["ingest"] = monitoring_ingest.run(
+            postgres=args.postgres, port=args.port, mlflow_port=args.mlflow_port, mlflow_venv=args.mlflow_venv,
+            work_dir=work_dir, singles=args.singles // scale, batches=args.batches // scale, clients=args.clients,
+            queue_batches=args.queue_batches // scale)
+        print("\n## Ingestion\n" + "\n".join(monitoring_ingest.report(figures["ingest"])), flush=True)
+    text = json.dumps(figures, indent=2, default=str)
+    if args.json:
+        args.json.write_text(text + "\n")
+    else:
+        print("\nJSON:\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
