@@ -126,7 +126,8 @@ def summary(model: RegisteredModel) -> dict[str, Any]:
     return {
         "name": model.name, "type": model.type, "framework": model.framework, "status": model.status,
         "description": model.description, "hyperparameters": model.hyperparameters, "features": model.features,
-        "sensitive_features": model.sensitive_features, "target_variable": model.target_variable, "tags": model.tags, "metadata": model.extra_metadata,
+        "sensitive_features": model.sensitive_features, "target_variable": model.target_variable, "tags": model.tags,
+        "metadata": model.extra_metadata,
     }
 
 
@@ -140,7 +141,7 @@ def _changed(session: Session, model: RegisteredModel, action: str, actor: Actor
                            "sensitive_features": model.sensitive_features}, producer=PRODUCER)
 
 
-def checked_sensitive(features: list[str], sensitive: list[str], *, dropped_by_features: bool = False) -> list[str]:
+def _checked_sensitive(features: list[str], sensitive: list[str], *, dropped_by_features: bool = False) -> list[str]:
     """`sensitive` without repeats, when each is one of `features`; else ValidationFailed naming the others.
     `dropped_by_features`: the request changed `features` and not the list, so the error is the features'."""
     sensitive = list(dict.fromkeys(sensitive))
@@ -163,11 +164,12 @@ def create_model(*, session: Session, actor: Actor, request_id: str, name: str, 
                  tags: dict | None = None, metadata: dict | None = None) -> RegisteredModel:
     """Register a new model (status `registered`); a name already taken is a Conflict."""
     now = utcnow()
-    sensitive_features = checked_sensitive(features or [], sensitive_features or [])
+    sensitive_features = _checked_sensitive(features or [], sensitive_features or [])
     values = dict(
         id=uuid.uuid4(), name=name, type=type, framework=framework, description=description,
         status=lifecycle.REGISTERED, hyperparameters=hyperparameters or {}, features=features or [],
-        sensitive_features=sensitive_features, target_variable=target_variable, tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name,
+        sensitive_features=sensitive_features, target_variable=target_variable, tags=tags or {},
+        extra_metadata=metadata or {}, created_by=actor.name,
         created_by_id=actor.id, latest_version=None, version_counter=0, status_before_training=None,
         created_at=now, updated_at=now,
     )
@@ -226,7 +228,7 @@ def update_model(*, session: Session, cache: Cache, actor: Actor, request_id: st
     if "status" in changes and not reported:
         lifecycle.check_transition(model.status, changes["status"])
     if "features" in changes or "sensitive_features" in changes:
-        changes = {**changes, "sensitive_features": checked_sensitive(
+        changes = {**changes, "sensitive_features": _checked_sensitive(
             changes.get("features", model.features), changes.get("sensitive_features", model.sensitive_features),
             dropped_by_features="sensitive_features" not in changes)}
     for field, value in changes.items():
