@@ -68,7 +68,7 @@ def main() -> None:
         with db.transaction() as session:
             session.add(VersionBaseline(model_id=model_id, version=1, model_type="classification",
                                         reference_sha256=sha, reference_rows=ROWS, feature_kinds=kinds))
-            store_predictions(session=session, records=records)
+            store_predictions(session=session, records=records, hash_key="")
         baselines.append(model_id)
     timings = []
     for model_id in baselines:
@@ -76,7 +76,7 @@ def main() -> None:
         with db.transaction() as session:
             baseline = session.get(VersionBaseline, (model_id, 1))
             report = version_drift(session=session, artifacts=store, baseline=baseline, hours=24, predictions=None,
-                                   correction="none", standard_hours=24, now=now + timedelta(seconds=1))
+                                   correction="none", standard_hours=24, now=now + timedelta(seconds=1), hash_key="")
         timings.append(time.perf_counter() - started)
     assert report["window"]["rows"] == ROWS and sorted(report["drifted_features"]) == ["x0", "x1", "x2"]
     median = statistics.median(timings)

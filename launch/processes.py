@@ -26,20 +26,26 @@ UNIX_PATH_MAX = 108  # sun_path on Linux, with its terminating NUL
 def local_secrets(settings: Settings) -> dict[str, str]:
     """Secrets for a development machine, made once and kept in var/secrets.json (mode 600).
 
-    Artifacts are encrypted with this key: losing the file loses the artifacts, so it is never rewritten.
-    Settings from the environment win.
+    Artifacts are encrypted with this key: losing the file loses the artifacts, so a value in it is never
+    changed; a secret it lacks is added. Settings from the environment win.
     """
     stored = stored_secrets(settings.var_dir)
-    if not stored:
-        stored = {
-            "MODELYARD_JWT_SECRET": secrets.token_urlsafe(48),
-            "MODELYARD_ARTIFACT_KEYS": "local1:" + urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        }
+    generated = {
+        "MODELYARD_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "MODELYARD_ARTIFACT_KEYS": lambda: "local1:" + urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "MODELYARD_FEATURE_HASH_KEY": lambda: secrets.token_urlsafe(32),
+    }
+    # A var dir made before a secret existed gets that one added; the ones it holds stay as they are.
+    missing = {name: make() for name, make in generated.items() if name not in stored}
+    if missing:
         path = Path(settings.var_dir) / SECRETS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        written = path.with_name(SECRETS_FILE + ".new")
+        fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump(stored, handle)
+            json.dump({**stored, **missing}, handle)
+        os.replace(written, path)  # whole or not at all: the artifacts' key is in it
+        stored = {**stored, **missing}
     return {name: value for name, value in stored.items() if not os.environ.get(name)}
 
 

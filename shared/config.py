@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 PROFILES = ("development", "testing", "production")
-SECRET_FIELDS = {"jwt_secret", "artifact_keys", "admin_password", "metrics_token"}
+SECRET_FIELDS = {"jwt_secret", "artifact_keys", "feature_hash_key", "admin_password", "metrics_token"}
 # Where `make run` and `make stack` keep the secrets they generate for a development machine.
 SECRETS_FILE = "secrets.json"
 
@@ -41,6 +41,10 @@ class Settings:
     # "kid:base64key,kid2:base64key"; the first is current, the rest still decrypt.
     artifact_keys: str = ""
     data_root: str = ""
+    # The HMAC key monitoring hashes models' sensitive categorical feature values with
+    # (services/monitoring/sensitive.py). Changing it changes every hash: values stored before no longer
+    # match the reference's. Empty outside production: a fixed development key.
+    feature_hash_key: str = ""
     jwt_secret: str = ""
     jwt_expires_seconds: int = 3600
     # Every token names who issued it and for whom; a token naming anyone else is refused.
@@ -178,10 +182,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     if settings.prediction_retention_days < 1:  # 0 would drop today's predictions as they arrive
         raise ConfigError("MODELYARD_PREDICTION_RETENTION_DAYS: at least 1 day")
     if settings.env == "production":
-        missing = [name for name in ("jwt_secret", "artifact_keys") if not getattr(settings, name)]
+        missing = [name for name in ("jwt_secret", "artifact_keys", "feature_hash_key")
+                   if not getattr(settings, name)]
         if missing:
             raise ConfigError(
                 "production refuses to start without "
-                + " and ".join(f"MODELYARD_{name.upper()}" for name in missing)
+                + ", ".join(f"MODELYARD_{name.upper()}" for name in missing)
             )
     return settings

@@ -63,7 +63,8 @@ def compute(self: DatabaseTask, versions: list[list]) -> int:
                 if drift.version_drift(
                         session=session, artifacts=artifacts, baseline=baseline,
                         hours=self.settings.drift_window_hours, predictions=None, correction="none",
-                        standard_hours=self.settings.drift_window_hours, now=utcnow()) is not None:
+                        standard_hours=self.settings.drift_window_hours, now=utcnow(),
+                        hash_key=settings.feature_hash_key) is not None:
                     computed += 1
         except Exception:
             log.exception("the drift report of model %s version %s failed", model_id, number)

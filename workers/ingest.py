@@ -33,7 +33,7 @@ def store_predictions(self: DatabaseTask, records: list[Any]) -> dict[str, int]:
     # A lost connection, a deadlock or a busy SQLite is retried with backoff (autoretry_for) as a new
     # message carrying the same batch: the rows of the failed attempt rolled back with it.
     with self.transaction() as session:
-        outcome = store(session=session, records=records)
+        outcome = store(session=session, records=records, hash_key=self.settings.feature_hash_key)
     if outcome.rejected:
         log.warning("stored %d of %d prediction records; rejected %d: %s", outcome.stored, len(records),
                     len(outcome.rejected),

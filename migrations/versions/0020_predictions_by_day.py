@@ -1,7 +1,7 @@
 """monitoring: predictions keyed by the UTC day of their time, and partitioned by it on Postgres
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 Create Date: 2026-12-05
 
 The request id is unique per model and day (uq_predictions_model_id_request_id_day): Postgres checks a
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0020"
-down_revision = "0017"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

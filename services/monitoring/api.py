@@ -73,7 +73,7 @@ class Predictions(MethodView):
         rt = runtime()
         sent, one = _records(body, rt.settings.max_ingest_records)
         return records.record_predictions(session=db_session(), versions=_versions(), records=sent, one=one,
-                                          now=utcnow())
+                                          now=utcnow(), hash_key=rt.settings.feature_hash_key)
 
 
 @blp.route("/actuals")
@@ -129,7 +129,8 @@ class ModelDrift(MethodView):
         hours = args.pop("hours") or rt.settings.drift_window_hours
         return drift.model_drift(session=db_session(), versions=_versions(), artifacts=rt.artifacts,
                                  model_ref=model_ref, hours=hours, fresh_seconds=rt.settings.drift_fresh_seconds,
-                                 standard_hours=rt.settings.drift_window_hours, now=utcnow(), **args)
+                                 standard_hours=rt.settings.drift_window_hours, now=utcnow(),
+                                 hash_key=rt.settings.feature_hash_key, **args)
 
 
 @model_monitoring.route("/<model:model_ref>/anomalies")

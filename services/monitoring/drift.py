@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from services.monitoring.ingestion import BadRecord
 from services.monitoring.records import Versions
-from services.monitoring import concept_drift
+from services.monitoring import concept_drift, sensitive
 from services.monitoring.scores import NUMERIC_TYPES, as_label, label_and_score, number, value_of
 from services.monitoring.tables import Actual, DriftReport, Prediction, VersionBaseline
 from shared.artifacts import ArtifactStore
@@ -64,7 +64,7 @@ def severity(score: float) -> str:
 
 def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStore, model_ref: str,
                 version: int | None, hours: int, predictions: int | None, correction: str, refresh: bool,
-                fresh_seconds: float, standard_hours: int, now: datetime) -> dict[str, Any]:
+                fresh_seconds: float, standard_hours: int, now: datetime, hash_key: str) -> dict[str, Any]:
     """The drift report of the model's version (default the live one): the stored one when fresh."""
     model_id = versions.registry.model(model_ref)["id"]  # by id or name; NotFound is a 404
     try:
@@ -87,7 +87,8 @@ def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStor
         if stored is not None:
             return stored.report
     report = version_drift(session=session, artifacts=artifacts, baseline=baseline, hours=window_hours,
-                           predictions=predictions, correction=correction, standard_hours=standard_hours, now=now)
+                           predictions=predictions, correction=correction, standard_hours=standard_hours, now=now,
+                           hash_key=hash_key)
     if report is None:
         window = f"the last {predictions} predictions" if predictions else f"the last {hours} hours"
         raise Conflict(f"No drift report: version {number} has no prediction with features in {window} to compare "
@@ -96,8 +97,8 @@ def model_drift(*, session: Session, versions: Versions, artifacts: ArtifactStor
 
 
 def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: VersionBaseline, hours: int | None,
-                  predictions: int | None, correction: str, standard_hours: int,
-                  now: datetime) -> dict[str, Any] | None:
+                  predictions: int | None, correction: str, standard_hours: int, now: datetime,
+                  hash_key: str) -> dict[str, Any] | None:
     """Compute and store the version's report over its window; None when the window has no features.
 
     Only a standard report (the last `standard_hours`, no correction: what beat's sweep computes) may
@@ -119,6 +120,8 @@ def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: Versi
     reference_predictions = reference.pop(REFERENCE_PREDICTION) if REFERENCE_PREDICTION in reference else None
     current = pd.DataFrame.from_records([row.features for row in rows], columns=list(reference.columns))
     kinds = {name: (baseline.feature_kinds or {}).get(name, NUMERIC) for name in reference.columns}
+    # The window holds sensitive features as ingestion stored them (hashes, bins): so must the reference.
+    reference, kinds = sensitive.protect_reference(session, baseline, reference, kinds, hash_key=hash_key)
     report = {
         "id": str(uuid.uuid4()), "model_id": str(baseline.model_id), "version": baseline.version,
         "computed_at": now.isoformat(), "correction": correction,

@@ -1,15 +1,18 @@
 """Monitoring's reactions to other services' events: a registered version's baseline is kept here
-(tables.VersionBaseline), so that drift and concept drift need not ask the registry."""
+(tables.VersionBaseline), so that drift and concept drift need not ask the registry, and so is each
+model's list of sensitive features (tables.SensitiveFeatures), which ingestion protects."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.monitoring.tables import VersionBaseline
+from services.monitoring.tables import SensitiveFeatures, VersionBaseline
 from shared.events.consumer import EventConsumer
 
 
@@ -28,9 +31,39 @@ class VersionBaselines(EventConsumer):
             session.add(VersionBaseline(
                 **key, model_type=payload.get("model_type"), metrics=payload.get("metrics"),
                 reference_sha256=payload.get("reference_sha256"), reference_rows=payload.get("reference_rows"),
-                feature_kinds=payload.get("feature_kinds"), feature_importances=payload.get("feature_importances")))
+                feature_kinds=payload.get("feature_kinds"), feature_importances=payload.get("feature_importances"),
+                bin_edges=payload.get("bin_edges")))
+
+
+class SensitiveFeatureLists(EventConsumer):
+    name = "monitoring.sensitive_features"
+    routing_keys = ("model.created", "model.updated", "model.archived", "model.deleted")
+
+    def handle(self, session: Session, envelope: dict[str, Any]) -> None:
+        payload = envelope["payload"]
+        model_id = uuid.UUID(str(payload["model_id"]))
+        if envelope["type"] == "model.deleted":
+            session.execute(sa.delete(SensitiveFeatures).where(SensitiveFeatures.model_id == model_id))
+            return
+        if "sensitive_features" not in payload:
+            return  # an event from before models had the list: theirs was empty (migration 0018)
+        # In UTC: SQLite keeps a time's wall clock and drops its zone, and compares the text.
+        changed_at = datetime.fromisoformat(envelope["occurred_at"]).astimezone(timezone.utc)
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(SensitiveFeatures).values(
+            model_id=model_id, features=list(payload["sensitive_features"]), changed_at=changed_at)
+        # Events may arrive out of order: only a list announced at least as late as the stored one replaces it.
+        session.execute(statement.on_conflict_do_update(
+            index_elements=["model_id"],
+            set_={"features": statement.excluded.features, "changed_at": statement.excluded.changed_at},
+            where=SensitiveFeatures.changed_at <= statement.excluded.changed_at))
 
 
 def version_baselines() -> VersionBaselines:
     """The consumer as `shared.events.runner` and the relay load it."""
     return VersionBaselines()
+
+
+def sensitive_feature_lists() -> SensitiveFeatureLists:
+    """The consumer as `shared.events.runner` and the relay load it."""
+    return SensitiveFeatureLists()

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from services.monitoring import sensitive
 from services.monitoring.tables import NAME_LENGTH, REQUEST_ID_LENGTH, Actual, Prediction
 from shared.db import utcnow
 from shared.prediction_records import FIELDS, REQUIRED
@@ -51,8 +52,9 @@ class Ingested:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
-def store_predictions(*, session: Session, records: list[Any]) -> Ingested:
-    """Store the valid records of a batch once per (model, request id); report the rest."""
+def store_predictions(*, session: Session, records: list[Any], hash_key: str) -> Ingested:
+    """Store the valid records of a batch once per (model, request id), their sensitive features protected
+    with `hash_key` (sensitive.py); report the rest."""
     outcome = Ingested()
     rows: list[tuple[int, dict[str, Any]]] = []
     received_at = utcnow()
@@ -61,6 +63,7 @@ def store_predictions(*, session: Session, records: list[Any]) -> Ingested:
             rows.append((index, prediction_row(record, received_at=received_at)))
         except BadRecord as exc:
             outcome.rejected.append((index, str(exc)))
+    sensitive.protect_rows(session, [row for _, row in rows], hash_key=hash_key)
     refused_before = len(outcome.rejected)
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start:start + ROWS_PER_STATEMENT]

@@ -152,11 +152,12 @@ def _checked(records: list[Any], one: bool, convert: Callable[[Any], dict[str, A
     return converted, positions, rejected
 
 
-def record_predictions(*, session: Session, versions: Versions, records: list[Any], one: bool,
-                       now: datetime) -> dict[str, Any]:
-    """Store the good records; `one`: a single record, whose fault is the request's (404 or 422)."""
+def record_predictions(*, session: Session, versions: Versions, records: list[Any], one: bool, now: datetime,
+                       hash_key: str) -> dict[str, Any]:
+    """Store the good records (sensitive features protected with `hash_key`); `one`: a single record, whose
+    fault is the request's (404 or 422)."""
     converted, positions, rejected = _checked(records, one, lambda sent: _prediction_record(sent, versions, now))
-    outcome = store_predictions(session=session, records=converted)
+    outcome = store_predictions(session=session, records=converted, hash_key=hash_key)
     if one and outcome.rejected:
         raise ValidationFailed(f"The record cannot be stored: {outcome.rejected[0][1]}.",
                                errors={"record": [outcome.rejected[0][1]]})

@@ -22,9 +22,10 @@ SERVICE = ServiceSpec(
     locations=(Location("^/api/v1/models/[^/]+/(performance|drift|anomalies)$", "regex"), Location("/api/v1/monitoring"),
                Location("/api/v1/drift-reports"), Location("/api/v1/alert-rules"), Location("/api/v1/alerts")),
     settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours",
-              "webhook_allow_private", "prediction_retention_days"),
+              "webhook_allow_private", "prediction_retention_days", "feature_hash_key"),
     tables=("services.monitoring.tables",),
-    consumers=("services.monitoring.handlers:version_baselines",),
+    consumers=("services.monitoring.handlers:version_baselines",
+               "services.monitoring.handlers:sensitive_feature_lists"),
     task_modules=("workers.ingest", "workers.drift", "workers.alerts"),
     queues=(QUEUE, DRIFT_QUEUE),
     # The sweeps find the served versions whose drift report is stale, and the models whose last hour is

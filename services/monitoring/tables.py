@@ -102,7 +102,21 @@ class VersionBaseline(Base):
     feature_kinds: Mapped[dict | None] = mapped_column(NullableJSON)
     feature_importances: Mapped[dict | None] = mapped_column(NullableJSON)
     metrics: Mapped[dict | None] = mapped_column(NullableJSON)
+    # Numeric feature -> the decile bin edges of its training profile: a sensitive one is stored as its bin.
+    bin_edges: Mapped[dict | None] = mapped_column(NullableJSON)
     registered_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class SensitiveFeatures(Base):
+    """A model's sensitive features as the registry announced them (model.created, model.updated,
+    model.archived): their values are stored protected (sensitive.py). `changed_at` is the announcing
+    event's time, so that an older event arriving late changes nothing."""
+
+    __tablename__ = "sensitive_features"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    features: Mapped[list] = mapped_column(NullableJSON, nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 class DriftReport(UUIDPrimaryKey, Base):

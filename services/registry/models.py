@@ -15,7 +15,7 @@ from services.registry.tables import ModelVersion, RegisteredModel
 from shared import audit
 from shared.auth import Actor
 from shared.cache import Cache
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.db import insert_queued, loaded, queue_insert, select_for_update, utcnow
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
@@ -28,7 +28,8 @@ MODEL_SORTING = Sorting(
     tiebreaker=RegisteredModel.id,
     default="-created_at",
 )
-EDITABLE = ("description", "hyperparameters", "features", "target_variable", "tags", "metadata", "status")
+EDITABLE = ("description", "hyperparameters", "features", "sensitive_features", "target_variable", "tags", "metadata",
+            "status")
 
 
 ModelRef = uuid.UUID | str  # a model's id, or (a str only) its id or exact name
@@ -125,7 +126,8 @@ def summary(model: RegisteredModel) -> dict[str, Any]:
     return {
         "name": model.name, "type": model.type, "framework": model.framework, "status": model.status,
         "description": model.description, "hyperparameters": model.hyperparameters, "features": model.features,
-        "target_variable": model.target_variable, "tags": model.tags, "metadata": model.extra_metadata,
+        "sensitive_features": model.sensitive_features, "target_variable": model.target_variable, "tags": model.tags,
+        "metadata": model.extra_metadata,
     }
 
 
@@ -135,19 +137,39 @@ def _changed(session: Session, model: RegisteredModel, action: str, actor: Actor
     audit.record_change(session, actor=actor, action=action, resource_type="model", resource_id=model.id,
                         request_id=request_id, before=before, after=summary(model))
     emit(session, action, {"model_id": model.id, "name": model.name, "status": model.status,
-                           "actor": actor.name, "changes": changes or {}}, producer=PRODUCER)
+                           "actor": actor.name, "changes": changes or {},
+                           "sensitive_features": model.sensitive_features}, producer=PRODUCER)
+
+
+def _checked_sensitive(features: list[str], sensitive: list[str], *, dropped_by_features: bool = False) -> list[str]:
+    """`sensitive` without repeats, when each is one of `features`; else ValidationFailed naming the others.
+    `dropped_by_features`: the request changed `features` and not the list, so the error is the features'."""
+    sensitive = list(dict.fromkeys(sensitive))
+    unknown = [name for name in sensitive if name not in features]
+    if not unknown:
+        return sensitive
+    named = ", ".join(repr(name) for name in unknown)
+    if dropped_by_features:
+        # Dropping a sensitive feature silently would let its values be stored in clear were it listed again.
+        message = (f"These features are sensitive and would no longer be features: {named}. Remove them from "
+                   "sensitive_features in the same request to drop them.")
+        raise ValidationFailed(message, errors={"features": [message]})
+    message = f"Not among the model's features: {named}. A sensitive feature must be one of `features`."
+    raise ValidationFailed(message, errors={"sensitive_features": [message]})
 
 
 def create_model(*, session: Session, actor: Actor, request_id: str, name: str, type: str, framework: str,
                  description: str = "", hyperparameters: dict | None = None, features: list | None = None,
-                 target_variable: str | None = None, tags: dict | None = None,
-                 metadata: dict | None = None) -> RegisteredModel:
+                 sensitive_features: list | None = None, target_variable: str | None = None,
+                 tags: dict | None = None, metadata: dict | None = None) -> RegisteredModel:
     """Register a new model (status `registered`); a name already taken is a Conflict."""
     now = utcnow()
+    sensitive_features = _checked_sensitive(features or [], sensitive_features or [])
     values = dict(
         id=uuid.uuid4(), name=name, type=type, framework=framework, description=description,
         status=lifecycle.REGISTERED, hyperparameters=hyperparameters or {}, features=features or [],
-        target_variable=target_variable, tags=tags or {}, extra_metadata=metadata or {}, created_by=actor.name,
+        sensitive_features=sensitive_features, target_variable=target_variable, tags=tags or {},
+        extra_metadata=metadata or {}, created_by=actor.name,
         created_by_id=actor.id, latest_version=None, version_counter=0, status_before_training=None,
         created_at=now, updated_at=now,
     )
@@ -205,6 +227,10 @@ def update_model(*, session: Session, cache: Cache, actor: Actor, request_id: st
     before = summary(model)
     if "status" in changes and not reported:
         lifecycle.check_transition(model.status, changes["status"])
+    if "features" in changes or "sensitive_features" in changes:
+        changes = {**changes, "sensitive_features": _checked_sensitive(
+            changes.get("features", model.features), changes.get("sensitive_features", model.sensitive_features),
+            dropped_by_features="sensitive_features" not in changes)}
     for field, value in changes.items():
         setattr(model, "extra_metadata" if field == "metadata" else field, value)
     after = summary(model)

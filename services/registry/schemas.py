@@ -49,6 +49,8 @@ class FilePart(Upload):
 
 # ---- models -------------------------------------------------------------------------------------
 
+SENSITIVE_DESCRIPTION = ("some of `features` whose values monitoring never stores in clear: a categorical value as "
+                         "its keyed hash (HMAC-SHA256), a numeric one as its bin of the version's training profile")
 CREATOR_FROM_CREDENTIALS = ("created_by cannot be given: a model's creator is taken from the credentials of the "
                             "request that creates it (the authenticated user or API key); leave the field out.")
 
@@ -58,6 +60,8 @@ class _ModelFields(StrictSchema):
     hyperparameters = fields.Dict(keys=fields.String(), metadata={
         "description": "the starting parameters of the model's trainings (a random_forest's by default)"})
     features = fields.List(fields.String(validate=validate.Length(min=1, max=255)))
+    sensitive_features = fields.List(fields.String(validate=validate.Length(min=1, max=255)), metadata={
+        "description": SENSITIVE_DESCRIPTION})
     target_variable = fields.String(allow_none=True, validate=validate.Length(max=255))
     tags = _tags()
     metadata = fields.Dict(keys=fields.String())
@@ -90,6 +94,7 @@ class ModelSchema(Schema):
     status = fields.String()
     hyperparameters = fields.Dict()
     features = fields.List(fields.String())
+    sensitive_features = fields.List(fields.String(), metadata={"description": SENSITIVE_DESCRIPTION})
     target_variable = fields.String(allow_none=True)
     tags = fields.Dict(keys=fields.String(), values=fields.String())
     metadata = fields.Dict(attribute="extra_metadata")

@@ -32,6 +32,8 @@ class RegisteredModel(UUIDPrimaryKey, Timestamps, Base):
     status: Mapped[str] = mapped_column(sa.String(32))
     hyperparameters: Mapped[dict] = mapped_column(JSONType, default=dict)
     features: Mapped[list] = mapped_column(JSONType, default=list)
+    # Features whose values monitoring never stores in clear (services/monitoring/sensitive.py): some of `features`.
+    sensitive_features: Mapped[list] = mapped_column(JSONType, default=list, server_default="[]")
     target_variable: Mapped[str | None] = mapped_column(sa.String(255))
     tags: Mapped[dict] = mapped_column(JSONType, default=dict)
     # `metadata` is taken by the declarative base, so the attribute has another name than its column.

@@ -23,7 +23,7 @@ from shared.db import utcnow
 from shared.errors import Conflict, ValidationFailed
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
-from shared.served_model import feature_kinds
+from shared.served_model import NUMERIC, feature_kinds
 
 VERSION_SORTING = Sorting(
     columns={"number": ModelVersion.number, "created_at": ModelVersion.created_at},
@@ -144,7 +144,7 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
         "training_job_id": details.training_job_id, "actor": actor.name, "model_type": model.type,
         "metrics": version.metrics, "reference_sha256": details.reference_sha256,
         "reference_rows": details.reference_rows, "feature_kinds": _profiled_kinds(details.profile),
-        "feature_importances": details.feature_importances,
+        "feature_importances": details.feature_importances, "bin_edges": profiled_bin_edges(details.profile),
     }, producer=PRODUCER)
     cache.invalidate_on_commit(session, model_cache_key(model.id))
     return version
@@ -152,6 +152,15 @@ def register_version(*, session: Session, cache: Cache, artifacts: ArtifactStore
 
 def _profiled_kinds(profile: dict[str, Any] | None) -> dict[str, str] | None:
     return feature_kinds(profile, list(profile.get("features") or {})) if profile else None
+
+
+def profiled_bin_edges(profile: dict[str, Any] | None) -> dict[str, list[float]] | None:
+    """Each numeric feature's decile bin edges in the training profile (services/training/profile.py). All
+    of them, not only the sensitive ones: a feature may be marked sensitive after the version is registered."""
+    if not profile:
+        return None
+    return {name: entry["bin_edges"] for name, entry in (profile.get("features") or {}).items()
+            if (entry or {}).get("kind") == NUMERIC and entry.get("bin_edges")}
 
 
 def _link_lineage(session: Session, version: ModelVersion, details: VersionDetails,

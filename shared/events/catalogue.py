@@ -36,6 +36,8 @@ class ModelPayload(_Payload):
     status = fields.String(required=True)
     actor = fields.String(required=True)
     changes = fields.Dict()
+    # The model's sensitive features after the change (created, updated, archived); older events lack it.
+    sensitive_features = fields.List(fields.String())
 
 
 class ModelVersionRegistered(_Payload):
@@ -52,6 +54,8 @@ class ModelVersionRegistered(_Payload):
     reference_rows = fields.Integer(allow_none=True)
     feature_kinds = fields.Dict(allow_none=True)  # feature -> numeric | categorical, from the profile
     feature_importances = fields.Dict(allow_none=True)
+    # Numeric feature -> its decile bin edges in the profile: the bins a sensitive feature's values are stored as.
+    bin_edges = fields.Dict(keys=fields.String(), values=fields.List(fields.Float()), allow_none=True)
 
 
 class ModelVersionUpdated(_Payload):

@@ -75,7 +75,7 @@ def _served_version(db: Database, store: ArtifactStore, rng: np.random.Generator
         session.add(VersionBaseline(model_id=model_id, version=1, model_type="classification",
                                     reference_sha256=stored.sha256 if reference else None, reference_rows=300,
                                     feature_kinds={"x": "numeric", "colour": "categorical"}))
-        assert store_predictions(session=session, records=records).stored == 200
+        assert store_predictions(session=session, records=records, hash_key="").stored == 200
     return model_id
 
 
@@ -118,7 +118,7 @@ def test_an_anomalous_last_hour_is_recorded_and_announced_once(db, settings, wor
                                  predicted_at=this_hour - timedelta(hours=back) + timedelta(minutes=7 * n))
                for back in range(1, 49) for n in range(6)]
     with db.transaction() as session:
-        store_predictions(session=session, records=records)
+        store_predictions(session=session, records=records, hash_key="")
     sender = task_sender(loaded)
 
     def recorded() -> tuple[list[DetectedAnomaly], list[OutboxEvent]]:

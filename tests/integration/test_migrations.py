@@ -142,3 +142,40 @@ def test_versions_from_before_monitorings_baselines_get_one_and_a_new_platform_h
                                                                   {"test_rmse": 2.5})
     assert [tuple(rule) for rule in rules] == [("drift_score", 0.2, None), ("error_rate", 5.0, None),
                                                ("performance_degradation", 10.0, None)]
+
+
+def test_existing_models_have_no_sensitive_features_and_monitoring_gets_their_versions_bin_edges(tmp_path):
+    url = f"sqlite:///{tmp_path}/sensitive.db"
+    migrate(url)
+    command.downgrade(alembic_config(url), "0017")
+    engine = make_engine(url)
+    model_id = uuid.uuid4()
+    profile = {"features": {"age": {"kind": "numeric", "bin_edges": [18.0, 30.0, 65.0]},
+                            "plan": {"kind": "categorical", "frequencies": {"pro": 3}}}}
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO models (id, name, description, type, framework, status, hyperparameters, features, tags,"
+            " metadata, created_by, latest_version, version_counter, created_at, updated_at) VALUES (:id, 'm', '',"
+            " 'regression', 'scikit_learn', 'trained', '{}', '[\"age\", \"plan\"]', '{}', '{}', 'me', 2, 2,"
+            " '2026-01-01', '2026-01-01')"), {"id": model_id.hex})
+        for number, version_profile in ((1, json.dumps(profile)), (2, None)):
+            conn.execute(sa.text(
+                "INSERT INTO model_versions (id, model_id, number, artifact_sha256, size, provenance, status,"
+                " description, parameters, metrics, tags, profile, created_by, created_at) VALUES (:id, :model,"
+                " :number, :sha, 1, 'trained', 'ready', '', '{}', '{}', '{}', :profile, 'me', '2026-01-01')"),
+                {"id": uuid.uuid4().hex, "model": model_id.hex, "number": number, "sha": "1" * 64,
+                 "profile": version_profile})
+            conn.execute(sa.text(
+                "INSERT INTO version_baselines (model_id, version, registered_at) VALUES (:model, :number,"
+                " '2026-01-01')"), {"model": model_id.hex, "number": number})
+    engine.dispose()
+    migrate(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        sensitive = conn.scalar(sa.text("SELECT sensitive_features FROM models"))
+        edges = conn.execute(sa.text("SELECT version, bin_edges FROM version_baselines ORDER BY version")).all()
+        lists = conn.scalar(sa.text("SELECT count(*) FROM sensitive_features"))
+    engine.dispose()
+    assert json.loads(sensitive) == [] and lists == 0
+    assert [(version, json.loads(found) if found else None) for version, found in edges] == [
+        (1, {"age": [18.0, 30.0, 65.0]}), (2, None)]

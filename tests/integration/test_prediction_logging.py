@@ -143,7 +143,7 @@ def test_a_feature_that_is_not_a_number_is_stored_as_missing(db):
     [record] = records(1)
     record["features"] = {"age": math.inf, "income": float("nan"), "plan": "pro"}
     with db.transaction() as session:
-        outcome = store_predictions(session=session, records=[record])
+        outcome = store_predictions(session=session, records=[record], hash_key="")
     assert (outcome.stored, outcome.rejected) == (1, [])
     assert stored(db)[0].features == {"age": None, "income": None, "plan": "pro"}
 
@@ -153,7 +153,7 @@ def test_a_failed_prediction_is_stored_with_its_error_and_no_output(db):
     failed = {**record, "prediction": None, "probabilities": None, "error": "model not loaded"}
     no_output = {**record, "request_id": "neither", "prediction": None}
     with db.transaction() as session:
-        outcome = store_predictions(session=session, records=[failed, no_output])
+        outcome = store_predictions(session=session, records=[failed, no_output], hash_key="")
     assert (outcome.stored, [index for index, _ in outcome.rejected]) == (1, [1])
     with db.transaction() as session:
         assert session.scalar(sa.select(sa.func.count()).where(Prediction.prediction.is_(None))) == 1
@@ -162,9 +162,9 @@ def test_a_failed_prediction_is_stored_with_its_error_and_no_output(db):
 def test_a_batch_stored_twice_reports_its_duplicates(db):
     batch = records(50)
     with db.transaction() as session:
-        first = store_predictions(session=session, records=batch)
+        first = store_predictions(session=session, records=batch, hash_key="")
     with db.transaction() as session:
-        second = store_predictions(session=session, records=batch)
+        second = store_predictions(session=session, records=batch, hash_key="")
     assert (first.stored, first.duplicates, second.stored, second.duplicates) == (50, 0, 0, 50)
 
 
@@ -173,6 +173,32 @@ def test_a_record_the_checks_miss_and_the_database_refuses_costs_only_itself(db)
     # An integer JSON cannot write out (Python's 4,300-digit limit): the multi-row statement fails whole.
     batch[12]["features"] = {"age": 10**5000}
     with db.transaction() as session:
-        outcome = store_predictions(session=session, records=batch)
+        outcome = store_predictions(session=session, records=batch, hash_key="")
     assert (outcome.stored, [index for index, _ in outcome.rejected]) == (29, [12])
     assert len(stored(db)) == 29
+
+
+def test_the_ingest_worker_stores_a_models_sensitive_features_protected(db, settings, prediction_log):
+    from services.monitoring.handlers import SensitiveFeatureLists, VersionBaselines
+    from services.monitoring.sensitive import Protector, platform_key
+    from shared.events.catalogue import build_envelope
+    from shared.events.consumer import process
+
+    model_id = uuid.uuid4()
+    edges = {"age": [20.0, 40.0, 60.0, 70.0]}
+    # What monitoring has heard from the registry: the model's list, and version 2's profile bins.
+    process(db, SensitiveFeatureLists(), build_envelope("model.created", {
+        "model_id": model_id, "name": "m", "status": "registered", "actor": "dana",
+        "sensitive_features": ["age", "plan"]}, producer="registry"))
+    process(db, VersionBaselines(), build_envelope("model_version.registered", {
+        "model_id": model_id, "version": 2, "artifact_sha256": "0" * 64, "actor": "dana",
+        "feature_kinds": {"age": "numeric", "plan": "categorical"}, "bin_edges": edges}, producer="registry"))
+    prediction_log.add(records(60, model_id=model_id))
+    rows = wait_for(lambda: len(stored(db)) == 60 and stored(db), what="sixty protected rows")
+    expected = Protector(key=platform_key(settings["feature_hash_key"]), model_id=model_id, features=["age", "plan"],
+                         kinds={"age": "numeric", "plan": "categorical"}, bin_edges=edges)
+    ages = {row.request_id: row.features["age"] for row in rows}
+    assert (ages["req-0"], ages["req-40"], ages["req-45"]) == ("[20.0, 40.0)", "[60.0, 70.0]", "> 70.0")  # 30, 70, 75
+    assert all(row.features == {"age": expected.value("age", 30 + int(row.request_id[4:]) % 50),
+                                "plan": expected.value("plan", "pro")} for row in rows)
+    assert rows[0].features["plan"].startswith("hmac:") and settings["feature_hash_key"]

@@ -141,7 +141,7 @@ def test_each_write_leaves_one_audit_row_and_the_right_event(app, client, ds):
         "model_version.alias_set", "model_version.alias_removed", "model.archived", "model.deleted"]
     payloads = [event.envelope["payload"] for event in events]
     assert payloads[0] == {"model_id": model["id"], "name": "churn", "status": "registered", "actor": "dana",
-                           "changes": {}}
+                           "changes": {}, "sensitive_features": []}
     assert payloads[2]["version"] == 1 and payloads[2]["dataset_id"] == dataset["id"]
     assert payloads[3]["changes"] == {"description": "better", "status": "trained"}
     assert (payloads[4]["version"], payloads[4]["previous_version"]) == (1, None)

@@ -21,6 +21,7 @@ def platform_settings(database_url: str, servers: dict[str, str], root: Path, ru
         "artifact_keys": "k1:" + "A" * 43 + "=",
         "data_root": str(root / "data"),
         "jwt_secret": "test-secret-" + run_id + "-0123456789abcdef",
+        "feature_hash_key": "test-feature-hash-key-" + run_id,
         # Rollouts at test speed: replicas poll twice a second, switches are written a second ahead.
         "replica_poll_seconds": 0.5,
         "switch_ahead_seconds": 1.0,

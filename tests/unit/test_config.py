@@ -20,16 +20,18 @@ def test_embedded_default_keeps_everything_under_the_var_dir():
     assert settings.artifact_root == "/tmp/x/artifacts"
 
 
-def test_production_refuses_to_start_without_jwt_secret_and_artifact_key():
-    with pytest.raises(ConfigError, match="MODELYARD_JWT_SECRET and MODELYARD_ARTIFACT_KEYS"):
+def test_production_refuses_to_start_without_jwt_secret_artifact_key_and_feature_hash_key():
+    with pytest.raises(ConfigError, match="MODELYARD_JWT_SECRET, MODELYARD_ARTIFACT_KEYS, MODELYARD_FEATURE_HASH_KEY$"):
         load_settings(environ={"MODELYARD_ENV": "production"})
-    with pytest.raises(ConfigError, match="MODELYARD_ARTIFACT_KEYS"):
-        load_settings(environ={"MODELYARD_ENV": "production", "MODELYARD_JWT_SECRET": "s"})
+    with pytest.raises(ConfigError, match="without MODELYARD_FEATURE_HASH_KEY$"):
+        load_settings(environ={"MODELYARD_ENV": "production", "MODELYARD_JWT_SECRET": "s",
+                               "MODELYARD_ARTIFACT_KEYS": "k:" + "A" * 43 + "="})
 
 
-def test_production_starts_with_both_secrets():
+def test_production_starts_with_its_three_secrets():
     settings = load_settings(environ={"MODELYARD_ENV": "production", "MODELYARD_JWT_SECRET": "s",
-                                      "MODELYARD_ARTIFACT_KEYS": "k:" + "A" * 43 + "="})
+                                      "MODELYARD_ARTIFACT_KEYS": "k:" + "A" * 43 + "=",
+                                      "MODELYARD_FEATURE_HASH_KEY": "h"})
     assert settings.env == "production"
 
 
@@ -52,12 +54,27 @@ def test_config_show_says_the_secrets_make_run_generated_are_set_without_printin
     from launch.processes import local_secrets
     from shared.cli import main
 
-    for name in ("MODELYARD_JWT_SECRET", "MODELYARD_ARTIFACT_KEYS"):
+    for name in ("MODELYARD_JWT_SECRET", "MODELYARD_ARTIFACT_KEYS", "MODELYARD_FEATURE_HASH_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODELYARD_VAR_DIR", str(tmp_path))
     generated = local_secrets(load_settings())  # what make run does before it starts anything
     assert main(["config", "show"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["jwt_secret"] == shown["artifact_keys"] == "********"
+    assert shown["jwt_secret"] == shown["artifact_keys"] == shown["feature_hash_key"] == "********"
     assert not any(secret in json.dumps(shown) for secret in generated.values())
     assert shown["bind"] == "127.0.0.1:8000"
+
+
+def test_a_var_dir_made_before_the_feature_hash_key_gets_one_and_keeps_its_other_secrets(tmp_path, monkeypatch):
+    from launch.processes import local_secrets
+    from shared.config import SECRETS_FILE, stored_secrets
+
+    for name in ("MODELYARD_JWT_SECRET", "MODELYARD_ARTIFACT_KEYS", "MODELYARD_FEATURE_HASH_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    older = {"MODELYARD_JWT_SECRET": "old-jwt", "MODELYARD_ARTIFACT_KEYS": "local1:" + "B" * 43 + "="}
+    (tmp_path / SECRETS_FILE).write_text(json.dumps(older))
+    settings = load_settings(environ={"MODELYARD_VAR_DIR": str(tmp_path)})
+    first = local_secrets(settings)
+    assert {name: first[name] for name in older} == older and len(first["MODELYARD_FEATURE_HASH_KEY"]) >= 32
+    assert local_secrets(settings) == first == stored_secrets(str(tmp_path))  # made once, then read
+    assert (tmp_path / SECRETS_FILE).stat().st_mode & 0o777 == 0o600
