@@ -5,13 +5,17 @@ A rule watches one metric of one model (model_id) or of every model (none):
 - performance_degradation: how far, in percent, the live metric of that report's concept drift fell
   behind the version's test metric (accuracy below, rmse above), once 30 predictions had an actual;
 - error_rate: the percentage of failed predictions in the last `window_minutes` (10 at least);
-- latency_p95_ms: the 95th percentile latency of the predictions in the last `window_minutes`.
+- latency_p95_ms: the 95th percentile latency of the predictions in the last `window_minutes`;
+- cpu_percent, memory_percent: the highest of the model's serving replicas' last CPU (memory) use
+  heard of in the last `window_minutes`, in percent of what its live deployment gives a replica
+  (deployment_config.resources), as the deployment service announces them every minute
+  (endpoint.usage_reported, kept in tables.ReplicaUsage by handlers.py).
 A model's value above the threshold fires an alert, one per rule and model while it stays open
 (firing, or acknowledged by an ml_engineer); a later value at or below the threshold resolves it. A
 model without a value (no report, too few predictions) leaves its alert as it is. Firing and resolving
 emit alert.fired / alert.resolved and, when the rule has a webhook, send the change there
-(workers/alerts.py, with retries). The migration creates the brief's rules for every model: drift score
-above 0.2, performance 10% below the baseline, error rate above 5%.
+(workers/alerts.py, with retries). The migrations create the brief's rules for every model: drift score
+above 0.2, performance 10% below the baseline, error rate above 5%, CPU and memory above 80%.
 
 Beat evaluates every rule each minute (workers/alerts.py): one transaction, so two evaluations never
 fire the same alert twice.
@@ -32,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from services.monitoring import scores
 from services.monitoring.drift import standard_reports
-from services.monitoring.tables import Alert, AlertRule, DriftReport, Prediction, WebhookDelivery
+from services.monitoring.tables import Alert, AlertRule, DriftReport, Prediction, ReplicaUsage, WebhookDelivery
 from shared import audit
 from shared.auth import Actor
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -43,10 +47,12 @@ from shared.tasks import enqueue_after_commit
 log = logging.getLogger(__name__)
 
 PRODUCER = "monitoring"
-METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms")
+USAGE_METRICS = ("cpu_percent", "memory_percent")
+METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms", *USAGE_METRICS)
 # The thresholds that can mean something: a score in [0, 1], percentages, milliseconds.
 THRESHOLD_RANGES = {"drift_score": (0.0, 1.0), "performance_degradation": (0.0, 100.0), "error_rate": (0.0, 100.0),
-                    "latency_p95_ms": (0.0, 3_600_000.0)}
+                    "latency_p95_ms": (0.0, 3_600_000.0), "cpu_percent": (0.0, 100.0),
+                    "memory_percent": (0.0, 100.0)}
 FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
 OPEN = (FIRING, ACKNOWLEDGED)
 # Fewer predictions in a window say nothing about an error rate or a latency percentile.
@@ -269,6 +275,15 @@ def _values(session: Session, rule: AlertRule, drift_hours: int, now: datetime) 
             if value is not None:
                 values[model_id] = max(value, values.get(model_id, value))
         return values
+    if rule.metric in USAGE_METRICS:
+        # The worst replica decides: one replica out of memory is an outage in the making, whatever the others do.
+        figure = getattr(ReplicaUsage, rule.metric)
+        query = sa.select(ReplicaUsage.model_id, sa.func.max(figure)).where(
+            figure.is_not(None), ReplicaUsage.reported_at >= now - timedelta(minutes=rule.window_minutes)
+        ).group_by(ReplicaUsage.model_id)
+        if rule.model_id is not None:
+            query = query.where(ReplicaUsage.model_id == rule.model_id)
+        return {model_id: value for model_id, value in session.execute(query)}
     query = sa.select(Prediction.model_id, Prediction.error, Prediction.latency_ms).where(
         Prediction.predicted_at >= now - timedelta(minutes=rule.window_minutes), Prediction.predicted_at <= now)
     if rule.model_id is not None:

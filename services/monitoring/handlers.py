@@ -1,15 +1,17 @@
 """Monitoring's reactions to other services' events: a registered version's baseline is kept here
-(tables.VersionBaseline), so that drift and concept drift need not ask the registry."""
+(tables.VersionBaseline), so that drift and concept drift need not ask the registry; and what alerts
+watch beside predictions: the serving replicas' CPU and memory (tables.ReplicaUsage)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.monitoring.tables import VersionBaseline
+from services.monitoring.tables import ReplicaUsage, VersionBaseline
 from shared.events.consumer import EventConsumer
 
 
@@ -29,6 +31,27 @@ class VersionBaselines(EventConsumer):
                 **key, model_type=payload.get("model_type"), metrics=payload.get("metrics"),
                 reference_sha256=payload.get("reference_sha256"), reference_rows=payload.get("reference_rows"),
                 feature_kinds=payload.get("feature_kinds"), feature_importances=payload.get("feature_importances")))
+
+
+class AlertSources(EventConsumer):
+    name = "monitoring.alerts"
+    routing_keys = ("endpoint.usage_reported",)
+
+    def handle(self, session: Session, envelope: dict[str, Any]) -> None:
+        payload = envelope["payload"]
+        # The endpoint's replicas as the deployment service last heard them: one gone quiet is dropped.
+        session.execute(sa.delete(ReplicaUsage).where(ReplicaUsage.endpoint == payload["endpoint"]))
+        model_id = uuid.UUID(str(payload["model_id"]))
+        session.add_all(ReplicaUsage(endpoint=payload["endpoint"], replica=replica["replica"], model_id=model_id,
+                                     cpu_percent=replica.get("cpu_percent"),
+                                     memory_percent=replica.get("memory_percent"),
+                                     reported_at=datetime.fromisoformat(replica["reported_at"]))
+                        for replica in payload["replicas"])
+
+
+def alert_sources() -> AlertSources:
+    """The consumer as `shared.events.runner` and the relay load it."""
+    return AlertSources()
 
 
 def version_baselines() -> VersionBaselines:

@@ -224,7 +224,8 @@ class AnomaliesSchema(Schema):
 def _threshold(**options):
     return fields.Float(allow_nan=False, **options, validate=validate.Range(min=-1e12, max=1e12), metadata={
         "description": "fires above it: drift_score in [0, 1], performance_degradation and error_rate in percent "
-                       "[0, 100], latency_p95_ms in milliseconds (at most an hour)"})
+                       "[0, 100], latency_p95_ms in milliseconds (at most an hour), cpu_percent and memory_percent in "
+                       "percent of a replica's resources [0, 100]"})
 
 
 class AlertRuleCreateSchema(StrictSchema):
@@ -234,7 +235,8 @@ class AlertRuleCreateSchema(StrictSchema):
     metric = fields.String(required=True, validate=validate.OneOf(ALERT_METRICS))
     threshold = _threshold(required=True)
     window_minutes = fields.Integer(load_default=60, validate=validate.Range(min=1, max=7 * 1440), metadata={
-        "description": "error_rate and latency_p95_ms: the minutes of predictions they are computed over"})
+        "description": "error_rate and latency_p95_ms: the minutes of predictions they are computed over; "
+                       "cpu_percent and memory_percent: how recent a replica's figure must be"})
     enabled = fields.Boolean(load_default=True)
     webhook_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=2048),
                                 metadata={"description": "http(s) URL of a public address; signed POSTs"})

@@ -23,7 +23,7 @@ SERVICE = ServiceSpec(
     settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours",
               "webhook_allow_private"),
     tables=("services.monitoring.tables",),
-    consumers=("services.monitoring.handlers:version_baselines",),
+    consumers=("services.monitoring.handlers:version_baselines", "services.monitoring.handlers:alert_sources"),
     task_modules=("workers.ingest", "workers.drift", "workers.alerts"),
     queues=(QUEUE, DRIFT_QUEUE),
     # The sweeps find the served versions whose drift report is stale, and the models whose last hour is

@@ -237,6 +237,29 @@ class EndpointTrafficChanged(_Payload):
     deployment_id = fields.UUID(allow_none=True)
 
 
+class ReplicaUsage(Schema):
+    replica = fields.String(required=True)
+    reported_at = fields.DateTime(required=True)
+    # Percent of the CPU and memory the endpoint's live deployment gives each replica (its
+    # deployment_config.resources, the limits of its Kubernetes manifests); None when not reported.
+    cpu_percent = fields.Float(allow_none=True)
+    memory_percent = fields.Float(allow_none=True)
+    rss_bytes = fields.Integer(allow_none=True)
+
+
+class EndpointUsageReported(_Payload):
+    """Every minute, per endpoint with a live deployment: each replica's CPU and memory as it last
+    reported them (services/deployment/observation.py), against that deployment's resources."""
+
+    endpoint = fields.String(required=True)
+    model_id = fields.UUID(required=True)
+    environment = fields.String(required=True)
+    deployment_id = fields.UUID(required=True)  # the live deployment whose resources are the 100%
+    cpu_cores = fields.Float(required=True)
+    memory_bytes = fields.Integer(required=True)
+    replicas = fields.List(fields.Nested(ReplicaUsage), required=True)
+
+
 CATALOGUE: dict[str, type[Schema]] = {
     "model.created": ModelPayload,
     "model.updated": ModelPayload,
@@ -258,6 +281,7 @@ CATALOGUE: dict[str, type[Schema]] = {
     "deployment.failed": DeploymentOutcome,
     "deployment.rolled_back": DeploymentOutcome,
     "endpoint.traffic_changed": EndpointTrafficChanged,
+    "endpoint.usage_reported": EndpointUsageReported,
     "drift.detected": DriftDetected,
     "anomaly.detected": AnomalyDetected,
     "alert.fired": AlertChanged,

@@ -1,0 +1,142 @@
+"""What alerts watch beside predictions, each learnt from another service's events on a real worker, relay
+and broker: the serving replicas' CPU and memory (the deployment service's endpoint.usage_reported)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from services.deployment.service import REPORT_USAGE
+from services.monitoring.handlers import AlertSources
+from services.monitoring.service import EVALUATE_ALERTS
+from services.monitoring.tables import ReplicaUsage
+from shared.config import load_settings
+from shared.events.outbox import OutboxEvent
+from shared.tasks import task_sender
+from tests.conftest import RUN_ID
+from tests.support.deployments import deploy, model_with_versions, wait_ended
+from tests.support.polling import wait_for
+from tests.support.registry import bearer
+from tests.support.training import celery_worker, event_pipeline, training_settings
+
+pytestmark = pytest.mark.integration
+
+RULES, ALERTS = "/api/v1/alert-rules", "/api/v1/alerts"
+MiB = 2 ** 20
+
+
+@pytest.fixture(scope="module")
+def settings(database_url, servers, tmp_path_factory):
+    return training_settings(database_url, servers, tmp_path_factory.mktemp("alert-sources"), RUN_ID)
+
+
+@pytest.fixture
+def settings_overrides(settings):
+    return settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker(settings, tmp_path_factory):
+    with event_pipeline(load_settings(settings), [AlertSources()]):
+        with celery_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log",
+                           pools=("default", "deploy")) as running:
+            yield running
+
+
+@pytest.fixture
+def engineer(app):
+    return bearer(app, "ml_engineer", "erin")
+
+
+class Tasks:
+    """Beat's tasks, sent by hand, each waited for until the worker says it succeeded."""
+
+    def __init__(self, settings, worker):
+        self._loaded = load_settings(settings)
+        self._sender, self._worker = task_sender(self._loaded), worker
+
+    def run(self, name: str) -> None:
+        done = len(re.findall(rf"Task {re.escape(name)}\[[^]]+\] succeeded", self._worker.log()))
+        self._sender.send_task(name, queue=self._loaded.task_queue("default"))
+        wait_for(lambda: len(re.findall(rf"Task {re.escape(name)}\[[^]]+\] succeeded", self._worker.log())) > done,
+                 what=name)
+
+
+@pytest.fixture
+def tasks(settings, worker):
+    return Tasks(settings, worker)
+
+
+def _events(app, event_type: str) -> list[dict]:
+    with app.extensions["modelyard"].db.transaction() as session:
+        return [row.envelope for row in session.scalars(
+            sa.select(OutboxEvent).where(OutboxEvent.type == event_type).order_by(OutboxEvent.seq))]
+
+
+def _usage(app) -> dict[str, tuple[float | None, float | None]]:
+    with app.extensions["modelyard"].db.transaction() as session:
+        return {row.replica: (row.cpu_percent, row.memory_percent) for row in session.scalars(sa.select(ReplicaUsage))}
+
+
+def _report(client, engineer, endpoint: str, replica: str, cpu: float, rss: int) -> None:
+    answer = client.post(f"/api/v1/endpoints/{endpoint}/reports", headers=engineer, json={
+        "replica": replica, "window_seconds": 30, "versions": {}, "cpu_percent": cpu, "rss_bytes": rss})
+    assert answer.status_code == 204, answer.json
+
+
+def _open(client, headers, rule_id: str) -> list[dict]:
+    return [alert for alert in client.get(f"{ALERTS}?rule_id={rule_id}", headers=headers).json["items"]
+            if alert["state"] != "resolved"]
+
+
+def test_cpu_and_memory_of_a_models_replicas_fire_an_alert_in_percent_of_its_deployments_resources(
+        app, client, ds, engineer, tasks):
+    model = model_with_versions(client, ds)
+    live = wait_ended(client, engineer, deploy(client, engineer, model["id"], deployment_config={
+        "resources": {"cpu": "500m", "memory": "100Mi"}}))
+    assert live["status"] == "live", live
+    endpoint = live["endpoint"]
+    rules = {metric: client.post(RULES, headers=engineer, json={
+        "name": metric, "model_id": model["id"], "metric": metric, "threshold": 80, "window_minutes": 5}).json
+        for metric in ("cpu_percent", "memory_percent")}
+    # Half a core busy of the half a core it has: 90% of its CPU; 50 MiB of 100: half its memory. And the other way.
+    _report(client, engineer, endpoint, "a", cpu=45.0, rss=50 * MiB)
+    _report(client, engineer, endpoint, "b", cpu=10.0, rss=90 * MiB)
+    tasks.run(REPORT_USAGE)
+    [announced] = _events(app, "endpoint.usage_reported")
+    payload = announced["payload"]
+    assert (payload["endpoint"], payload["model_id"], payload["deployment_id"], payload["cpu_cores"],
+            payload["memory_bytes"]) == (endpoint, model["id"], live["id"], 0.5, 100 * MiB)
+    assert [(replica["replica"], replica["cpu_percent"], replica["memory_percent"]) for replica in payload["replicas"]] \
+        == [("a", 90.0, 50.0), ("b", 20.0, 90.0)]
+    wait_for(lambda: _usage(app) == {"a": (90.0, 50.0), "b": (20.0, 90.0)}, what="monitoring's copy of the usage")
+
+    tasks.run(EVALUATE_ALERTS)
+    # The worst replica decides each: a's CPU, b's memory.
+    for metric, value in (("cpu_percent", 90.0), ("memory_percent", 90.0)):
+        [alert] = _open(client, ds, rules[metric]["id"])
+        assert (alert["model_id"], alert["metric"], alert["state"], alert["value"]) == \
+            (model["id"], metric, "firing", value)
+
+    # Replica b went away, a calmed down: each alert resolves with the figure that cleared it.
+    with app.extensions["modelyard"].db.transaction() as session:
+        session.execute(sa.text("DELETE FROM replica_reports WHERE replica = 'b'"))
+    _report(client, engineer, endpoint, "a", cpu=20.0, rss=60 * MiB)
+    tasks.run(REPORT_USAGE)
+    wait_for(lambda: _usage(app) == {"a": (40.0, 60.0)}, what="the calmer usage")
+    tasks.run(EVALUATE_ALERTS)
+    for metric, value in (("cpu_percent", 40.0), ("memory_percent", 60.0)):
+        assert _open(client, ds, rules[metric]["id"]) == []
+        [alert] = client.get(f"{ALERTS}?rule_id={rules[metric]['id']}", headers=ds).json["items"]
+        assert (alert["state"], alert["value"]) == ("resolved", value)
+
+
+def test_cpu_and_memory_rules_take_percentages_only(client, engineer):
+    for metric in ("cpu_percent", "memory_percent"):
+        for threshold in (-1, 101):
+            answer = client.post(RULES, headers=engineer, json={"name": "x", "metric": metric, "threshold": threshold})
+            assert answer.status_code == 422 and "threshold" in answer.json["errors"], answer.json
+        assert client.post(RULES, headers=engineer, json={"name": "x", "metric": metric, "threshold": 80}).status_code \
+            == 201
