@@ -1,4 +1,5 @@
-"""Serving replicas' CPU and memory as monitoring keeps them, and the brief's CPU and memory alert rules
+"""Serving replicas' CPU and memory as monitoring keeps them, the brief's CPU and memory alert rules, and
+the rules a deployment's alert thresholds make
 
 Revision ID: 0019
 Revises: 0017
@@ -33,6 +34,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("endpoint", "replica", name="pk_replica_usage"),
     )
     op.create_index("ix_replica_usage_model_id_reported_at", "replica_usage", ["model_id", "reported_at"])
+    with op.batch_alter_table("alert_rules") as batch:
+        batch.add_column(sa.Column("deployment_id", sa.Uuid(), nullable=True))
     rules = sa.table("alert_rules", sa.column("id", sa.Uuid()), sa.column("name", sa.String()),
                      sa.column("model_id", sa.Uuid()), sa.column("metric", sa.String()),
                      sa.column("threshold", sa.Float()), sa.column("window_minutes", sa.Integer()),
@@ -47,10 +50,18 @@ def upgrade() -> None:
                            for name, metric, threshold, window in DEFAULT_RULES])
 
 
+def _delete_rules(where: str) -> None:
+    # Their alerts and deliveries first: SQLite's foreign keys are off while migrating, nothing cascades.
+    rules = f"SELECT id FROM alert_rules WHERE {where}"
+    op.execute(sa.text("DELETE FROM webhook_deliveries WHERE alert_id IN "
+                       f"(SELECT id FROM alerts WHERE rule_id IN ({rules}))"))
+    op.execute(sa.text(f"DELETE FROM alerts WHERE rule_id IN ({rules})"))
+    op.execute(sa.text(f"DELETE FROM alert_rules WHERE {where}"))
+
+
 def downgrade() -> None:
-    op.execute(sa.text("DELETE FROM alerts WHERE rule_id IN (SELECT id FROM alert_rules WHERE created_by = 'system' "
-                       "AND model_id IS NULL AND metric IN ('cpu_percent', 'memory_percent'))"))
-    op.execute(sa.text("DELETE FROM alert_rules WHERE created_by = 'system' AND model_id IS NULL "
-                       "AND metric IN ('cpu_percent', 'memory_percent')"))
+    _delete_rules("deployment_id IS NOT NULL OR metric IN ('cpu_percent', 'memory_percent')")
+    with op.batch_alter_table("alert_rules") as batch:
+        batch.drop_column("deployment_id")
     op.drop_index("ix_replica_usage_model_id_reported_at", table_name="replica_usage")
     op.drop_table("replica_usage")

@@ -39,6 +39,7 @@ from services.monitoring.drift import standard_reports
 from services.monitoring.tables import Alert, AlertRule, DriftReport, Prediction, ReplicaUsage, WebhookDelivery
 from shared import audit
 from shared.auth import Actor
+from shared.db import select_for_update
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
@@ -133,9 +134,7 @@ def update_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uui
     elif "webhook_url" in changes:
         rule.webhook_secret = None
     if changes.get("enabled") is False and rule.enabled:
-        for alert in session.scalars(sa.select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(OPEN))):
-            alert.state, alert.resolved_at = RESOLVED, now
-            emit(session, "alert.resolved", payload(rule, alert), producer=PRODUCER)
+        _resolve_open(session, rule, now)
     for name, value in changes.items():
         setattr(rule, name, value)
     rule.updated_at = now
@@ -149,6 +148,23 @@ def delete_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uui
     rule = get_rule(session, rule_id, for_update=True)
     audit.record_change(session, actor=actor, action="alert_rule.deleted", resource_type="alert_rule",
                         resource_id=rule.id, request_id=request_id, before=_summary(rule), after=None)
+    _delete(session, rule)
+
+
+def retire_rule(session: Session, rule: AlertRule, now: datetime) -> None:
+    """A rule that no longer applies (its deployment's threshold is gone): its open alerts resolve, as
+    disabling it would resolve them, and it goes with its alerts."""
+    _resolve_open(session, rule, now)
+    _delete(session, rule)
+
+
+def _resolve_open(session: Session, rule: AlertRule, now: datetime) -> None:
+    for alert in session.scalars(sa.select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(OPEN))):
+        alert.state, alert.resolved_at = RESOLVED, now
+        emit(session, "alert.resolved", payload(rule, alert), producer=PRODUCER)
+
+
+def _delete(session: Session, rule: AlertRule) -> None:
     session.execute(sa.delete(WebhookDelivery).where(
         WebhookDelivery.alert_id.in_(sa.select(Alert.id).where(Alert.rule_id == rule.id))))
     session.execute(sa.delete(Alert).where(Alert.rule_id == rule.id))
@@ -196,8 +212,10 @@ def evaluate(session: Session, *, queue: str, drift_hours: int, now: datetime) -
     """Every enabled rule against every model it watches: fire, keep, or resolve alerts. A rule whose
     evaluation fails is logged and skipped (its savepoint rolled back); the others still count."""
     counts = {"rules": 0, "fired": 0, "resolved": 0, "failed": 0}
-    rules = session.scalars(sa.select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
-                            .with_for_update()).all()
+    # On SQLite this takes the write lock first: a transaction that read, then writes after another
+    # process (the relay, a consumer) wrote, is refused at once ("database is locked"), never waits.
+    rules = session.scalars(select_for_update(session, sa.select(AlertRule).where(AlertRule.enabled.is_(True))
+                                              .order_by(AlertRule.id))).all()
     for rule in rules:
         counts["rules"] += 1
         try:

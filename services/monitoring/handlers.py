@@ -1,6 +1,7 @@
 """Monitoring's reactions to other services' events: a registered version's baseline is kept here
 (tables.VersionBaseline), so that drift and concept drift need not ask the registry; and what alerts
-watch beside predictions: the serving replicas' CPU and memory (tables.ReplicaUsage)."""
+watch beside predictions: the serving replicas' CPU and memory (tables.ReplicaUsage), and each model's
+live deployment's alert thresholds as rules (deployment_rules.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from services.monitoring.deployment_rules import follow_deployment
 from services.monitoring.tables import ReplicaUsage, VersionBaseline
+from shared.db import utcnow
 from shared.events.consumer import EventConsumer
 
 
@@ -35,10 +38,18 @@ class VersionBaselines(EventConsumer):
 
 class AlertSources(EventConsumer):
     name = "monitoring.alerts"
-    routing_keys = ("endpoint.usage_reported",)
+    routing_keys = ("endpoint.usage_reported", "deployment.live", "deployment.rolled_back")
 
     def handle(self, session: Session, envelope: dict[str, Any]) -> None:
         payload = envelope["payload"]
+        if envelope["type"] in ("deployment.live", "deployment.rolled_back"):
+            if "live_alert_thresholds" in payload:  # older events do not say
+                live = payload.get("live_deployment_id")
+                follow_deployment(session, model_id=uuid.UUID(str(payload["model_id"])),
+                                  deployment_id=uuid.UUID(str(live)) if live else None,
+                                  environment=payload["environment"], thresholds=payload["live_alert_thresholds"],
+                                  now=utcnow())
+            return
         # The endpoint's replicas as the deployment service last heard them: one gone quiet is dropped.
         session.execute(sa.delete(ReplicaUsage).where(ReplicaUsage.endpoint == payload["endpoint"]))
         model_id = uuid.UUID(str(payload["model_id"]))

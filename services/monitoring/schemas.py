@@ -254,6 +254,8 @@ class AlertRuleSchema(Schema):
     id = fields.String()
     name = fields.String()
     model_id = fields.String(allow_none=True)
+    deployment_id = fields.String(allow_none=True, metadata={
+        "description": "set on the rules a live deployment's alert_thresholds made; the next one replaces them"})
     metric = fields.String()
     threshold = fields.Float()
     window_minutes = fields.Integer()

@@ -158,12 +158,14 @@ class ReplicaUsage(Base):
 
 class AlertRule(UUIDPrimaryKey, Base):
     """When to alert: `metric` above `threshold` for one model, or for every model (model_id NULL), and
-    where to send it (a webhook, signed with the rule's secret)."""
+    where to send it (a webhook, signed with the rule's secret). A rule with a deployment_id is one of
+    that deployment's alert_thresholds (deployment_rules.py), replaced when another goes live."""
 
     __tablename__ = "alert_rules"
 
     name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
     model_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    deployment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     metric: Mapped[str] = mapped_column(sa.String(32))
     threshold: Mapped[float] = mapped_column(sa.Float)
     window_minutes: Mapped[int] = mapped_column(sa.Integer)

@@ -217,6 +217,11 @@ class DeploymentOutcome(_Payload):
     # Whether any version of the model is live on any endpoint after this: the model is `deployed` while so.
     model_live = fields.Boolean(required=True)
     previous_version = fields.Integer(allow_none=True)  # live and rolled_back: the version live before
+    # live and rolled_back: the deployment live on the endpoint after this and its
+    # monitoring_config.alert_thresholds (monitoring makes them the model's alert rules); null when none
+    # is. Older events lack them.
+    live_deployment_id = fields.UUID(allow_none=True)
+    live_alert_thresholds = fields.Dict(allow_none=True)
 
 
 class TrafficRoute(Schema):

@@ -1,5 +1,6 @@
 """What alerts watch beside predictions, each learnt from another service's events on a real worker, relay
-and broker: the serving replicas' CPU and memory (the deployment service's endpoint.usage_reported)."""
+and broker: the serving replicas' CPU and memory (the deployment service's endpoint.usage_reported), and
+the live deployment's own alert thresholds as the model's rules (deployment.live, .rolled_back)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from shared.config import load_settings
 from shared.events.outbox import OutboxEvent
 from shared.tasks import task_sender
 from tests.conftest import RUN_ID
-from tests.support.deployments import deploy, model_with_versions, wait_ended
+from tests.support.deployments import deploy, model_with_versions, skops_model, wait_ended
 from tests.support.polling import wait_for
-from tests.support.registry import bearer
+from tests.support.registry import bearer, upload_version
 from tests.support.training import celery_worker, event_pipeline, training_settings
 
 pytestmark = pytest.mark.integration
@@ -140,3 +141,52 @@ def test_cpu_and_memory_rules_take_percentages_only(client, engineer):
             assert answer.status_code == 422 and "threshold" in answer.json["errors"], answer.json
         assert client.post(RULES, headers=engineer, json={"name": "x", "metric": metric, "threshold": 80}).status_code \
             == 201
+
+
+def _deployment_rules(client, headers, model_id: str) -> dict[str, dict]:
+    return {rule["metric"]: rule for rule in client.get(f"{RULES}?model_id={model_id}&limit=500", headers=headers)
+            .json["items"] if rule["deployment_id"]}
+
+
+def _thresholds(rules: dict[str, dict]) -> dict[str, tuple]:
+    return {metric: (rule["threshold"], rule["window_minutes"], rule["deployment_id"]) for metric, rule in rules.items()}
+
+
+def test_the_live_deployments_alert_thresholds_are_the_models_rules_until_another_replaces_them(
+        app, client, ds, engineer, tasks):
+    model = model_with_versions(client, ds)
+    first = wait_ended(client, engineer, deploy(client, engineer, model["id"], monitoring_config={
+        "alert_thresholds": {"cpu": 70, "error_rate": 2, "latency": 500}}))
+    assert first["status"] == "live", first
+    rules = wait_for(lambda: len(found := _deployment_rules(client, ds, model["id"])) == 3 and found,
+                     what="the first deployment's rules")
+    assert _thresholds(rules) == {"cpu_percent": (70.0, 5, first["id"]), "error_rate": (2.0, 15, first["id"]),
+                                  "latency_p95_ms": (500.0, 15, first["id"])}
+    assert rules["cpu_percent"]["name"] == "production deployment: CPU above 70% of a replica's CPU"
+    # Its CPU rule fires: 40% of one core is 80% of the default half core.
+    _report(client, engineer, first["endpoint"], "a", cpu=40.0, rss=0)
+    tasks.run(REPORT_USAGE)
+    wait_for(lambda: _usage(app).get("a") == (80.0, 0.0), what="monitoring's copy of the usage")
+    tasks.run(EVALUATE_ALERTS)
+    [cpu_alert] = _open(client, ds, rules["cpu_percent"]["id"])
+
+    assert upload_version(client, ds, model["id"], skops_model(1), filename="model.skops").status_code == 201
+    second = wait_ended(client, engineer, deploy(client, engineer, model["id"], version=2, monitoring_config={
+        "alert_thresholds": {"memory": 90, "error_rate": 3, "latency": 400}}))
+    assert second["status"] == "live", second
+    replaced = wait_for(lambda: "memory_percent" in (found := _deployment_rules(client, ds, model["id"])) and found,
+                        what="the second deployment's rules")
+    assert _thresholds(replaced) == {"memory_percent": (90.0, 5, second["id"]), "error_rate": (3.0, 15, second["id"]),
+                                     "latency_p95_ms": (400.0, 15, second["id"])}
+    # The same rule per metric, its threshold replaced; the CPU rule is gone, and its open alert resolved.
+    assert replaced["error_rate"]["id"] == rules["error_rate"]["id"]
+    resolved = [event["payload"] for event in _events(app, "alert.resolved")]
+    assert [(event["alert_id"], event["metric"]) for event in resolved] == [(cpu_alert["id"], "cpu_percent")]
+    assert client.get(f"{ALERTS}/{cpu_alert['id']}", headers=ds).status_code == 404
+
+    # Rolled back: the first deployment is live again, and so are its thresholds.
+    assert client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=engineer).status_code == 200
+    back = wait_for(lambda: "cpu_percent" in (found := _deployment_rules(client, ds, model["id"])) and found,
+                    what="the first deployment's rules again")
+    assert _thresholds(back) == {"cpu_percent": (70.0, 5, first["id"]), "error_rate": (2.0, 15, first["id"]),
+                                 "latency_p95_ms": (500.0, 15, first["id"])}
