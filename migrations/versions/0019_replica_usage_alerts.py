@@ -1,5 +1,5 @@
-"""Serving replicas' CPU and memory as monitoring keeps them, the brief's CPU and memory alert rules, and
-the rules a deployment's alert thresholds make
+"""Serving replicas' CPU and memory as monitoring keeps them, the brief's CPU and memory alert rules, the
+rules a deployment's alert thresholds make, and the deleted models whose alerts resolve
 
 Revision ID: 0019
 Revises: 0017
@@ -36,6 +36,12 @@ def upgrade() -> None:
     op.create_index("ix_replica_usage_model_id_reported_at", "replica_usage", ["model_id", "reported_at"])
     with op.batch_alter_table("alert_rules") as batch:
         batch.add_column(sa.Column("deployment_id", sa.Uuid(), nullable=True))
+    op.create_table(
+        "deleted_models",
+        sa.Column("model_id", sa.Uuid(), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("model_id", name="pk_deleted_models"),
+    )
     rules = sa.table("alert_rules", sa.column("id", sa.Uuid()), sa.column("name", sa.String()),
                      sa.column("model_id", sa.Uuid()), sa.column("metric", sa.String()),
                      sa.column("threshold", sa.Float()), sa.column("window_minutes", sa.Integer()),
@@ -61,6 +67,7 @@ def _delete_rules(where: str) -> None:
 
 def downgrade() -> None:
     _delete_rules("deployment_id IS NOT NULL OR metric IN ('cpu_percent', 'memory_percent')")
+    op.drop_table("deleted_models")
     with op.batch_alter_table("alert_rules") as batch:
         batch.drop_column("deployment_id")
     op.drop_index("ix_replica_usage_model_id_reported_at", table_name="replica_usage")

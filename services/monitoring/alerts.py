@@ -12,7 +12,9 @@ A rule watches one metric of one model (model_id) or of every model (none):
   (endpoint.usage_reported, kept in tables.ReplicaUsage by handlers.py).
 A model's value above the threshold fires an alert, one per rule and model while it stays open
 (firing, or acknowledged by an ml_engineer); a later value at or below the threshold resolves it. A
-model without a value (no report, too few predictions) leaves its alert as it is. Firing and resolving
+model without a value (no report, too few predictions) leaves its alert as it is. A model the registry
+deleted (model.deleted, noted by handlers.py) has its open alerts resolved at the next evaluation, the
+rules its deployments made deleted and its own rules disabled. Firing and resolving
 emit alert.fired / alert.resolved and, when the rule has a webhook, send the change there
 (workers/alerts.py, with retries). The migrations create the brief's rules for every model: drift score
 above 0.2, performance 10% below the baseline, error rate above 5%, CPU and memory above 80%.
@@ -36,7 +38,9 @@ from sqlalchemy.orm import Session
 
 from services.monitoring import scores
 from services.monitoring.drift import standard_reports
-from services.monitoring.tables import Alert, AlertRule, DriftReport, Prediction, ReplicaUsage, WebhookDelivery
+from services.monitoring.tables import (
+    Alert, AlertRule, DeletedModel, DriftReport, Prediction, ReplicaUsage, WebhookDelivery,
+)
 from shared import audit
 from shared.auth import Actor
 from shared.db import select_for_update
@@ -214,13 +218,17 @@ def evaluate(session: Session, *, queue: str, drift_hours: int, now: datetime) -
     counts = {"rules": 0, "fired": 0, "resolved": 0, "failed": 0}
     # On SQLite this takes the write lock first: a transaction that read, then writes after another
     # process (the relay, a consumer) wrote, is refused at once ("database is locked"), never waits.
+    deleted = set(session.scalars(select_for_update(session, sa.select(DeletedModel.model_id))))
+    if deleted:
+        counts["resolved"] += _retire_deleted_models(session, queue=queue, now=now)
     rules = session.scalars(select_for_update(session, sa.select(AlertRule).where(AlertRule.enabled.is_(True))
                                               .order_by(AlertRule.id))).all()
     for rule in rules:
         counts["rules"] += 1
         try:
             with session.begin_nested():
-                fired, resolved = _evaluate(session, rule, queue=queue, drift_hours=drift_hours, now=now)
+                fired, resolved = _evaluate(session, rule, queue=queue, drift_hours=drift_hours, deleted=deleted,
+                                            now=now)
         except Exception:
             log.exception("alert rule %s (%s) could not be evaluated", rule.id, rule.name)
             counts["failed"] += 1
@@ -230,12 +238,33 @@ def evaluate(session: Session, *, queue: str, drift_hours: int, now: datetime) -
     return counts
 
 
-def _evaluate(session: Session, rule: AlertRule, *, queue: str, drift_hours: int, now: datetime) -> tuple[int, int]:
+def _retire_deleted_models(session: Session, *, queue: str, now: datetime) -> int:
+    """The open alerts of models the registry deleted resolve, announced as any resolution is; the rules
+    their deployments made go, and rules of their own are disabled: they watch nothing any more."""
+    gone = sa.select(DeletedModel.model_id)
+    resolved = 0
+    for alert in session.scalars(sa.select(Alert).where(Alert.model_id.in_(gone), Alert.state.in_(OPEN))).all():
+        alert.state, alert.resolved_at = RESOLVED, now
+        _announce(session, session.get(AlertRule, alert.rule_id), alert, "alert.resolved", queue)
+        resolved += 1
+    for rule in session.scalars(sa.select(AlertRule).where(AlertRule.model_id.in_(gone), sa.or_(
+            AlertRule.deployment_id.is_not(None), AlertRule.enabled.is_(True)))).all():
+        if rule.deployment_id is not None:
+            _delete(session, rule)
+        else:
+            rule.enabled, rule.updated_at = False, now
+    return resolved
+
+
+def _evaluate(session: Session, rule: AlertRule, *, queue: str, drift_hours: int, deleted: set[uuid.UUID],
+              now: datetime) -> tuple[int, int]:
     fired = resolved = 0
     values = _values(session, rule, drift_hours, now)
     open_alerts = {alert.model_id: alert for alert in session.scalars(sa.select(Alert).where(
         Alert.rule_id == rule.id, Alert.state.in_(OPEN)))}
     for model_id, value in values.items():
+        if model_id in deleted:
+            continue  # its predictions and reports outlive it for a while: they alert nobody
         if not math.isfinite(value):
             continue  # no number to compare: the alert stays as it is
         alert = open_alerts.get(model_id)

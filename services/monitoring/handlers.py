@@ -1,7 +1,8 @@
 """Monitoring's reactions to other services' events: a registered version's baseline is kept here
 (tables.VersionBaseline), so that drift and concept drift need not ask the registry; and what alerts
 watch beside predictions: the serving replicas' CPU and memory (tables.ReplicaUsage), and each model's
-live deployment's alert thresholds as rules (deployment_rules.py)."""
+live deployment's alert thresholds as rules (deployment_rules.py); and the models deleted, whose alerts
+resolve (tables.DeletedModel)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.monitoring.deployment_rules import follow_deployment
-from services.monitoring.tables import ReplicaUsage, VersionBaseline
+from services.monitoring.tables import DeletedModel, ReplicaUsage, VersionBaseline
 from shared.db import utcnow
 from shared.events.consumer import EventConsumer
 
@@ -38,10 +39,18 @@ class VersionBaselines(EventConsumer):
 
 class AlertSources(EventConsumer):
     name = "monitoring.alerts"
-    routing_keys = ("endpoint.usage_reported", "deployment.live", "deployment.rolled_back")
+    routing_keys = ("endpoint.usage_reported", "deployment.live", "deployment.rolled_back", "model.deleted")
 
     def handle(self, session: Session, envelope: dict[str, Any]) -> None:
         payload = envelope["payload"]
+        if envelope["type"] == "model.deleted":
+            # Noted here; beat's next evaluation resolves the model's alerts and announces it everywhere
+            # an alert is announced (events, webhooks), which a consumer cannot (it sends no tasks).
+            model_id = uuid.UUID(str(payload["model_id"]))
+            if session.get(DeletedModel, model_id) is None:
+                session.add(DeletedModel(model_id=model_id, deleted_at=utcnow()))
+            session.execute(sa.delete(ReplicaUsage).where(ReplicaUsage.model_id == model_id))
+            return
         if envelope["type"] in ("deployment.live", "deployment.rolled_back"):
             if "live_alert_thresholds" in payload:  # older events do not say
                 live = payload.get("live_deployment_id")

@@ -156,6 +156,16 @@ class ReplicaUsage(Base):
     __table_args__ = (sa.Index("ix_replica_usage_model_id_reported_at", "model_id", "reported_at"),)
 
 
+class DeletedModel(Base):
+    """A model the registry deleted (model.deleted): its alerts resolve and its rules stop, though its
+    predictions and reports stay in the window a rule reads."""
+
+    __tablename__ = "deleted_models"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
 class AlertRule(UUIDPrimaryKey, Base):
     """When to alert: `metric` above `threshold` for one model, or for every model (model_id NULL), and
     where to send it (a webhook, signed with the rule's secret). A rule with a deployment_id is one of

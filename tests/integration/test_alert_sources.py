@@ -1,10 +1,14 @@
 """What alerts watch beside predictions, each learnt from another service's events on a real worker, relay
 and broker: the serving replicas' CPU and memory (the deployment service's endpoint.usage_reported), and
-the live deployment's own alert thresholds as the model's rules (deployment.live, .rolled_back)."""
+the live deployment's own alert thresholds as the model's rules (deployment.live, .rolled_back), and the
+models deleted, whose alerts resolve (model.deleted)."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import re
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +16,7 @@ import sqlalchemy as sa
 from services.deployment.service import REPORT_USAGE
 from services.monitoring.handlers import AlertSources
 from services.monitoring.service import EVALUATE_ALERTS
-from services.monitoring.tables import ReplicaUsage
+from services.monitoring.tables import DeletedModel, ReplicaUsage
 from shared.config import load_settings
 from shared.events.outbox import OutboxEvent
 from shared.tasks import task_sender
@@ -24,13 +28,14 @@ from tests.support.training import celery_worker, event_pipeline, training_setti
 
 pytestmark = pytest.mark.integration
 
-RULES, ALERTS = "/api/v1/alert-rules", "/api/v1/alerts"
+RULES, ALERTS, PREDICTIONS = "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/monitoring/predictions"
 MiB = 2 ** 20
 
 
 @pytest.fixture(scope="module")
 def settings(database_url, servers, tmp_path_factory):
-    return training_settings(database_url, servers, tmp_path_factory.mktemp("alert-sources"), RUN_ID)
+    return {**training_settings(database_url, servers, tmp_path_factory.mktemp("alert-sources"), RUN_ID),
+            "webhook_allow_private": True}
 
 
 @pytest.fixture
@@ -79,6 +84,11 @@ def _events(app, event_type: str) -> list[dict]:
 def _usage(app) -> dict[str, tuple[float | None, float | None]]:
     with app.extensions["modelyard"].db.transaction() as session:
         return {row.replica: (row.cpu_percent, row.memory_percent) for row in session.scalars(sa.select(ReplicaUsage))}
+
+
+def _deleted(app) -> list[str]:
+    with app.extensions["modelyard"].db.transaction() as session:
+        return [str(model_id) for model_id in session.scalars(sa.select(DeletedModel.model_id))]
 
 
 def _report(client, engineer, endpoint: str, replica: str, cpu: float, rss: int) -> None:
@@ -190,3 +200,68 @@ def test_the_live_deployments_alert_thresholds_are_the_models_rules_until_anothe
                     what="the first deployment's rules again")
     assert _thresholds(back) == {"cpu_percent": (70.0, 5, first["id"]), "error_rate": (2.0, 15, first["id"]),
                                  "latency_p95_ms": (500.0, 15, first["id"])}
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    Receiver.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", Receiver.received
+    server.shutdown()
+
+
+def test_a_deleted_models_alerts_resolve_and_its_rules_stop(app, client, ds, engineer, admin, tasks, receiver):
+    url, received = receiver
+    model, other = model_with_versions(client, ds), model_with_versions(client, ds)
+    assert wait_ended(client, engineer, deploy(client, engineer, model["id"]))["status"] == "live"
+    deployments = wait_for(lambda: _deployment_rules(client, ds, model["id"]), what="the deployment's rules")
+    everyone = client.post(RULES, headers=engineer, json={"name": "all", "metric": "error_rate", "threshold": 5,
+                                                           "webhook_url": url}).json
+    own = client.post(RULES, headers=engineer, json={"name": "own", "model_id": model["id"], "metric": "error_rate",
+                                                      "threshold": 5}).json
+    for which in (model, other):  # a fifth of each model's predictions failed
+        records = [{"model_id": which["id"], "request_id": f"r-{n}", "latency_ms": 10.0,
+                    **({"error": "the model raised"} if n < 4 else {"prediction": 1})} for n in range(20)]
+        assert client.post(PREDICTIONS, json={"records": records}, headers=ds).json["stored"] == 20
+    tasks.run(EVALUATE_ALERTS)
+    watching = (everyone["id"], own["id"], deployments["error_rate"]["id"])
+    fired = {alert["rule_id"]: alert for rule_id in watching for alert in _open(client, ds, rule_id)
+             if alert["model_id"] == model["id"]}
+    assert set(fired) == set(watching)
+    wait_for(lambda: [sent["event"] for sent in received] == ["alert.fired", "alert.fired"], what="both firings")
+
+    firing = client.get(f"{ALERTS}?model_id={model['id']}&state=firing", headers=ds).json["items"]
+    assert client.delete(f"/api/v1/models/{model['id']}", headers=admin).status_code == 204
+    wait_for(lambda: _deleted(app) == [model["id"]], what="the deletion noted")
+    tasks.run(EVALUATE_ALERTS)
+    # Its predictions are still in the window, but alert nobody: each open alert resolved (the brief's
+    # rules' too, on a fresh database), announced as any resolution is (event and webhook); the other
+    # model's alert stays.
+    resolved = {event["payload"]["alert_id"] for event in _events(app, "alert.resolved")}
+    assert resolved == {alert["id"] for alert in firing}
+    wait_for(lambda: sorted((sent["event"], sent["alert"]["model_id"]) for sent in received) ==
+             sorted([("alert.fired", model["id"]), ("alert.fired", other["id"]), ("alert.resolved", model["id"])]),
+             what="the resolution's delivery")
+    assert client.get(f"{ALERTS}/{fired[everyone['id']]['id']}", headers=ds).json["state"] == "resolved"
+    assert [alert["model_id"] for alert in _open(client, ds, everyone["id"])] == [other["id"]]
+    # The rules its deployment made are gone; its own rule stays, disabled, with its history.
+    assert client.get(f"{RULES}/{deployments['error_rate']['id']}", headers=ds).status_code == 404
+    assert client.get(f"{RULES}/{own['id']}", headers=ds).json["enabled"] is False
+    assert client.get(f"{ALERTS}/{fired[own['id']]['id']}", headers=ds).json["state"] == "resolved"
+    tasks.run(EVALUATE_ALERTS)  # and nothing fires again
+    assert {event["payload"]["alert_id"] for event in _events(app, "alert.fired")
+            if event["payload"]["model_id"] == model["id"]} == resolved
