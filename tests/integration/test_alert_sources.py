@@ -120,8 +120,8 @@ def test_cpu_and_memory_of_a_models_replicas_fire_an_alert_in_percent_of_its_dep
     payload = announced["payload"]
     assert (payload["endpoint"], payload["model_id"], payload["deployment_id"], payload["cpu_cores"],
             payload["memory_bytes"]) == (endpoint, model["id"], live["id"], 0.5, 100 * MiB)
-    assert [(replica["replica"], replica["cpu_percent"], replica["memory_percent"]) for replica in payload["replicas"]] \
-        == [("a", 90.0, 50.0), ("b", 20.0, 90.0)]
+    assert [(replica["replica"], replica["cpu_percent"], replica["memory_percent"])
+            for replica in payload["replicas"]] == [("a", 90.0, 50.0), ("b", 20.0, 90.0)]
     wait_for(lambda: _usage(app) == {"a": (90.0, 50.0), "b": (20.0, 90.0)}, what="monitoring's copy of the usage")
 
     tasks.run(EVALUATE_ALERTS)
@@ -159,7 +159,8 @@ def _deployment_rules(client, headers, model_id: str) -> dict[str, dict]:
 
 
 def _thresholds(rules: dict[str, dict]) -> dict[str, tuple]:
-    return {metric: (rule["threshold"], rule["window_minutes"], rule["deployment_id"]) for metric, rule in rules.items()}
+    return {metric: (rule["threshold"], rule["window_minutes"], rule["deployment_id"])
+            for metric, rule in rules.items()}
 
 
 def test_the_live_deployments_alert_thresholds_are_the_models_rules_until_another_replaces_them(
@@ -173,6 +174,8 @@ def test_the_live_deployments_alert_thresholds_are_the_models_rules_until_anothe
     assert _thresholds(rules) == {"cpu_percent": (70.0, 5, first["id"]), "error_rate": (2.0, 15, first["id"]),
                                   "latency_p95_ms": (500.0, 15, first["id"])}
     assert rules["cpu_percent"]["name"] == "production deployment: CPU above 70% of a replica's CPU"
+    # Rules like any other: ml_engineers' to change, not a data scientist's.
+    assert client.patch(f"{RULES}/{rules['error_rate']['id']}", json={"threshold": 50}, headers=ds).status_code == 403
     # Its CPU rule fires: 40% of one core is 80% of the default half core.
     _report(client, engineer, first["endpoint"], "a", cpu=40.0, rss=0)
     tasks.run(REPORT_USAGE)
