@@ -13,9 +13,10 @@ import uuid
 
 from celery import shared_task
 
-from services.deployment import rollout
-from services.deployment.service import NEXT_STEP, OBSERVE, QUEUE, REDISPATCH_STALLED, ROLL_OUT
+from services.deployment import rollout, usage
+from services.deployment.service import NEXT_STEP, OBSERVE, QUEUE, REDISPATCH_STALLED, REPORT_USAGE, ROLL_OUT
 from shared.artifacts import ArtifactStore
+from shared.db import utcnow
 from shared.errors import IntegrityFailure
 from workers.database_task import DatabaseTask
 
@@ -83,6 +84,13 @@ def redispatch_stalled(self: DatabaseTask) -> int:
     if sent:
         log.warning("re-sent %d stalled rollout tasks", sent)
     return sent
+
+
+@shared_task(bind=True, base=DatabaseTask, name=REPORT_USAGE)
+def report_usage(self: DatabaseTask) -> int:
+    """Beat: tell monitoring each live endpoint's replicas' CPU and memory (endpoint.usage_reported)."""
+    with self.transaction() as session:
+        return usage.announce_usage(session, utcnow())
 
 
 @shared_task(bind=True, base=DatabaseTask, name=OBSERVE)

@@ -224,9 +224,13 @@ def roll_back(session: Session, deployment: Deployment, *, reason: str) -> None:
     if previous is not None and previous.status == SUPERSEDED:
         transition(session, previous, LIVE, f"live again: version {deployment.version} was rolled back")
         previous.ended_at = None
+    live = previous if previous is not None and previous.status == LIVE else None
     emit(session, "deployment.rolled_back",
          outcome_payload(deployment, endpoint, model_live=model_live(session, deployment.model_id),
-                         previous_version=previous.version if previous else None), producer=PRODUCER)
+                         previous_version=previous.version if previous else None,
+                         live_deployment_id=live.id if live else None,
+                         live_alert_thresholds=live.config["monitoring_config"]["alert_thresholds"] if live else None),
+         producer=PRODUCER)
 
 
 def request_rollback(*, session: Session, actor: Actor, request_id: str, deployment_id: uuid.UUID) -> Deployment:

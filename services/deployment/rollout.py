@@ -177,9 +177,10 @@ def _go_live(session: Session, deployment: Deployment, endpoint: Endpoint) -> No
         transition(session, replaced, SUPERSEDED, f"replaced by version {deployment.version}")
     transition(session, deployment, LIVE, f"version {deployment.version} takes all traffic")
     deployment.live_at, deployment.next_action_at = utcnow(), None
-    emit(session, "deployment.live", outcome_payload(deployment, endpoint, model_live=True,
-                                                     previous_version=previous.version if previous else None),
-         producer=PRODUCER)
+    emit(session, "deployment.live", outcome_payload(
+        deployment, endpoint, model_live=True, previous_version=previous.version if previous else None,
+        live_deployment_id=deployment.id,
+        live_alert_thresholds=deployment.config["monitoring_config"]["alert_thresholds"]), producer=PRODUCER)
 
 
 def _observing(deployment: Deployment) -> bool:

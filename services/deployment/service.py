@@ -10,6 +10,7 @@ ROLL_OUT = "deploy.roll_out"
 NEXT_STEP = "deploy.next_step"
 OBSERVE = "deploy.observe"
 REDISPATCH_STALLED = "deploy.redispatch_stalled"
+REPORT_USAGE = "deploy.report_usage"
 
 SERVICE = ServiceSpec(
     name="deployment",
@@ -25,6 +26,8 @@ SERVICE = ServiceSpec(
     queues=(QUEUE,),
     # Re-sends a rollout step whose task was committed but never reached the broker. On "default": a
     # sweep must not wait behind a rollout's health checks.
-    beat={"redispatch-stalled-deployments": BeatEntry(REDISPATCH_STALLED, 30.0, queue="default")},
+    beat={"redispatch-stalled-deployments": BeatEntry(REDISPATCH_STALLED, 30.0, queue="default"),
+          # The replicas' CPU and memory for monitoring's alerts (usage.py), as often as they are evaluated.
+          "report-replica-usage": BeatEntry(REPORT_USAGE, 60.0, queue="default")},
     settings=("registry_url", "switch_ahead_seconds", "serving_image"),
 )

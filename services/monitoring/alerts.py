@@ -5,13 +5,19 @@ A rule watches one metric of one model (model_id) or of every model (none):
 - performance_degradation: how far, in percent, the live metric of that report's concept drift fell
   behind the version's test metric (accuracy below, rmse above), once 30 predictions had an actual;
 - error_rate: the percentage of failed predictions in the last `window_minutes` (10 at least);
-- latency_p95_ms: the 95th percentile latency of the predictions in the last `window_minutes`.
+- latency_p95_ms: the 95th percentile latency of the predictions in the last `window_minutes`;
+- cpu_percent, memory_percent: the highest of the model's serving replicas' last CPU (memory) use
+  heard of in the last `window_minutes`, in percent of what its live deployment gives a replica
+  (deployment_config.resources), as the deployment service announces them every minute
+  (endpoint.usage_reported, kept in tables.ReplicaUsage by handlers.py).
 A model's value above the threshold fires an alert, one per rule and model while it stays open
 (firing, or acknowledged by an ml_engineer); a later value at or below the threshold resolves it. A
-model without a value (no report, too few predictions) leaves its alert as it is. Firing and resolving
+model without a value (no report, too few predictions) leaves its alert as it is. A model the registry
+deleted (model.deleted, noted by handlers.py) has its open alerts resolved at the next evaluation, the
+rules its deployments made deleted and its own rules disabled. Firing and resolving
 emit alert.fired / alert.resolved and, when the rule has a webhook, send the change there
-(workers/alerts.py, with retries). The migration creates the brief's rules for every model: drift score
-above 0.2, performance 10% below the baseline, error rate above 5%.
+(workers/alerts.py, with retries). The migrations create the brief's rules for every model: drift score
+above 0.2, performance 10% below the baseline, error rate above 5%, CPU and memory above 80%.
 
 Beat evaluates every rule each minute (workers/alerts.py): one transaction, so two evaluations never
 fire the same alert twice.
@@ -32,9 +38,12 @@ from sqlalchemy.orm import Session
 
 from services.monitoring import scores
 from services.monitoring.drift import standard_reports
-from services.monitoring.tables import Alert, AlertRule, DriftReport, Prediction, WebhookDelivery
+from services.monitoring.tables import (
+    Alert, AlertRule, DeletedModel, DriftReport, Prediction, ReplicaUsage, WebhookDelivery,
+)
 from shared import audit
 from shared.auth import Actor
+from shared.db import select_for_update
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events.outbox import emit
 from shared.pagination import Page, Sorting, paginate
@@ -43,10 +52,12 @@ from shared.tasks import enqueue_after_commit
 log = logging.getLogger(__name__)
 
 PRODUCER = "monitoring"
-METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms")
+USAGE_METRICS = ("cpu_percent", "memory_percent")
+METRICS = ("drift_score", "performance_degradation", "error_rate", "latency_p95_ms", *USAGE_METRICS)
 # The thresholds that can mean something: a score in [0, 1], percentages, milliseconds.
 THRESHOLD_RANGES = {"drift_score": (0.0, 1.0), "performance_degradation": (0.0, 100.0), "error_rate": (0.0, 100.0),
-                    "latency_p95_ms": (0.0, 3_600_000.0)}
+                    "latency_p95_ms": (0.0, 3_600_000.0), "cpu_percent": (0.0, 100.0),
+                    "memory_percent": (0.0, 100.0)}
 FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
 OPEN = (FIRING, ACKNOWLEDGED)
 # Fewer predictions in a window say nothing about an error rate or a latency percentile.
@@ -127,9 +138,7 @@ def update_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uui
     elif "webhook_url" in changes:
         rule.webhook_secret = None
     if changes.get("enabled") is False and rule.enabled:
-        for alert in session.scalars(sa.select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(OPEN))):
-            alert.state, alert.resolved_at = RESOLVED, now
-            emit(session, "alert.resolved", payload(rule, alert), producer=PRODUCER)
+        _resolve_open(session, rule, now)
     for name, value in changes.items():
         setattr(rule, name, value)
     rule.updated_at = now
@@ -143,6 +152,23 @@ def delete_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uui
     rule = get_rule(session, rule_id, for_update=True)
     audit.record_change(session, actor=actor, action="alert_rule.deleted", resource_type="alert_rule",
                         resource_id=rule.id, request_id=request_id, before=_summary(rule), after=None)
+    _delete(session, rule)
+
+
+def retire_rule(session: Session, rule: AlertRule, now: datetime) -> None:
+    """A rule that no longer applies (its deployment's threshold is gone): its open alerts resolve, as
+    disabling it would resolve them, and it goes with its alerts."""
+    _resolve_open(session, rule, now)
+    _delete(session, rule)
+
+
+def _resolve_open(session: Session, rule: AlertRule, now: datetime) -> None:
+    for alert in session.scalars(sa.select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(OPEN))):
+        alert.state, alert.resolved_at = RESOLVED, now
+        emit(session, "alert.resolved", payload(rule, alert), producer=PRODUCER)
+
+
+def _delete(session: Session, rule: AlertRule) -> None:
     session.execute(sa.delete(WebhookDelivery).where(
         WebhookDelivery.alert_id.in_(sa.select(Alert.id).where(Alert.rule_id == rule.id))))
     session.execute(sa.delete(Alert).where(Alert.rule_id == rule.id))
@@ -190,13 +216,19 @@ def evaluate(session: Session, *, queue: str, drift_hours: int, now: datetime) -
     """Every enabled rule against every model it watches: fire, keep, or resolve alerts. A rule whose
     evaluation fails is logged and skipped (its savepoint rolled back); the others still count."""
     counts = {"rules": 0, "fired": 0, "resolved": 0, "failed": 0}
-    rules = session.scalars(sa.select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)
-                            .with_for_update()).all()
+    # On SQLite this takes the write lock first: a transaction that read, then writes after another
+    # process (the relay, a consumer) wrote, is refused at once ("database is locked"), never waits.
+    deleted = set(session.scalars(select_for_update(session, sa.select(DeletedModel.model_id))))
+    if deleted:
+        counts["resolved"] += _retire_deleted_models(session, queue=queue, now=now)
+    rules = session.scalars(select_for_update(session, sa.select(AlertRule).where(AlertRule.enabled.is_(True))
+                                              .order_by(AlertRule.id))).all()
     for rule in rules:
         counts["rules"] += 1
         try:
             with session.begin_nested():
-                fired, resolved = _evaluate(session, rule, queue=queue, drift_hours=drift_hours, now=now)
+                fired, resolved = _evaluate(session, rule, queue=queue, drift_hours=drift_hours, deleted=deleted,
+                                            now=now)
         except Exception:
             log.exception("alert rule %s (%s) could not be evaluated", rule.id, rule.name)
             counts["failed"] += 1
@@ -206,12 +238,33 @@ def evaluate(session: Session, *, queue: str, drift_hours: int, now: datetime) -
     return counts
 
 
-def _evaluate(session: Session, rule: AlertRule, *, queue: str, drift_hours: int, now: datetime) -> tuple[int, int]:
+def _retire_deleted_models(session: Session, *, queue: str, now: datetime) -> int:
+    """The open alerts of models the registry deleted resolve, announced as any resolution is; the rules
+    their deployments made go, and rules of their own are disabled: they watch nothing any more."""
+    gone = sa.select(DeletedModel.model_id)
+    resolved = 0
+    for alert in session.scalars(sa.select(Alert).where(Alert.model_id.in_(gone), Alert.state.in_(OPEN))).all():
+        alert.state, alert.resolved_at = RESOLVED, now
+        _announce(session, session.get(AlertRule, alert.rule_id), alert, "alert.resolved", queue)
+        resolved += 1
+    for rule in session.scalars(sa.select(AlertRule).where(AlertRule.model_id.in_(gone), sa.or_(
+            AlertRule.deployment_id.is_not(None), AlertRule.enabled.is_(True)))).all():
+        if rule.deployment_id is not None:
+            _delete(session, rule)
+        else:
+            rule.enabled, rule.updated_at = False, now
+    return resolved
+
+
+def _evaluate(session: Session, rule: AlertRule, *, queue: str, drift_hours: int, deleted: set[uuid.UUID],
+              now: datetime) -> tuple[int, int]:
     fired = resolved = 0
     values = _values(session, rule, drift_hours, now)
     open_alerts = {alert.model_id: alert for alert in session.scalars(sa.select(Alert).where(
         Alert.rule_id == rule.id, Alert.state.in_(OPEN)))}
     for model_id, value in values.items():
+        if model_id in deleted:
+            continue  # its predictions and reports outlive it for a while: they alert nobody
         if not math.isfinite(value):
             continue  # no number to compare: the alert stays as it is
         alert = open_alerts.get(model_id)
@@ -269,6 +322,15 @@ def _values(session: Session, rule: AlertRule, drift_hours: int, now: datetime) 
             if value is not None:
                 values[model_id] = max(value, values.get(model_id, value))
         return values
+    if rule.metric in USAGE_METRICS:
+        # The worst replica decides: one replica out of memory is an outage in the making, whatever the others do.
+        figure = getattr(ReplicaUsage, rule.metric)
+        query = sa.select(ReplicaUsage.model_id, sa.func.max(figure)).where(
+            figure.is_not(None), ReplicaUsage.reported_at >= now - timedelta(minutes=rule.window_minutes)
+        ).group_by(ReplicaUsage.model_id)
+        if rule.model_id is not None:
+            query = query.where(ReplicaUsage.model_id == rule.model_id)
+        return {model_id: value for model_id, value in session.execute(query)}
     query = sa.select(Prediction.model_id, Prediction.error, Prediction.latency_ms).where(
         Prediction.predicted_at >= now - timedelta(minutes=rule.window_minutes), Prediction.predicted_at <= now)
     if rule.model_id is not None:

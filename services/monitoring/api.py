@@ -11,10 +11,11 @@ from flask_smorest import Api
 from marshmallow import RAISE
 
 from services.monitoring import drift, model_anomalies, performance, records
+from services.monitoring.drift_reports import drift_report
 from services.monitoring.schemas import (
-    ActualsAcceptedSchema, AnomaliesArgs, AnomaliesSchema, ActualsBodySchema, DatasetsDriftRequestSchema, DriftArgs, DriftReportSchema,
-    MetricsAcceptedSchema, MetricsBodySchema, PerformanceArgs, PerformanceSchema, PredictionsAcceptedSchema,
-    PredictionsBodySchema,
+    ActualsAcceptedSchema, AnomaliesArgs, AnomaliesSchema, ActualsBodySchema, DriftArgs, DriftReportRequestSchema,
+    DriftReportSchema, MetricsAcceptedSchema, MetricsBodySchema, PerformanceArgs, PerformanceSchema,
+    PredictionsAcceptedSchema, PredictionsBodySchema,
 )
 from shared.auth import requires
 from shared.db import utcnow
@@ -150,17 +151,19 @@ class ModelAnomalies(MethodView):
 @drift_reports.route("")
 class DriftReports(MethodView):
     @requires("viewer")
-    @drift_reports.arguments(DatasetsDriftRequestSchema)
+    @drift_reports.arguments(DriftReportRequestSchema)
     @drift_reports.response(200, DriftReportSchema)
-    @drift_reports.alt_response(409, description="The datasets have no column in common.")
+    @drift_reports.alt_response(409, description="The sides have no column in common, the model version has no "
+                                                 "reference sample, or no prediction with features in the window.")
     def post(self, body):
-        """The drift report of any two datasets the registry holds, over the columns both have: the same
+        """The drift report of any two sides, over the columns both have: each a dataset the registry holds,
+        a model version's reference sample (reference), or its predictions in a window (current). The same
         tests as a model's report, as Evidently's report compares two frames."""
         rt = runtime()
-        return drift.datasets_drift(registry=RegistryClient.for_request(rt.settings.registry_url),
-                                    artifacts=rt.artifacts, reference_id=body["reference"]["dataset_id"],
-                                    current_id=body["current"]["dataset_id"], correction=body["correction"],
-                                    now=utcnow())
+        correction = (body["options"] or {}).get("correction") or body["correction"] or "none"
+        return drift_report(session=db_session(), versions=_versions(), artifacts=rt.artifacts,
+                            reference=body["reference"], current=body["current"], correction=correction,
+                            default_hours=rt.settings.drift_window_hours, now=utcnow())
 
 
 def register(api: Api, rt: Runtime) -> None:

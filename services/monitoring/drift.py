@@ -1,5 +1,5 @@
-"""Data drift: a model version's recent predictions against its reference sample, or any two datasets
-against each other (POST /api/v1/drift-reports).
+"""Data drift: a model version's recent predictions against its reference sample (any two sides, for
+POST /api/v1/drift-reports, are in drift_reports.py, with these tests).
 
 A version's reference is the sample of training features (with the model's prediction of each row)
 the training stored with it; its kinds, feature importances and model type come from monitoring's own
@@ -43,7 +43,6 @@ from services.monitoring.tables import Actual, DriftReport, Prediction, VersionB
 from shared.artifacts import ArtifactStore
 from shared.errors import Conflict
 from shared.events.outbox import emit
-from shared.registry_client import RegistryClient
 from shared.served_model import CATEGORICAL, NUMERIC, REFERENCE_PREDICTION
 
 PRODUCER = "monitoring"
@@ -52,8 +51,6 @@ SEVERITIES = ((0.2, "low"), (0.4, "medium"), (0.6, "high"))
 DETECTED_SCORE = 0.2
 # The most recent predictions a window holds at most: enough for every test's power, and a bounded read.
 MAX_WINDOW_ROWS = 100_000
-# A dataset column of these pandas dtypes is numeric (bool is categorical, as training treats it).
-NUMERIC_DTYPES = ("int", "uint", "float")
 
 
 def severity(score: float) -> str:
@@ -221,27 +218,6 @@ def served_versions(session: Session, *, hours: int, fresh_seconds: float, now: 
         .where(VersionBaseline.reference_sha256.is_not(None), ~fresh.exists())
         .order_by(recent.c.model_id, recent.c.version)).all()
     return [(str(model_id), number) for model_id, number in rows]
-
-
-def datasets_drift(*, registry: RegistryClient, artifacts: ArtifactStore, reference_id: uuid.UUID,
-                   current_id: uuid.UUID, correction: str, now: datetime) -> dict[str, Any]:
-    """The same comparison for any two datasets the registry holds, over the columns both have (as
-    Evidently's report compares two frames)."""
-    reference_dataset, current_dataset = registry.dataset(reference_id), registry.dataset(current_id)
-    shared = [column for column in reference_dataset["schema"]
-              if column["name"] in {other["name"] for other in current_dataset["schema"]}]
-    if not shared:
-        raise Conflict("The two datasets have no column in common to compare.")
-    names = [column["name"] for column in shared]
-    kinds = {column["name"]: NUMERIC if column["dtype"].startswith(NUMERIC_DTYPES) else CATEGORICAL
-             for column in shared}
-    reference, current = (_frame(artifacts, dataset["sha256"])[names] for dataset in (reference_dataset, current_dataset))
-    return {
-        "computed_at": now.isoformat(), "correction": correction,
-        "reference": {"dataset_id": str(reference_id), "rows": len(reference)},
-        "current": {"dataset_id": str(current_id), "rows": len(current)},
-        **_compared(reference, current, kinds, correction, None),
-    }
 
 
 def _frame(artifacts: ArtifactStore, sha256: str):

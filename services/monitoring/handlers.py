@@ -1,6 +1,9 @@
 """Monitoring's reactions to other services' events: a registered version's baseline is kept here
-(tables.VersionBaseline), so that drift and concept drift need not ask the registry, and so is each
-model's list of sensitive features (tables.SensitiveFeatures), which ingestion protects."""
+(tables.VersionBaseline), so that drift and concept drift need not ask the registry; each model's list
+of sensitive features (tables.SensitiveFeatures), which ingestion protects; and what alerts watch beside
+predictions: the serving replicas' CPU and memory (tables.ReplicaUsage), and each model's live
+deployment's alert thresholds as rules (deployment_rules.py); and the models deleted, whose alerts
+resolve (tables.DeletedModel)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.monitoring.tables import SensitiveFeatures, VersionBaseline
+from services.monitoring.deployment_rules import follow_deployment
+from services.monitoring.tables import DeletedModel, ReplicaUsage, SensitiveFeatures, VersionBaseline
+from shared.db import utcnow
 from shared.events.consumer import EventConsumer
 
 
@@ -57,6 +62,43 @@ class SensitiveFeatureLists(EventConsumer):
             index_elements=["model_id"],
             set_={"features": statement.excluded.features, "changed_at": statement.excluded.changed_at},
             where=SensitiveFeatures.changed_at <= statement.excluded.changed_at))
+
+
+class AlertSources(EventConsumer):
+    name = "monitoring.alerts"
+    routing_keys = ("endpoint.usage_reported", "deployment.live", "deployment.rolled_back", "model.deleted")
+
+    def handle(self, session: Session, envelope: dict[str, Any]) -> None:
+        payload = envelope["payload"]
+        if envelope["type"] == "model.deleted":
+            # Noted here; beat's next evaluation resolves the model's alerts and announces it everywhere
+            # an alert is announced (events, webhooks), which a consumer cannot (it sends no tasks).
+            model_id = uuid.UUID(str(payload["model_id"]))
+            if session.get(DeletedModel, model_id) is None:
+                session.add(DeletedModel(model_id=model_id, deleted_at=utcnow()))
+            session.execute(sa.delete(ReplicaUsage).where(ReplicaUsage.model_id == model_id))
+            return
+        if envelope["type"] in ("deployment.live", "deployment.rolled_back"):
+            if "live_alert_thresholds" in payload:  # older events do not say
+                live = payload.get("live_deployment_id")
+                follow_deployment(session, model_id=uuid.UUID(str(payload["model_id"])),
+                                  deployment_id=uuid.UUID(str(live)) if live else None,
+                                  environment=payload["environment"], thresholds=payload["live_alert_thresholds"],
+                                  now=utcnow())
+            return
+        # The endpoint's replicas as the deployment service last heard them: one gone quiet is dropped.
+        session.execute(sa.delete(ReplicaUsage).where(ReplicaUsage.endpoint == payload["endpoint"]))
+        model_id = uuid.UUID(str(payload["model_id"]))
+        session.add_all(ReplicaUsage(endpoint=payload["endpoint"], replica=replica["replica"], model_id=model_id,
+                                     cpu_percent=replica.get("cpu_percent"),
+                                     memory_percent=replica.get("memory_percent"),
+                                     reported_at=datetime.fromisoformat(replica["reported_at"]))
+                        for replica in payload["replicas"])
+
+
+def alert_sources() -> AlertSources:
+    """The consumer as `shared.events.runner` and the relay load it."""
+    return AlertSources()
 
 
 def version_baselines() -> VersionBaselines:

@@ -162,14 +162,68 @@ class FeatureDriftSchema(Schema):
     current_rows = fields.Integer()
 
 
-class DatasetRefSchema(StrictSchema):
-    dataset_id = fields.UUID(required=True)
+CORRECTIONS = ("none", "bh")
 
 
-class DatasetsDriftRequestSchema(StrictSchema):
-    reference = fields.Nested(DatasetRefSchema, required=True)
-    current = fields.Nested(DatasetRefSchema, required=True)
-    correction = fields.String(load_default="none", validate=validate.OneOf(("none", "bh")))
+def _model_or_dataset(data: dict, model_only: tuple[str, ...]) -> None:
+    if (data.get("dataset_id") is None) == (data.get("model_id") is None):
+        raise ValidationError("Give a dataset_id, or a model_id.", "dataset_id")
+    given = [name for name in model_only if data.get(name) is not None]
+    if data.get("dataset_id") is not None and given:
+        raise ValidationError({name: ["Only with a model_id."] for name in given})
+
+
+class DriftWindowSchema(StrictSchema):
+    hours = fields.Integer(validate=validate.Range(min=1, max=24 * 366),
+                           metadata={"description": "the last hours of predictions"})
+    predictions = fields.Integer(validate=validate.Range(min=1, max=MAX_WINDOW_ROWS),
+                                 metadata={"description": "the last N predictions with features"})
+
+    @validates_schema
+    def _one(self, data, **_):
+        if ("hours" in data) == ("predictions" in data):
+            raise ValidationError("Give hours or predictions.", "hours")
+
+
+class DriftReferenceSchema(StrictSchema):
+    dataset_id = fields.UUID(load_default=None, metadata={"description": "a dataset the registry holds"})
+    model_id = fields.String(load_default=None, validate=validate.Length(min=1, max=255),
+                             metadata={"description": "a model's id or name: its version's reference sample"})
+    version = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1), metadata={
+        "description": "with model_id; default the live version (production's first), else the latest"})
+
+    @validates_schema
+    def _one_side(self, data, **_):
+        _model_or_dataset(data, ("version",))
+
+
+class DriftCurrentSchema(DriftReferenceSchema):
+    model_id = fields.String(load_default=None, validate=validate.Length(min=1, max=255),
+                             metadata={"description": "a model's id or name: its version's predictions in `window`"})
+    window = fields.Nested(DriftWindowSchema, load_default=None, metadata={
+        "description": "with model_id; default the last MODELYARD_DRIFT_WINDOW_HOURS (24) hours"})
+
+    @validates_schema
+    def _one_side(self, data, **_):
+        _model_or_dataset(data, ("version", "window"))
+
+
+class DriftOptionsSchema(StrictSchema):
+    correction = fields.String(load_default="none", validate=validate.OneOf(CORRECTIONS),
+                               metadata={"description": "bh: Benjamini-Hochberg across the p-value tests"})
+
+
+class DriftReportRequestSchema(StrictSchema):
+    reference = fields.Nested(DriftReferenceSchema, required=True)
+    current = fields.Nested(DriftCurrentSchema, required=True)
+    options = fields.Nested(DriftOptionsSchema, load_default=None)
+    correction = fields.String(load_default=None, validate=validate.OneOf(CORRECTIONS),
+                               metadata={"description": "the same as options.correction (the older spelling)"})
+
+    @validates_schema
+    def _one_correction(self, data, **_):
+        if data.get("options") is not None and data.get("correction") is not None:
+            raise ValidationError("Give the correction in options only.", "correction")
 
 
 class DriftReportSchema(Schema):
@@ -180,7 +234,8 @@ class DriftReportSchema(Schema):
     correction = fields.String()
     reference = fields.Dict()
     window = fields.Dict(metadata={"description": "a model's report: the predictions compared"})
-    current = fields.Dict(metadata={"description": "two datasets' report: the current dataset"})
+    current = fields.Dict(metadata={"description": "an ad hoc report's current side: a dataset, or a model "
+                                                  "version's window of predictions"})
     overall_drift_score = fields.Float(metadata={
         "description": "the share of features that drifted, weighted by the version's feature importances where "
                        "it has them"})
@@ -224,7 +279,8 @@ class AnomaliesSchema(Schema):
 def _threshold(**options):
     return fields.Float(allow_nan=False, **options, validate=validate.Range(min=-1e12, max=1e12), metadata={
         "description": "fires above it: drift_score in [0, 1], performance_degradation and error_rate in percent "
-                       "[0, 100], latency_p95_ms in milliseconds (at most an hour)"})
+                       "[0, 100], latency_p95_ms in milliseconds (at most an hour), cpu_percent and memory_percent in "
+                       "percent of a replica's resources [0, 100]"})
 
 
 class AlertRuleCreateSchema(StrictSchema):
@@ -234,7 +290,8 @@ class AlertRuleCreateSchema(StrictSchema):
     metric = fields.String(required=True, validate=validate.OneOf(ALERT_METRICS))
     threshold = _threshold(required=True)
     window_minutes = fields.Integer(load_default=60, validate=validate.Range(min=1, max=7 * 1440), metadata={
-        "description": "error_rate and latency_p95_ms: the minutes of predictions they are computed over"})
+        "description": "error_rate and latency_p95_ms: the minutes of predictions they are computed over; "
+                       "cpu_percent and memory_percent: how recent a replica's figure must be"})
     enabled = fields.Boolean(load_default=True)
     webhook_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=2048),
                                 metadata={"description": "http(s) URL of a public address; signed POSTs"})
@@ -252,6 +309,8 @@ class AlertRuleSchema(Schema):
     id = fields.String()
     name = fields.String()
     model_id = fields.String(allow_none=True)
+    deployment_id = fields.String(allow_none=True, metadata={
+        "description": "set on the rules a live deployment's alert_thresholds made; the next one replaces them"})
     metric = fields.String()
     threshold = fields.Float()
     window_minutes = fields.Integer()

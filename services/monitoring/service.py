@@ -25,7 +25,7 @@ SERVICE = ServiceSpec(
               "webhook_allow_private", "prediction_retention_days", "feature_hash_key"),
     tables=("services.monitoring.tables",),
     consumers=("services.monitoring.handlers:version_baselines",
-               "services.monitoring.handlers:sensitive_feature_lists"),
+               "services.monitoring.handlers:sensitive_feature_lists", "services.monitoring.handlers:alert_sources"),
     task_modules=("workers.ingest", "workers.drift", "workers.alerts"),
     queues=(QUEUE, DRIFT_QUEUE),
     # The sweeps find the served versions whose drift report is stale, and the models whose last hour is

@@ -159,14 +159,42 @@ class DetectedAnomaly(UUIDPrimaryKey, Base):
                                           name="uq_detected_anomalies_model_id_metric_bucket_start"),)
 
 
+class ReplicaUsage(Base):
+    """A serving replica's last CPU and memory, in percent of its deployment's resources, as the deployment
+    service announced them (endpoint.usage_reported, every minute): what the cpu and memory rules read."""
+
+    __tablename__ = "replica_usage"
+
+    endpoint: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), primary_key=True)
+    replica: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    cpu_percent: Mapped[float | None] = mapped_column(sa.Float)
+    memory_percent: Mapped[float | None] = mapped_column(sa.Float)
+    reported_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_replica_usage_model_id_reported_at", "model_id", "reported_at"),)
+
+
+class DeletedModel(Base):
+    """A model the registry deleted (model.deleted): its alerts resolve and its rules stop, though its
+    predictions and reports stay in the window a rule reads."""
+
+    __tablename__ = "deleted_models"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
 class AlertRule(UUIDPrimaryKey, Base):
     """When to alert: `metric` above `threshold` for one model, or for every model (model_id NULL), and
-    where to send it (a webhook, signed with the rule's secret)."""
+    where to send it (a webhook, signed with the rule's secret). A rule with a deployment_id is one of
+    that deployment's alert_thresholds (deployment_rules.py), replaced when another goes live."""
 
     __tablename__ = "alert_rules"
 
     name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
     model_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    deployment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     metric: Mapped[str] = mapped_column(sa.String(32))
     threshold: Mapped[float] = mapped_column(sa.Float)
     window_minutes: Mapped[int] = mapped_column(sa.Integer)

@@ -221,6 +221,11 @@ class DeploymentOutcome(_Payload):
     # Whether any version of the model is live on any endpoint after this: the model is `deployed` while so.
     model_live = fields.Boolean(required=True)
     previous_version = fields.Integer(allow_none=True)  # live and rolled_back: the version live before
+    # live and rolled_back: the deployment live on the endpoint after this and its
+    # monitoring_config.alert_thresholds (monitoring makes them the model's alert rules); null when none
+    # is. Older events lack them.
+    live_deployment_id = fields.UUID(allow_none=True)
+    live_alert_thresholds = fields.Dict(allow_none=True)
 
 
 class TrafficRoute(Schema):
@@ -239,6 +244,29 @@ class EndpointTrafficChanged(_Payload):
     effective_at = fields.DateTime(required=True)
     reason = fields.String(required=True)
     deployment_id = fields.UUID(allow_none=True)
+
+
+class ReplicaUsage(Schema):
+    replica = fields.String(required=True)
+    reported_at = fields.DateTime(required=True)
+    # Percent of the CPU and memory the endpoint's live deployment gives each replica (its
+    # deployment_config.resources, the limits of its Kubernetes manifests); None when not reported.
+    cpu_percent = fields.Float(allow_none=True)
+    memory_percent = fields.Float(allow_none=True)
+    rss_bytes = fields.Integer(allow_none=True)
+
+
+class EndpointUsageReported(_Payload):
+    """Every minute, per endpoint with a live deployment: each replica's CPU and memory as it last
+    reported them (services/deployment/observation.py), against that deployment's resources."""
+
+    endpoint = fields.String(required=True)
+    model_id = fields.UUID(required=True)
+    environment = fields.String(required=True)
+    deployment_id = fields.UUID(required=True)  # the live deployment whose resources are the 100%
+    cpu_cores = fields.Float(required=True)
+    memory_bytes = fields.Integer(required=True)
+    replicas = fields.List(fields.Nested(ReplicaUsage), required=True)
 
 
 CATALOGUE: dict[str, type[Schema]] = {
@@ -262,6 +290,7 @@ CATALOGUE: dict[str, type[Schema]] = {
     "deployment.failed": DeploymentOutcome,
     "deployment.rolled_back": DeploymentOutcome,
     "endpoint.traffic_changed": EndpointTrafficChanged,
+    "endpoint.usage_reported": EndpointUsageReported,
     "drift.detected": DriftDetected,
     "anomaly.detected": AnomalyDetected,
     "alert.fired": AlertChanged,

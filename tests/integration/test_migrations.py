@@ -140,7 +140,8 @@ def test_versions_from_before_monitorings_baselines_get_one_and_a_new_platform_h
     assert tuple(baseline[:3]) == ("regression", "1" * 64, 40)
     assert (json.loads(baseline[3]), json.loads(baseline[4])) == ({"age": "numeric", "plan": "categorical"},
                                                                   {"test_rmse": 2.5})
-    assert [tuple(rule) for rule in rules] == [("drift_score", 0.2, None), ("error_rate", 5.0, None),
+    assert [tuple(rule) for rule in rules] == [("cpu_percent", 80.0, None), ("drift_score", 0.2, None),
+                                               ("error_rate", 5.0, None), ("memory_percent", 80.0, None),
                                                ("performance_degradation", 10.0, None)]
 
 

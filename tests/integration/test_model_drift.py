@@ -198,3 +198,111 @@ def test_only_the_standard_window_tells_of_drift(app, client, ds):
     assert told() == 0
     assert client.get(url, headers=ds).json["overall_drift_score"] > 0.2  # the sweep's window: 24 hours
     assert told() == 1
+
+
+def _shifted_predictions(client, ds, model_id: str, rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """n predictions whose income and plan drifted, age and region not; their features as a frame."""
+    shifted = _columns(rng, n, True)
+    shifted["age"], shifted["region"] = _columns(rng, n, False)["age"], _columns(rng, n, False)["region"]
+    assert client.post(PREDICTIONS, json={"records": _records(model_id, shifted, [1] * n)}, headers=ds).status_code \
+        == 202
+    return pd.DataFrame(shifted)
+
+
+def test_an_ad_hoc_report_compares_a_models_reference_or_window_with_a_dataset_in_any_combination(app, client, ds):
+    model = model_with_versions(client, ds)
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame(_columns(rng, 800, False))
+    _with_reference(app, model["id"], reference)
+    current = _shifted_predictions(client, ds, model["id"], rng, 300)
+    reference_set = upload_frame(client, ds, reference, "reference")
+    current_set = upload_frame(client, ds, current, "current")
+
+    def report(reference_side: dict, current_side: dict, **extra) -> dict:
+        answer = client.post("/api/v1/drift-reports", json={"reference": reference_side, "current": current_side,
+                                                            **extra}, headers=ds)
+        assert answer.status_code == 200, answer.json
+        return answer.json
+
+    # The model's own report, ad hoc: the same tests and figures as GET .../drift over the same window.
+    own = report({"model_id": model["name"], "version": 1}, {"model_id": model["id"], "window": {"hours": 1}})
+    stored = client.get(f"/api/v1/models/{model['id']}/drift?hours=1", headers=ds).json
+    assert own["features"] == stored["features"] and own["overall_drift_score"] == stored["overall_drift_score"]
+    assert own["reference"] == {"model_id": model["id"], "version": 1, "sha256": stored["reference"]["sha256"],
+                                "rows": 800}
+    assert (own["current"]["version"], own["current"]["rows"], own["current"]["window"]["hours"]) == (1, 300, 1)
+    income = next(row for row in own["features"] if row["name"] == "income")
+    assert income["p_value"] == pytest.approx(stats.ks_2samp(reference["income"], current["income"]).pvalue,
+                                              rel=1e-9, abs=1e-12)
+    # Each side may be a dataset instead, the kinds still the version's (plan categorical by its profile).
+    sample_vs_data = report({"model_id": model["id"]}, {"dataset_id": current_set["id"]})
+    data_vs_window = report({"dataset_id": reference_set["id"]},
+                            {"model_id": model["id"], "version": 1, "window": {"predictions": 200}})
+    for answer in (own, sample_vs_data, data_vs_window):
+        assert sorted(answer["drifted_features"]) == ["income", "plan"], answer
+        assert {row["name"]: row["test"] for row in answer["features"]} == {
+            "income": "ks", "age": "ks", "plan": "chi_square", "region": "chi_square"}
+    assert sample_vs_data["current"] == {"dataset_id": current_set["id"], "rows": 300}
+    assert (data_vs_window["current"]["rows"], data_vs_window["current"]["window"]["predictions"]) == (200, 200)
+    # The correction as `options` words it, or as `correction` (its older spelling): the same report.
+    corrected = report({"model_id": model["id"]}, {"model_id": model["id"]}, options={"correction": "bh"})
+    older = report({"model_id": model["id"]}, {"model_id": model["id"]}, correction="bh")
+    assert corrected["correction"] == older["correction"] == "bh"
+    assert corrected["features"] == older["features"]
+    assert all(row["p_value_adjusted"] >= row["p_value"] for row in corrected["features"])
+    assert corrected["current"]["window"]["hours"] == 24  # MODELYARD_DRIFT_WINDOW_HOURS by default
+
+
+def test_an_ad_hoc_reports_bad_sides_are_refused_saying_why(app, client, ds):
+    import jwt
+
+    model = model_with_versions(client, ds)
+    dataset = upload_frame(client, ds, pd.DataFrame(_columns(np.random.default_rng(2), 40, False)), "data")
+    url = "/api/v1/drift-reports"
+    with_data = {"current": {"dataset_id": dataset["id"]}}
+    no_reference = client.post(url, json={"reference": {"model_id": model["id"]}, **with_data}, headers=ds)
+    assert no_reference.status_code == 409 and "no reference sample" in no_reference.json["detail"]
+    no_window = client.post(url, json={"reference": {"dataset_id": dataset["id"]},
+                                       "current": {"model_id": model["id"], "window": {"hours": 2}}}, headers=ds)
+    assert no_window.status_code == 409 and "no prediction with features in the last 2 hours" in \
+        no_window.json["detail"]
+    no_version = client.post(url, json={"reference": {"model_id": model["id"], "version": 9}, **with_data}, headers=ds)
+    assert no_version.status_code == 409 and "no version 9" in no_version.json["detail"]
+    unknown = client.post(url, json={"reference": {"model_id": str(uuid.uuid4())}, **with_data}, headers=ds)
+    assert unknown.status_code == 404
+    bad = [
+        ({"dataset_id": dataset["id"], "model_id": model["id"]}, "dataset_id"),
+        ({}, "dataset_id"),
+        ({"dataset_id": dataset["id"], "version": 1}, "version"),
+        ({"model_id": model["id"], "version": "1"}, "version"),
+        ({"model_id": model["id"], "window": {"hours": 1}}, "window"),  # a reference has no window
+    ]
+    for side, field in bad:
+        answer = client.post(url, json={"reference": side, **with_data}, headers=ds)
+        assert answer.status_code == 422 and field in str(answer.json["errors"]), (side, answer.json)
+    for window in ({}, {"hours": 1, "predictions": 5}, {"hours": 0}, {"predictions": 100_001}, {"days": 1}):
+        answer = client.post(url, json={"reference": {"dataset_id": dataset["id"]},
+                                        "current": {"model_id": model["id"], "window": window}}, headers=ds)
+        assert answer.status_code == 422 and "window" in answer.json["errors"]["current"], (window, answer.json)
+    both = {"reference": {"dataset_id": dataset["id"]}, **with_data}
+    for extra in ({"options": {"correction": "holm"}}, {"options": {"alpha": 0.1}},
+                  {"options": {"correction": "bh"}, "correction": "bh"}):
+        assert client.post(url, json={**both, **extra}, headers=ds).status_code == 422, extra
+    forged = jwt.encode({"sub": "x", "name": "mallory", "role": "admin"}, "not the platform's secret, long enough",
+                        algorithm="HS256")
+    assert client.post(url, json=both, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert client.post(url, json=both).status_code == 401
+
+
+def test_an_ad_hoc_report_of_one_prediction_with_one_feature_still_answers(app, client, ds):
+    model = model_with_versions(client, ds)
+    _with_reference(app, model["id"], pd.DataFrame(_columns(np.random.default_rng(4), 100, False)))
+    sent = {"model_id": model["id"], "request_id": "b-1", "features": {"age": 42}, "prediction": 1,
+            "timestamp": "2026-12-01T10:00:00Z"}
+    assert client.post(PREDICTIONS, json=sent, headers=ds).status_code == 202
+    answer = client.post("/api/v1/drift-reports", json={
+        "reference": {"model_id": model["id"], "version": 1},
+        "current": {"model_id": model["id"], "window": {"predictions": 5000}}, "options": {"correction": "bh"}},
+        headers=ds)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["current"]["rows"] == 1 and "age" in {row["name"] for row in answer.json["features"]}
