@@ -42,13 +42,15 @@ def _window_frame(rng: np.random.Generator, rows: int, shift: float) -> pd.DataF
     return pd.DataFrame(columns)
 
 
-def _database(admin_url: str, name: str) -> str:
+def _database(admin_url: str, name: str, *, create: bool = True) -> str:
+    """A fresh database `name` (with create=False: dropped only)."""
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        if create:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
@@ -89,7 +91,17 @@ def _load(url: str, store, *, models: int, references: int, rng: np.random.Gener
 
 
 def sweep(*, admin_url: str, broker: str, redis: str, models: int, references: int, log) -> dict:
-    """Load `models` versions, start a 2-process drift worker, send drift.sweep, wait for every report."""
+    """Load `models` versions, start a 2-process drift worker, send drift.sweep, wait for every report; the
+    database is dropped afterwards."""
+    run_id = uuid.uuid4().hex[:10]
+    url = _database(admin_url, f"bench_drift_{run_id}")
+    try:
+        return _sweep(url, run_id, broker=broker, redis=redis, models=models, references=references, log=log)
+    finally:
+        _database(admin_url, f"bench_drift_{run_id}", create=False)  # several GB at 1,000 models
+
+
+def _sweep(url: str, run_id: str, *, broker: str, redis: str, models: int, references: int, log) -> dict:
     from services.monitoring.service import DRIFT_QUEUE, SWEEP_DRIFT
     from shared.artifacts import ArtifactStore, parse_keys
     from shared.config import load_settings
@@ -97,8 +109,6 @@ def sweep(*, admin_url: str, broker: str, redis: str, models: int, references: i
     from shared.tasks import task_sender
     from tests.support.training import celery_worker, training_settings
 
-    run_id = uuid.uuid4().hex[:10]
-    url = _database(admin_url, f"bench_drift_{run_id}")
     migrate(url)
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         settings = training_settings(url, {"BROKER": broker, "REDIS": redis}, Path(tmp), run_id)

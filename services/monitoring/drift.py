@@ -18,6 +18,10 @@ against the model's predictions of the reference rows, as a categorical feature 
 Concept drift (concept_drift.py) scores the window's predictions that have their actual against the
 version's test metrics.
 
+A process keeps the most recently used reference samples parsed and prepared (`_reference`, by their
+artifact's sha256), and reads a window's JSON features as text parsed at once (`_window`): the drift pool's
+budget is 1,000 models a minute on 2 processes.
+
 A model's reports are stored (tables.DriftReport): GET answers the latest one for the same window and
 correction while it is younger than `drift_fresh_seconds`, and beat's sweep (workers/drift.py) keeps
 the served versions' reports fresh. A report whose score passes DETECTED_SCORE, after one that did

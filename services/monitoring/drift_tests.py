@@ -68,30 +68,32 @@ class FeatureDrift:
 
 class Column:
     """One sample of a feature, prepared for the tests: how many rows it has and how many hold a value,
-    and those values either sorted as numbers (`numbers`) or counted (`values`, in their order)."""
+    and those values either sorted as numbers (`numbers`) or counted (`counts`)."""
 
-    def __init__(self, rows: int, *, numbers: np.ndarray | None = None, values: list | None = None):
+    def __init__(self, rows: int, *, numbers: np.ndarray | None = None, counts: Counter | None = None):
         self.rows = rows
-        self._numbers, self._values = numbers, values
-        self.present = len(numbers) if numbers is not None else len(values)
+        self._numbers, self._counts = numbers, counts
+        self.present = len(numbers) if numbers is not None else sum(counts.values())
 
     @cached_property
     def numbers(self) -> np.ndarray:
         """The present values, sorted, as float64 (a value that is no number raises ValueError)."""
-        return self._numbers if self._numbers is not None else np.sort(np.asarray(self._values, dtype=float))
+        if self._numbers is not None:
+            return self._numbers
+        return np.sort(np.repeat(np.asarray(list(self._counts), dtype=float), list(self._counts.values())))
 
     @cached_property
     def counts(self) -> Counter:
         """Each present value's count."""
-        if self._values is not None:
-            return Counter(self._values)
+        if self._counts is not None:
+            return self._counts
         keys, counts = np.unique(self._numbers, return_counts=True)
         return Counter(dict(zip(keys.tolist(), counts.tolist())))
 
     @cached_property
     def distinct(self) -> int:
-        if self._values is not None:
-            return len(self.counts)
+        if self._counts is not None:
+            return len(self._counts)
         return int(np.count_nonzero(self._numbers[1:] != self._numbers[:-1])) + 1 if self.present else 0
 
     @cached_property
@@ -121,8 +123,10 @@ def column(values: Any) -> Column:
         else:
             if any(issubclass(kind, NESTED_TYPES) for kind in types):
                 values = [None if isinstance(value, NESTED_TYPES) else value for value in values]
-            # value == value is False only for NaN.
-            return Column(len(values), values=[value for value in values if value is not None and value == value])
+            counts = Counter(values)
+            for missing in [key for key in counts if key is None or key != key]:  # key != key: NaN
+                del counts[missing]
+            return Column(len(values), counts=counts)
     present = numbers[~np.isnan(numbers)]
     present.sort()
     return Column(len(numbers), numbers=present)
