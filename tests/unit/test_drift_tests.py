@@ -80,6 +80,10 @@ def test_wasserstein_is_normed_by_the_references_spread():
     assert result.test == "wasserstein" and result.p_value is None
     assert result.statistic == pytest.approx(stats.wasserstein_distance(reference, current) / np.std(reference),
                                              abs=TOLERANCE)
+    tied_reference, tied_current = _rng(13).integers(0, 40, 4000).tolist(), _rng(14).integers(3, 45, 1500).tolist()
+    tied = feature_drift("x", NUMERIC, tied_reference, tied_current)  # many ties within and across the samples
+    assert tied.statistic == pytest.approx(
+        stats.wasserstein_distance(tied_reference, tied_current) / np.std(tied_reference), abs=TOLERANCE)
     constant = feature_drift("x", NUMERIC, [1.0] * 1500 + [2.0] * 1500, [1.0] * 10 + [9.0] * 10)
     assert constant.test == "jensen_shannon"  # 3 values: categorical
 
