@@ -1,12 +1,12 @@
 """How long one drift report takes, as the drift pool computes it: a version's 20 features, a 10,000-row
 reference sample and a 10,000-prediction window in Postgres, read, tested feature by feature, stored.
 
-A first slice of the monitoring issue's drift figure (1,000 models x 20 features x 10,000-row windows on
-2 worker processes in under 60 s): it times `services.monitoring.drift.version_drift` in this process
-and prints the implied time for 1,000 models on 2 processes. The full bench (the sweep through Celery,
-and Evidently on the same data) is still to come.
+The monitoring issue's drift figure (1,000 models x 20 features x 10,000-row windows on 2 worker processes
+in under 60 s) is measured by bench/monitoring.py through Celery; this times
+`services.monitoring.drift.version_drift` alone, in this process, and prints the implied time for 1,000
+models on 2 processes (which leaves out Postgres's own CPU on the same cores).
 
-    .venv/bin/python -m bench.drift_compute [--reports 10] [--database modelyard_bench_drift]   # Postgres on localhost
+    .venv/bin/python -m bench.drift_compute [--reports 10] [--database modelyard_bench_drift] [--profile FILE]
 """
 
 from __future__ import annotations
