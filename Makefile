@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving
+.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving bench-monitoring
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,6 @@ bench-hpo: install-dev
 
 bench-serving: install-dev
 	$(BIN)/python -m bench.serving
+
+bench-monitoring: install-dev
+	$(BIN)/python -m bench.monitoring

@@ -173,17 +173,14 @@ def protect_rows(session: Session, rows: list[dict[str, Any]], *, hash_key: str)
         row["features"] = protector.features(row["features"])
 
 
-def protect_reference(session: Session, baseline: VersionBaseline, reference, kinds: dict[str, str], *,
-                      hash_key: str):
-    """The version's reference sample (a DataFrame) with its sensitive columns as ingestion stores them, and
-    the features' kinds with those columns categorical: what drift compares the stored window with."""
+def protect_reference(session: Session, baseline: VersionBaseline, reference, *, hash_key: str) -> dict[str, list]:
+    """The version's reference sample's (a DataFrame, left as it is: a cached one is shared) sensitive
+    columns as ingestion stores them, by name: what drift compares the stored window with, as categories."""
     sensitive = session.scalar(sa.select(SensitiveFeatures.features)
                                .where(SensitiveFeatures.model_id == baseline.model_id)) or []
     names = [name for name in sensitive if name in reference.columns]
     if not names:
-        return reference, kinds
+        return {}
     protector = Protector(key=platform_key(hash_key), model_id=baseline.model_id, features=names,
                           kinds=baseline.feature_kinds, bin_edges=baseline.bin_edges)
-    protected = reference.assign(**{name: [protector.value(name, value) for value in reference[name].tolist()]
-                                    for name in names})
-    return protected, {**kinds, **{name: CATEGORICAL for name in names}}
+    return {name: [protector.value(name, value) for value in reference[name].tolist()] for name in names}

@@ -80,6 +80,10 @@ def test_wasserstein_is_normed_by_the_references_spread():
     assert result.test == "wasserstein" and result.p_value is None
     assert result.statistic == pytest.approx(stats.wasserstein_distance(reference, current) / np.std(reference),
                                              abs=TOLERANCE)
+    tied_reference, tied_current = _rng(13).integers(0, 40, 4000).tolist(), _rng(14).integers(3, 45, 1500).tolist()
+    tied = feature_drift("x", NUMERIC, tied_reference, tied_current)  # many ties within and across the samples
+    assert tied.statistic == pytest.approx(
+        stats.wasserstein_distance(tied_reference, tied_current) / np.std(tied_reference), abs=TOLERANCE)
     constant = feature_drift("x", NUMERIC, [1.0] * 1500 + [2.0] * 1500, [1.0] * 10 + [9.0] * 10)
     assert constant.test == "jensen_shannon"  # 3 values: categorical
 
@@ -100,7 +104,8 @@ def test_psi_bins_numbers_by_sturges_and_fills_empty_bins():
     cur_share = np.histogram(current, edges)[0] / len(current)
     ref_share[ref_share == 0], cur_share[cur_share == 0] = 0.0001, 0.0001
     expected = np.sum((ref_share - cur_share) * np.log(ref_share / cur_share))
-    assert drift_tests.psi(reference.tolist(), current.tolist(), NUMERIC) == pytest.approx(expected, abs=TOLERANCE)
+    assert drift_tests.psi(drift_tests.column(reference.tolist()), drift_tests.column(current.tolist()),
+                          NUMERIC) == pytest.approx(expected, abs=TOLERANCE)
 
 
 def test_missing_values_are_left_out_and_their_share_reported():
@@ -143,3 +148,21 @@ def test_on_generated_data_the_drifted_features_are_exactly_the_shifted_ones(row
     results = {name: feature_drift(name, kind, reference[name], current[name]) for name, kind in kinds.items()}
     assert {name for name, result in results.items() if result.drifted} == {"income", "plan", "churned_before",
                                                                              "support_calls"}
+
+
+def test_a_prepared_column_tests_as_its_raw_values_do_from_a_list_an_array_or_a_series():
+    import pandas as pd
+
+    rng = _rng(12)
+    reference = rng.normal(0, 1, 3000).round(3)
+    current = rng.normal(0.3, 1, 800).round(3).tolist()
+    current[:5] = [None, float("nan"), [1, 2], {"a": 1}, None]  # nested values count as missing
+    expected = feature_drift("x", NUMERIC, reference.tolist(), [None] * 5 + current[5:])
+    prepared = drift_tests.column(reference)
+    for given in (reference, pd.Series(reference), prepared, prepared):  # a kept column answers again
+        assert feature_drift("x", NUMERIC, given, current) == expected
+    assert expected.missing_rate_change == pytest.approx(5 / 800)
+    codes = rng.choice([0, 1, 2], 3000)
+    as_labels = feature_drift("c", CATEGORICAL, [str(code) for code in codes], ["0"] * 500 + ["2"] * 300)
+    as_numbers = feature_drift("c", CATEGORICAL, codes, [0] * 500 + [2.0] * 300)  # 2 and 2.0 are one value
+    assert (as_numbers.test, as_numbers.statistic) == (as_labels.test, pytest.approx(as_labels.statistic, abs=TOLERANCE))
