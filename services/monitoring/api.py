@@ -45,7 +45,7 @@ def _live_versions(model_id: str) -> dict[str, int]:
 
 
 def _versions() -> records.Versions:
-    return records.Versions(RegistryClient.for_request(runtime().settings.registry_url), _live_versions)
+    return records.Versions(RegistryClient.for_request(runtime().settings.registry_url), _live_versions, db_session())
 
 
 def _records(body: dict[str, Any], limit: int) -> tuple[list[Any], bool]:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from services.monitoring.ingestion import (
     BadRecord, actual_row, json_object, object_field, store_actuals, store_predictions, timestamp,
 )
-from services.monitoring.tables import RecordedMetric
+from services.monitoring.tables import RecordedMetric, VersionBaseline
 from shared.errors import NotFound, ValidationFailed
 from shared.metric_names import canonical_metric
 from shared.registry_client import RegistryClient
@@ -56,10 +56,15 @@ LiveVersions = Callable[[str], dict[str, int]]
 
 @dataclass
 class Versions:
-    """The version each record belongs to; the registry and the control plane are asked once per model."""
+    """The version each record belongs to; the registry and the control plane are asked once per model.
+
+    A model and version found in monitoring's own copy of the registered versions (VersionBaseline, kept
+    by the registry's events) need no question to the registry: asking it over HTTP, as the caller, was
+    most of a single record's time. One not there yet (its event on the way) is asked about."""
 
     registry: RegistryClient
     live_versions: LiveVersions
+    session: Session | None = None
 
     def __post_init__(self) -> None:
         self._models: dict[str, str | None] = {}  # model id as sent -> its id, None when there is none
@@ -73,6 +78,8 @@ class Versions:
             uuid.UUID(model_id)
         except ValueError:
             raise BadRecord(f"model_id: a model's id (a UUID), not {model_id!r}") from None
+        if model_id not in self._models and self._registered(model_id, None):
+            self._models[model_id] = str(uuid.UUID(model_id))
         if model_id not in self._models:
             try:
                 self._models[model_id] = self.registry.model(model_id)["id"]
@@ -94,8 +101,18 @@ class Versions:
                             else "version: the model has no version yet")
         return self._numbers[key]
 
+    def _registered(self, model_id: str, version: int | None) -> bool:
+        if self.session is None:
+            return False
+        query = sa.select(VersionBaseline.version).where(VersionBaseline.model_id == uuid.UUID(model_id))
+        if version is not None:
+            query = query.where(VersionBaseline.version == version)
+        return self.session.scalar(query.limit(1)) is not None
+
     def _find(self, model_id: str, version: int | None) -> int | None:
         if version is not None:
+            if self._registered(model_id, version):
+                return version
             return version if self.registry.version(model_id, version) is not None else None
         live = self.live_versions(model_id)
         for environment in ENVIRONMENTS_FIRST:
