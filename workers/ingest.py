@@ -1,5 +1,6 @@
 """The ingest pool's task: store a batch of serving's prediction records in monitoring's store; and
-beat's hourly upkeep of that store's days (services.monitoring.partitions).
+beat's upkeep of that store: its days, hourly (services.monitoring.partitions), and its hours'
+tallies, every minute (services.monitoring.rollups).
 
 The batch is the task's argument (plain JSON records, shared.prediction_records); storing it twice
 (acks_late re-delivers the task of a worker that died) stores nothing twice, by the store's unique key.
@@ -8,14 +9,15 @@ The batch is the task's argument (plain JSON records, shared.prediction_records)
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from services.monitoring import partitions
+from services.monitoring import partitions, rollups
 from services.monitoring.ingestion import store_predictions as store
-from services.monitoring.service import KEEP_DAYS
+from services.monitoring.service import KEEP_DAYS, REFRESH_TALLIES
 from shared.db import utcnow
 from shared.prediction_records import STORE_PREDICTIONS
 from workers.database_task import DatabaseTask
@@ -50,3 +52,23 @@ def keep_days(self: DatabaseTask) -> dict[str, object]:
     if kept.created or kept.dropped or any(kept.deleted.values()):
         log.info("predictions' days: made %s, dropped %s, deleted %s", kept.created, kept.dropped, kept.deleted)
     return {"created": kept.created, "dropped": kept.dropped, "deleted": kept.deleted}
+
+
+# Hours recomputed per transaction: a short one, so that a run holds no lock long; and a run stops after
+# RUN_SECONDS, before beat's next one is due.
+HOURS_PER_TRANSACTION = 50
+RUN_SECONDS = 50.0
+
+
+@shared_task(bind=True, base=DatabaseTask, name=REFRESH_TALLIES)
+def refresh_tallies(self: DatabaseTask) -> int:
+    """Beat: the stale hours' tallies recomputed; how many."""
+    started = time.monotonic()
+    total = 0
+    while time.monotonic() - started < RUN_SECONDS:
+        with self.transaction() as session:
+            done = rollups.refresh(session, hours=HOURS_PER_TRANSACTION)
+        total += done
+        if done < HOURS_PER_TRANSACTION:
+            break
+    return total

@@ -28,9 +28,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.monitoring import anomalies, scores
+from services.monitoring import anomalies
 from services.monitoring.performance import BUCKET_SECONDS
-from services.monitoring.tables import DetectedAnomaly, Prediction
+from services.monitoring.rollups import hourly_tallies
+from services.monitoring.tables import DetectedAnomaly, PerformanceHour, StaleHour
+from services.monitoring.tally import Tally
 from shared.events.outbox import emit
 from shared.registry_client import RegistryClient
 
@@ -80,64 +82,47 @@ def _finite(value: float) -> float | None:
 
 def operating_series(session: Session, model_id: uuid.UUID, *, version: int | None, days: int, granularity: str,
                      now: datetime) -> tuple[list[datetime], dict[str, list[float | None]]]:
-    """The whole buckets of the last `days` up to `now`, and each metric's value per bucket."""
+    """The whole buckets of the last `days` up to `now`, and each metric's value per bucket, from the
+    model's hourly tallies (rollups.py)."""
     width = BUCKET_SECONDS[granularity]
     end = math.floor(now.timestamp() / width) * width  # the bucket in progress starts here: left out
     first = end - days * 86400
-    query = sa.select(Prediction.predicted_at, Prediction.prediction, Prediction.probabilities,
-                      Prediction.latency_ms, Prediction.error, Prediction.features).where(
-        Prediction.model_id == model_id, Prediction.predicted_at >= datetime.fromtimestamp(first, timezone.utc),
-        Prediction.predicted_at < datetime.fromtimestamp(end, timezone.utc))
-    if version is not None:
-        query = query.where(Prediction.version == version)
-    buckets: list[list] = [[] for _ in range((end - first) // width)]
-    for row in session.execute(query):
-        moment = row.predicted_at if row.predicted_at.tzinfo else row.predicted_at.replace(tzinfo=timezone.utc)
-        buckets[int((moment.timestamp() - first) // width)].append(row)
+    buckets = [Tally() for _ in range((end - first) // width)]
+    # The operating metrics do not depend on the model's type (which only its scores need).
+    for (_, hour), found in hourly_tallies(session, model_id, since=datetime.fromtimestamp(first, timezone.utc),
+                                           version=version, model_type=None).items():
+        index = int((hour.timestamp() - first) // width)
+        if index < len(buckets):
+            buckets[index].add(found)
     starts = [datetime.fromtimestamp(first + index * width, timezone.utc) for index in range(len(buckets))]
     series: dict[str, list[float | None]] = {name: [] for name in METRICS}
     serving = False
-    for rows in buckets:
-        serving = serving or bool(rows)
-        for name, value in _bucket_metrics(rows, width).items():
+    for found in buckets:
+        serving = serving or found.predictions > 0
+        for name, value in _bucket_metrics(found, width).items():
             series[name].append(value if serving else None)
     return starts, series
 
 
-def _bucket_metrics(rows: list, width: int) -> dict[str, float | None]:
-    latencies = [row.latency_ms for row in rows if row.latency_ms is not None]
-    outputs = [scores.number(_output(row)) for row in rows if row.error is None]
-    outputs = [value for value in outputs if value is not None]
-    values = [value for row in rows if isinstance(row.features, dict) for value in row.features.values()]
+def _bucket_metrics(found: Tally, width: int) -> dict[str, float | None]:
     return {
-        "latency_p95_ms": scores.percentile(latencies, 95),
-        "error_rate": sum(row.error is not None for row in rows) / len(rows) if rows else None,
-        "throughput": len(rows) / width,
-        "mean_prediction": _mean(outputs),
-        "missing_rate": sum(value is None for value in values) / len(values) if values else None,
+        "latency_p95_ms": found.latency_percentile(95),
+        "error_rate": found.errors / found.predictions if found.predictions else None,
+        "throughput": found.predictions / width,
+        "mean_prediction": found.mean_prediction(),
+        "missing_rate": found.missing_rate(),
     }
-
-
-def _mean(values: list[float]) -> float | None:
-    """The mean; None for none, or for numbers whose sum overflows a float (no baseline can use it)."""
-    try:
-        return math.fsum(values) / len(values) if values else None
-    except OverflowError:
-        return None
-
-
-def _output(row) -> Any:
-    """A prediction as one number: a classifier's positive-class score when it has one, else its value."""
-    label, score = scores.label_and_score(scores.value_of(row.prediction, "prediction"), row.probabilities)
-    return score if score is not None else label
 
 
 def models_to_sweep(session: Session, *, now: datetime) -> list[str]:
     """Models with predictions in the week before the last whole hour ended: their last hour is judged,
     also when it had none (an outage is the clearest fall of throughput)."""
     end = datetime.fromtimestamp(math.floor(now.timestamp() / 3600) * 3600, timezone.utc)
-    rows = session.scalars(sa.select(Prediction.model_id).where(
-        Prediction.predicted_at >= end - timedelta(days=SWEEP_DAYS), Prediction.predicted_at < end).distinct())
+    since = end - timedelta(days=SWEEP_DAYS)
+    # By their hours, tallied or waiting to be: a few rows an hour, where the predictions are millions.
+    rows = session.scalars(sa.union(
+        sa.select(PerformanceHour.model_id).where(PerformanceHour.hour >= since, PerformanceHour.hour < end),
+        sa.select(StaleHour.model_id).where(StaleHour.hour >= since, StaleHour.hour < end)))
     return sorted(str(model_id) for model_id in rows)
 
 

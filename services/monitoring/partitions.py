@@ -6,7 +6,8 @@ maintenance (`keep_days`, hourly) gives yesterday, today and the next DAYS_AHEAD
 partitions before most of their rows arrive, moving any rows the default partition already holds for
 them (after the migration, all of them) into theirs, and drops the partitions older than the retention
 whole, which is what partitioning is for: no row-by-row delete of millions of rows. On SQLite the old
-rows are deleted. Older actuals, recorded metrics, drift reports and detected anomalies go too.
+rows are deleted. Older actuals, recorded metrics, drift reports, detected anomalies and hours' tallies
+go too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from datetime import date, datetime, time, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.monitoring.tables import Actual, DetectedAnomaly, DriftReport, Prediction, RecordedMetric
+from services.monitoring.tables import (
+    Actual, DetectedAnomaly, DriftReport, PerformanceHour, Prediction, RecordedMetric, StaleHour,
+)
 
 TABLE = Prediction.__table__.name
 DEFAULT_PARTITION = f"{TABLE}_default"
@@ -64,7 +67,8 @@ def keep_days(session: Session, *, retention_days: int, today: date) -> Kept:
     kept.deleted["predictions"] = predictions
     since = datetime.combine(cutoff, time(), timezone.utc)
     for table, moment in ((Actual, Actual.recorded_at), (RecordedMetric, RecordedMetric.measured_at),
-                          (DriftReport, DriftReport.computed_at), (DetectedAnomaly, DetectedAnomaly.bucket_start)):
+                          (DriftReport, DriftReport.computed_at), (DetectedAnomaly, DetectedAnomaly.bucket_start),
+                          (PerformanceHour, PerformanceHour.hour), (StaleHour, StaleHour.hour)):
         kept.deleted[table.__tablename__] = session.execute(sa.delete(table).where(moment < since)).rowcount
     return kept
 

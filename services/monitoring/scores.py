@@ -13,8 +13,7 @@ label seen, as `average="macro"` does, a class never predicted counting 0 (zero_
 from __future__ import annotations
 
 import math
-from collections import Counter
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 BINARY = ({0, 1}, {False, True})
 # Model types whose predictions are numbers scored against numbers.
@@ -66,26 +65,28 @@ def as_label(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def classification(predicted: list[Any], actual: list[Any], positive_scores: list[float | None]) -> dict[str, Any]:
-    """accuracy, precision, recall, f1 and (binary, with every score known) roc_auc."""
-    if not actual:
-        return {"accuracy": None, "precision": None, "recall": None, "f1": None, "roc_auc": None}
-    predicted, actual = [as_label(p) for p in predicted], [as_label(a) for a in actual]
-    labels = set(predicted) | set(actual)
-    binary = any(labels <= allowed for allowed in BINARY) and all(isinstance(v, (int, bool)) for v in labels)
-    pairs = Counter(zip(predicted, actual))
-    scores = [_precision_recall_f1(pairs, label) for label in ([1] if binary else _sorted(labels))]
+def classification(pairs: Mapping[tuple[Any, Any], int]) -> dict[str, Any]:
+    """accuracy, precision, recall and f1 of the (predicted, actual) label pairs counted in `pairs`."""
+    total = sum(pairs.values())
+    if not total:
+        return {"accuracy": None, "precision": None, "recall": None, "f1": None}
+    labels = {label for pair in pairs for label in pair}
+    scores = [_precision_recall_f1(pairs, label) for label in ([1] if is_binary(labels) else _sorted(labels))]
     precision, recall, f1 = (sum(score[i] for score in scores) / len(scores) for i in range(3))
     correct = sum(count for (p, a), count in pairs.items() if p == a)
-    auc = roc_auc([a == 1 for a in actual], positive_scores) if binary else None
-    return {"accuracy": correct / len(actual), "precision": precision, "recall": recall, "f1": f1, "roc_auc": auc}
+    return {"accuracy": correct / total, "precision": precision, "recall": recall, "f1": f1}
+
+
+def is_binary(labels: set[Any]) -> bool:
+    """Whether labels (as_label's) are scored as scikit-learn's binary average: 0/1 or false/true."""
+    return any(labels <= allowed for allowed in BINARY) and all(isinstance(v, (int, bool)) for v in labels)
 
 
 def _sorted(labels: set[Any]) -> list[Any]:
     return sorted(labels, key=lambda label: (type(label).__name__, label))
 
 
-def _precision_recall_f1(pairs: Counter, label: Any) -> tuple[float, float, float]:
+def _precision_recall_f1(pairs: Mapping[tuple[Any, Any], int], label: Any) -> tuple[float, float, float]:
     true_positive = pairs.get((label, label), 0)
     predicted = sum(count for (p, _), count in pairs.items() if p == label)
     actual = sum(count for (_, a), count in pairs.items() if a == label)
@@ -95,38 +96,27 @@ def _precision_recall_f1(pairs: Counter, label: Any) -> tuple[float, float, floa
     return precision, recall, f1
 
 
-def roc_auc(positive: list[bool], scores: list[float | None]) -> float | None:
-    """The area under the ROC curve (the Mann-Whitney U statistic, ties counted half); None when a class
-    is missing or a score is unknown, where scikit-learn has no answer either."""
-    if not scores or any(score is None for score in scores):
-        return None
-    n_positive = sum(positive)
-    n_negative = len(positive) - n_positive
+def roc_auc(negative: Sequence[int], positive: Sequence[int]) -> float | None:
+    """The area under the ROC curve of scores counted per bin, the bins in increasing order of score: the
+    Mann-Whitney U statistic, scores sharing a bin counted as ties (half). None when a class is missing,
+    where scikit-learn has no answer either."""
+    n_negative, n_positive = sum(negative), sum(positive)
     if not n_positive or not n_negative:
         return None
-    order = sorted(range(len(scores)), key=scores.__getitem__)
-    ranks = [0.0] * len(scores)
-    start = 0
-    while start < len(order):  # tied scores share the mean of their ranks
-        end = start
-        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
-            end += 1
-        for index in order[start:end + 1]:
-            ranks[index] = (start + end) / 2 + 1
-        start = end + 1
-    positive_ranks = sum(rank for rank, is_positive in zip(ranks, positive) if is_positive)
-    return (positive_ranks - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+    twice_u = 0  # in integers: exact however many predictions
+    below = 0  # negatives in the lower bins
+    for negatives, positives in zip(negative, positive):
+        if positives:
+            twice_u += positives * (2 * below + negatives)
+        below += negatives
+    return twice_u / (2 * n_positive * n_negative)
 
 
-def regression(predicted: list[float], actual: list[float]) -> dict[str, Any]:
-    """rmse, mae and r2 (scikit-learn's: 1.0 for a perfect fit of a constant target, else 0.0 there)."""
-    if not actual:
+def regression(count: int, squared_error: float, absolute_error: float, actual_spread: float) -> dict[str, Any]:
+    """rmse, mae and r2 from `count` pairs' summed squared and absolute errors and the actuals' summed
+    squared deviations from their mean (scikit-learn's r2: 1.0 for a perfect fit of a constant target,
+    else 0.0 there)."""
+    if not count:
         return {"rmse": None, "mae": None, "r2": None}
-    # fsum: exactly rounded sums, so that a constant target's spread is exactly 0, as numpy finds it.
-    n = len(actual)
-    errors = [a - p for p, a in zip(predicted, actual)]
-    squared = math.fsum(e * e for e in errors)
-    mean = math.fsum(actual) / n
-    total = math.fsum((a - mean) ** 2 for a in actual)
-    r2 = 1 - squared / total if total else (1.0 if squared == 0 else 0.0)
-    return {"rmse": math.sqrt(squared / n), "mae": math.fsum(abs(e) for e in errors) / n, "r2": r2}
+    r2 = 1 - squared_error / actual_spread if actual_spread else (1.0 if squared_error == 0 else 0.0)
+    return {"rmse": math.sqrt(squared_error / count), "mae": absolute_error / count, "r2": r2}

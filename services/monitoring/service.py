@@ -12,6 +12,7 @@ SWEEP_ANOMALIES = "drift.sweep_anomalies"
 DETECT_ANOMALIES = "drift.detect_anomalies"
 EVALUATE_ALERTS = "alerts.evaluate"
 KEEP_DAYS = "ingest.keep_days"
+REFRESH_TALLIES = "ingest.refresh_tallies"
 
 SERVICE = ServiceSpec(
     name="monitoring",
@@ -37,5 +38,8 @@ SERVICE = ServiceSpec(
           "evaluate-alerts": BeatEntry(EVALUATE_ALERTS, 60.0),
           # The predictions table's coming days' partitions, and what is older than the retention gone
           # (partitions.py); on "default": a busy ingest pool must not hold it up.
-          "keep-prediction-days": BeatEntry(KEEP_DAYS, 3600.0, queue="default")},
+          "keep-prediction-days": BeatEntry(KEEP_DAYS, 3600.0, queue="default"),
+          # The hours whose predictions or actuals changed tallied again (rollups.py), which performance
+          # and the operating metrics read; on "default", as the upkeep above.
+          "refresh-tallies": BeatEntry(REFRESH_TALLIES, 60.0, queue="default")},
 )

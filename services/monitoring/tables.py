@@ -86,6 +86,49 @@ class RecordedMetric(UUIDPrimaryKey, Base):
     __table_args__ = (sa.Index("ix_recorded_metrics_model_id_name_measured_at", "model_id", "name", "measured_at"),)
 
 
+class PerformanceHour(Base):
+    """What a version's predictions of one UTC hour add up to, with their actuals (tally.Tally's sums):
+    what performance and the operating metrics read. Recomputed from the hour's rows when they or their
+    actuals changed (rollups.py)."""
+
+    __tablename__ = "performance_hours"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    predictions: Mapped[int] = mapped_column(sa.Integer)
+    errors: Mapped[int] = mapped_column(sa.Integer)
+    latency_bins: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    outputs: Mapped[int] = mapped_column(sa.Integer)
+    output_sum: Mapped[float] = mapped_column(sa.Float)
+    feature_values: Mapped[int] = mapped_column(sa.BigInteger)
+    missing_values: Mapped[int] = mapped_column(sa.BigInteger)
+    labeled: Mapped[int] = mapped_column(sa.Integer)
+    label_pairs: Mapped[list | None] = mapped_column(NullableJSON)
+    score_bins: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    unscored: Mapped[int] = mapped_column(sa.Integer)
+    scored_pairs: Mapped[int] = mapped_column(sa.Integer)
+    squared_error: Mapped[float] = mapped_column(sa.Float)
+    absolute_error: Mapped[float] = mapped_column(sa.Float)
+    actual_mean: Mapped[float] = mapped_column(sa.Float)
+    actual_spread: Mapped[float] = mapped_column(sa.Float)
+
+
+class StaleHour(Base):
+    """A model's hour whose predictions or actuals changed since its tallies were computed: one row per
+    change (a stored batch), never updated, so that marking never waits on a lock; the refresh deletes
+    the rows it read, and a row committed meanwhile stays for the next."""
+
+    __tablename__ = "stale_hours"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    hour: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_stale_hours_model_id_hour", "model_id", "hour"),)
+
+
 class VersionBaseline(Base):
     """What a model's version is watched against, as the registry announced it (model_version.registered):
     its reference sample and feature kinds for drift, its feature importances for the drift score's

@@ -65,7 +65,7 @@ def test_classification_is_scored_per_day_and_a_late_actual_changes_its_predicti
     assert old["f1"] == pytest.approx(metrics.f1_score(y_true, y_pred))
     assert old["roc_auc"] == pytest.approx(metrics.roc_auc_score(y_true, y_score))
     latencies = [row[4] for row in two_days_ago]
-    assert old["latency_p95_ms"] == pytest.approx(np.percentile(latencies, 95))
+    assert old["latency_p95_ms"] == pytest.approx(np.percentile(latencies, 95), rel=0.01)  # tally.py: within 1%
     assert old["throughput"] == pytest.approx(6 / 86400)
     assert old["metrics"] == {"conversion": pytest.approx(0.3)}
     assert (today["predictions"], today["accuracy"], today["metrics"]) == (1, 1.0, {})
