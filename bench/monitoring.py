@@ -8,7 +8,9 @@ Parts (default: all):
   - `drift-sweep` (bench/monitoring_drift.py): 1,000 models x 20 features x 10,000-prediction windows by
     beat's sweep on a 2-process drift worker;
   - `evidently` (bench/monitoring_drift.py): Evidently's data drift report against ours on 25 features
-    x 100,000 rows, test and decision per feature.
+    x 100,000 rows, test and decision per feature;
+  - `performance` (bench/monitoring_performance.py): `performance?days=30` over 10 million stored
+    predictions, and the hourly tallies' refresh.
 It prints the figures; it asserts nothing.
 """
 
@@ -25,9 +27,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import monitoring_drift, monitoring_ingest
+from bench import monitoring_drift, monitoring_ingest, monitoring_performance
 
-PARTS = ("ingest", "drift-sweep", "evidently")
+PARTS = ("ingest", "drift-sweep", "evidently", "performance")
 
 
 def _say(message: str) -> None:
@@ -54,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--references", type=int, default=None,
                         help="reference samples the versions share in turn (default: one each)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side of the Evidently comparison")
+    parser.add_argument("--predictions", type=int, default=10_000_000, help="stored for the performance query")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     return parser.parse_args(argv)
 
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n## Drift")
         monitoring_drift.print_figures(sweep, comparison)
     text = json.dumps(figures, indent=2, default=str)
+    if "performance" in parts:
+        figures["performance"] = monitoring_performance.run(postgres=args.postgres, port=args.port, work_dir=work_dir,
+                                                            predictions=args.predictions // scale, log=_say)
+        print("\n## Performance\n" + "\n".join(monitoring_performance.report(figures["performance"])), flush=True)
     if args.json:
         args.json.write_text(text + "\n")
     else:

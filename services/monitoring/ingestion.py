@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.monitoring import rollups, sensitive
+from services.monitoring import sensitive, stale
 from services.monitoring.tables import NAME_LENGTH, REQUEST_ID_LENGTH, Actual, Prediction
 from shared.db import utcnow
 from shared.prediction_records import FIELDS, REQUIRED
@@ -79,7 +79,7 @@ def store_predictions(*, session: Session, records: list[Any], hash_key: str) ->
     refused_by_database = len(outcome.rejected) - refused_before
     outcome.duplicates = len(rows) - outcome.stored - refused_by_database
     refused = {index for index, _ in outcome.rejected}
-    rollups.mark_predictions(session, [row for index, row in rows if index not in refused])
+    stale.mark_predictions(session, [row for index, row in rows if index not in refused])
     store_actuals(session, [actual_row(records[index], received_at=received_at) for index, row in rows
                             if index not in refused and records[index].get("actual") is not None])
     return outcome
@@ -103,7 +103,7 @@ def store_actuals(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(statement.on_conflict_do_update(
         index_elements=["model_id", "request_id"],
         set_={"actual": statement.excluded.actual, "recorded_at": statement.excluded.recorded_at}), rows)
-    rollups.mark_actuals(session, rows)
+    stale.mark_actuals(session, rows)
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> int:

@@ -106,7 +106,7 @@ def operating_series(session: Session, model_id: uuid.UUID, *, version: int | No
 
 def _bucket_metrics(found: Tally, width: int) -> dict[str, float | None]:
     return {
-        "latency_p95_ms": found.latency_percentile(95),
+        "latency_p95_ms": found.latency_percentiles(95)[0],
         "error_rate": found.errors / found.predictions if found.predictions else None,
         "throughput": found.predictions / width,
         "mean_prediction": found.mean_prediction(),

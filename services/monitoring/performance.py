@@ -19,7 +19,8 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.monitoring.rollups import hour_of, hourly_tallies
+from services.monitoring.rollups import hourly_tallies
+from services.monitoring.stale import hour_of
 from services.monitoring.tables import RecordedMetric
 from services.monitoring.tally import Tally
 from shared.registry_client import RegistryClient

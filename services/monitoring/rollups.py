@@ -4,7 +4,7 @@ of performance reads a few hundred rows rather than millions of predictions.
 An hour's tallies are recomputed from its rows and their actuals whenever either changed, rather than
 added to: every figure is then exactly what the rows say, whatever order predictions and actuals
 arrive in and however often an actual is corrected. Storing predictions marks their hours stale
-(tables.StaleHour), and so does storing actuals, for the hours of the predictions they join. Beat
+(stale.py), and so does storing actuals, for the hours of the predictions they join. Beat
 refreshes the stale hours every minute (`refresh`); a read (`hourly_tallies`) tallies its window's
 stale hours from their rows itself, so it never answers from a stale tally and never writes.
 
@@ -17,49 +17,19 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import datetime, timedelta
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from services.monitoring.stale import hour_of
 from services.monitoring.tables import Actual, PerformanceHour, Prediction, StaleHour, VersionBaseline
-from services.monitoring.tally import Tally, tally
+from services.monitoring.tally import Row, Tally, tally
 
 # Serialises refreshes (two beats, a run still going a minute later): any fixed number of ours.
 LOCK = 0x6D6F6E72  # "monr"
 HOUR = timedelta(hours=1)
-
-
-def hour_of(moment: datetime) -> datetime:
-    """The start of `moment`'s UTC hour (SQLite hands back UTC wall clocks without their zone)."""
-    moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def mark_predictions(session: Session, rows: Iterable[dict[str, Any]]) -> None:
-    """Mark the hours of prediction rows about to be stored stale."""
-    _mark(session, {(row["model_id"], hour_of(row["predicted_at"])) for row in rows})
-
-
-def mark_actuals(session: Session, rows: Iterable[dict[str, Any]]) -> None:
-    """Mark the hours of the predictions these actuals rows join stale (an actual before its prediction
-    joins nothing yet: storing the prediction marks its hour)."""
-    by_model: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for row in rows:
-        by_model[row["model_id"]].append(row["request_id"])
-    hours = set()
-    for model_id, request_ids in by_model.items():
-        for start in range(0, len(request_ids), 1000):
-            found = session.scalars(sa.select(Prediction.predicted_at).where(
-                Prediction.model_id == model_id, Prediction.request_id.in_(request_ids[start:start + 1000])))
-            hours.update((model_id, hour_of(moment)) for moment in found)
-    _mark(session, hours)
-
-
-def _mark(session: Session, hours: set[tuple[uuid.UUID, datetime]]) -> None:
-    if hours:
-        session.execute(sa.insert(StaleHour), [{"model_id": model_id, "hour": hour} for model_id, hour in sorted(hours)])
 
 
 def refresh(session: Session, *, hours: int) -> int:
@@ -98,11 +68,13 @@ def hourly_tallies(session: Session, model_id: uuid.UUID, *, since: datetime, ve
     since = hour_of(since)
     stale = set(map(hour_of, session.scalars(sa.select(StaleHour.hour).distinct().where(
         StaleHour.model_id == model_id, StaleHour.hour >= since))))
-    stored = sa.select(PerformanceHour).where(PerformanceHour.model_id == model_id, PerformanceHour.hour >= since)
+    # Rows, not ORM objects: a month of hours is hundreds of them, and each object costs.
+    stored = sa.select(*PerformanceHour.__table__.columns).where(PerformanceHour.model_id == model_id,
+                                                                 PerformanceHour.hour >= since)
     if version is not None:
         stored = stored.where(PerformanceHour.version == version)
     found = {}
-    for row in session.scalars(stored):
+    for row in session.execute(stored):
         hour = hour_of(row.hour)
         if hour not in stale:
             found[row.version, hour] = Tally.from_columns(row)
@@ -112,17 +84,26 @@ def hourly_tallies(session: Session, model_id: uuid.UUID, *, since: datetime, ve
 
 def _tallied(session: Session, model_id: uuid.UUID, hours: list[datetime], model_type: str | None,
              version: int | None = None) -> dict[tuple[int, datetime], Tally]:
-    """The tallies per (version, hour) of `hours`' prediction rows and their actuals."""
-    rows_by_key: dict[tuple[int, datetime], list] = defaultdict(list)
+    """The tallies per (version, hour) of `hours`' prediction rows and their actuals.
+
+    The JSON columns are read as their text and parsed at once with orjson, as drift.py reads a window:
+    the driver's json.loads per value was half the time."""
+    found = {}
     for hour in hours:
-        query = sa.select(Prediction.version, Prediction.prediction, Prediction.probabilities, Prediction.latency_ms,
-                          Prediction.error, Prediction.features, Actual.actual).outerjoin(
+        query = sa.select(Prediction.version, Prediction.latency_ms, Prediction.error, *(sa.cast(column, sa.Text) for column in (
+            Prediction.prediction, Prediction.probabilities, Prediction.features, Actual.actual))).outerjoin(
             Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id)).where(
             # The day too: Postgres then reads that day's partition alone.
             Prediction.model_id == model_id, Prediction.day == hour.date(), Prediction.predicted_at >= hour,
             Prediction.predicted_at < hour + HOUR)
         if version is not None:
             query = query.where(Prediction.version == version)
-        for row in session.execute(query):
-            rows_by_key[row.version, hour].append(row)
-    return {key: tally(rows, model_type) for key, rows in rows_by_key.items()}
+        rows = session.execute(query).all()
+        predictions, probabilities, features, actuals = (
+            orjson.loads("[" + ",".join(row[index] or "null" for row in rows) + "]") for index in range(3, 7))
+        by_version: dict[int, list[Row]] = defaultdict(list)
+        for row, *values in zip(rows, predictions, probabilities, features, actuals):
+            prediction, probability, feature_values, actual = values
+            by_version[row.version].append(Row(prediction, probability, row.latency_ms, row.error, feature_values, actual))
+        found.update(((number, hour), tally(kept, model_type)) for number, kept in by_version.items())
+    return found

@@ -13,7 +13,7 @@ label seen, as `average="macro"` does, a class never predicted counting 0 (zero_
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 BINARY = ({0, 1}, {False, True})
 # Model types whose predictions are numbers scored against numbers.
@@ -94,22 +94,6 @@ def _precision_recall_f1(pairs: Mapping[tuple[Any, Any], int], label: Any) -> tu
     recall = true_positive / actual if actual else 0.0
     f1 = 2 * true_positive / (predicted + actual) if predicted + actual else 0.0
     return precision, recall, f1
-
-
-def roc_auc(negative: Sequence[int], positive: Sequence[int]) -> float | None:
-    """The area under the ROC curve of scores counted per bin, the bins in increasing order of score: the
-    Mann-Whitney U statistic, scores sharing a bin counted as ties (half). None when a class is missing,
-    where scikit-learn has no answer either."""
-    n_negative, n_positive = sum(negative), sum(positive)
-    if not n_positive or not n_negative:
-        return None
-    twice_u = 0  # in integers: exact however many predictions
-    below = 0  # negatives in the lower bins
-    for negatives, positives in zip(negative, positive):
-        if positives:
-            twice_u += positives * (2 * below + negatives)
-        below += negatives
-    return twice_u / (2 * n_positive * n_negative)
 
 
 def regression(count: int, squared_error: float, absolute_error: float, actual_spread: float) -> dict[str, Any]:

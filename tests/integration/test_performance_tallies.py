@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from services.monitoring import partitions, rollups
+from services.monitoring import partitions, rollups, stale
 from services.monitoring.tables import PerformanceHour, StaleHour, VersionBaseline
 from tests.support.deployments import model_with_versions
 
@@ -42,7 +42,7 @@ def _refresh(app) -> int:
 
 def _stale(app, model_id) -> set[datetime]:
     with app.extensions["modelyard"].db.transaction() as session:
-        return {rollups.hour_of(hour) for hour in session.scalars(
+        return {stale.hour_of(hour) for hour in session.scalars(
             sa.select(StaleHour.hour).where(StaleHour.model_id == uuid.UUID(model_id)))}
 
 
@@ -64,7 +64,7 @@ def test_refreshed_hours_read_as_their_rows_and_a_late_actual_makes_its_hour_sta
     records.append({"model_id": model["id"], "version": 1, "request_id": "failed", "error": "timed out",
                     "timestamp": _hours_ago(2).isoformat()})
     _post(client, ds, PREDICTIONS, records)
-    assert _stale(app, model["id"]) == {rollups.hour_of(_hours_ago(back)) for back in range(5)}
+    assert _stale(app, model["id"]) == {stale.hour_of(_hours_ago(back)) for back in range(5)}
 
     by_hour = _performance(client, ds, model, days=1, granularity="hour")  # every hour tallied from its rows
     by_day = _performance(client, ds, model, days=1)
@@ -76,7 +76,7 @@ def test_refreshed_hours_read_as_their_rows_and_a_late_actual_makes_its_hour_sta
 
     # r-0, of this hour, had no actual: it arrives now (or days later: its own hour changes, no other).
     _post(client, ds, ACTUALS, [{"model_id": model["id"], "request_id": "r-0", "actual": 0}])
-    assert _stale(app, model["id"]) == {rollups.hour_of(_hours_ago(0))}
+    assert _stale(app, model["id"]) == {stale.hour_of(_hours_ago(0))}
     later = _performance(client, ds, model, days=1, granularity="hour")
     assert later["summary"]["with_actuals"] == 41
     assert later["series"][:-1] == by_hour["series"][:-1]  # the other hours as they were
@@ -84,10 +84,10 @@ def test_refreshed_hours_read_as_their_rows_and_a_late_actual_makes_its_hour_sta
 
     # The operating metrics read the same tallies.
     anomalies = client.get(f"/api/v1/models/{model['id']}/anomalies?days=1", headers=ds).json
-    two_hours_ago = rollups.hour_of(_hours_ago(2)).isoformat()
+    two_hours_ago = stale.hour_of(_hours_ago(2)).isoformat()
     missing = {point["start"]: point["value"] for point in anomalies["metrics"]["missing_rate"]["series"]}
     sent = [record for record in records if "features" in record
-            and rollups.hour_of(datetime.fromisoformat(record["timestamp"])).isoformat() == two_hours_ago]
+            and stale.hour_of(datetime.fromisoformat(record["timestamp"])).isoformat() == two_hours_ago]
     assert missing[two_hours_ago] == pytest.approx(
         sum(record["features"]["age"] is None for record in sent) / (2 * len(sent)))
 
@@ -99,7 +99,7 @@ def test_an_hour_waits_for_its_models_type_and_old_tallies_go(app, client, ds):
                                      "timestamp": (datetime.now(timezone.utc) - timedelta(days=100)).isoformat()}])
     unknown = uuid.uuid4()  # a model whose registration monitoring has not heard of
     with app.extensions["modelyard"].db.transaction() as session:
-        rollups.mark_predictions(session, [{"model_id": unknown, "predicted_at": _hours_ago(1)}])
+        stale.mark_predictions(session, [{"model_id": unknown, "predicted_at": _hours_ago(1)}])
     assert _refresh(app) == 1
     with app.extensions["modelyard"].db.transaction() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(StaleHour)

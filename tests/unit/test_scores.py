@@ -4,14 +4,12 @@ computed from tallies (tally.py) of the predictions split in parts and merged, a
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 from sklearn import metrics
 
 from services.monitoring import scores
-from services.monitoring.tally import Tally, tally
+from services.monitoring.tally import Row, Tally, tally
 
 TOLERANCE = 1e-12
 
@@ -22,8 +20,8 @@ def _draws(seed: int, method: str, count: int, *args) -> list:
 
 
 def _row(prediction=None, actual=None, score=None, latency=None):
-    return SimpleNamespace(prediction=prediction, actual=actual, latency_ms=latency, error=None, features=None,
-                           probabilities=None if score is None else {"1": score})
+    return Row(prediction=prediction, probabilities=None if score is None else {"1": score}, latency_ms=latency,
+               error=None, features=None, actual=actual)
 
 
 def _figures(rows: list, model_type: str | None, parts: int = 3) -> dict:
