@@ -90,7 +90,7 @@ def operating_series(session: Session, model_id: uuid.UUID, *, version: int | No
     buckets = [Tally() for _ in range((end - first) // width)]
     # The operating metrics do not depend on the model's type (which only its scores need).
     for (_, hour), found in hourly_tallies(session, model_id, since=datetime.fromtimestamp(first, timezone.utc),
-                                           version=version, model_type=None).items():
+                                           version=version, model_type=None, features=True).items():
         index = int((hour.timestamp() - first) // width)
         if index < len(buckets):
             buckets[index].add(found)

@@ -65,7 +65,7 @@ def model_performance(*, session: Session, registry: RegistryClient, model_ref: 
     # Merged per (version, bucket) first: the summary, each version and each bucket are then sums of those.
     by_version_and_bucket: dict[tuple[int, int], Tally] = defaultdict(Tally)
     for (number, hour), found in hourly_tallies(session, model_id, since=since, version=version,
-                                                model_type=model_type).items():
+                                                model_type=model_type, features=False).items():
         by_version_and_bucket[number, bucket(hour)].add(found)
     by_version: dict[int, list[Tally]] = defaultdict(list)
     by_bucket: dict[int, list[Tally]] = defaultdict(list)

@@ -62,9 +62,10 @@ def _model_types(session: Session, model_ids: set[uuid.UUID]) -> dict[uuid.UUID,
 
 
 def hourly_tallies(session: Session, model_id: uuid.UUID, *, since: datetime, version: int | None,
-                   model_type: str | None) -> dict[tuple[int, datetime], Tally]:
+                   model_type: str | None, features: bool) -> dict[tuple[int, datetime], Tally]:
     """The model's tallies per (version, hour) from the hour of `since` on: stored ones, and those of the
-    hours still stale tallied from their rows."""
+    hours still stale tallied from their rows, with their features' missing values if `features` (the
+    largest column, which only the operating metrics need)."""
     since = hour_of(since)
     stale = set(map(hour_of, session.scalars(sa.select(StaleHour.hour).distinct().where(
         StaleHour.model_id == model_id, StaleHour.hour >= since))))
@@ -78,20 +79,22 @@ def hourly_tallies(session: Session, model_id: uuid.UUID, *, since: datetime, ve
         hour = hour_of(row.hour)
         if hour not in stale:
             found[row.version, hour] = Tally.from_columns(row)
-    found.update(_tallied(session, model_id, sorted(stale), model_type, version=version))
+    found.update(_tallied(session, model_id, sorted(stale), model_type, version=version, features=features))
     return found
 
 
 def _tallied(session: Session, model_id: uuid.UUID, hours: list[datetime], model_type: str | None,
-             version: int | None = None) -> dict[tuple[int, datetime], Tally]:
+             version: int | None = None, features: bool = True) -> dict[tuple[int, datetime], Tally]:
     """The tallies per (version, hour) of `hours`' prediction rows and their actuals.
 
     The JSON columns are read as their text and parsed at once with orjson, as drift.py reads a window:
     the driver's json.loads per value was half the time."""
     found = {}
     for hour in hours:
-        query = sa.select(Prediction.version, Prediction.latency_ms, Prediction.error, *(sa.cast(column, sa.Text) for column in (
-            Prediction.prediction, Prediction.probabilities, Prediction.features, Actual.actual))).outerjoin(
+        json_columns = (Prediction.prediction, Prediction.probabilities,
+                        Prediction.features if features else sa.null(), Actual.actual)
+        query = sa.select(Prediction.version, Prediction.latency_ms, Prediction.error,
+                          *(sa.cast(column, sa.Text) for column in json_columns)).outerjoin(
             Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id)).where(
             # The day too: Postgres then reads that day's partition alone.
             Prediction.model_id == model_id, Prediction.day == hour.date(), Prediction.predicted_at >= hour,
