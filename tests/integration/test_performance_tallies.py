@@ -109,3 +109,19 @@ def test_an_hour_waits_for_its_models_type_and_old_tallies_go(app, client, ds):
     with app.extensions["modelyard"].db.transaction() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(PerformanceHour)
                               .where(PerformanceHour.model_id == uuid.UUID(model["id"]))) == 0
+
+
+@pytest.mark.postgres_only  # on SQLite a refresh's transaction holds the one write lock: nothing interleaves
+def test_a_mark_made_while_a_refresh_runs_stays_for_the_next(app, client, ds):
+    model = model_with_versions(client, ds)
+    _registered(app, model)
+    _post(client, ds, PREDICTIONS, [{"model_id": model["id"], "version": 1, "request_id": "first", "prediction": 1,
+                                     "timestamp": _hours_ago(1).isoformat()}])
+    db = app.extensions["modelyard"].db
+    with db.transaction() as refreshing:
+        assert rollups.refresh(refreshing, hours=10) == 1  # the hour read, its tallies written, not yet committed
+        _post(client, ds, PREDICTIONS, [{"model_id": model["id"], "version": 1, "request_id": "second",
+                                         "prediction": 0, "timestamp": _hours_ago(1).isoformat()}])
+    assert _stale(app, model["id"]) == {stale.hour_of(_hours_ago(1))}
+    assert _refresh(app) == 1
+    assert _performance(client, ds, model, days=1)["summary"]["predictions"] == 2
