@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         figures.update({"drift_sweep": sweep, "evidently": comparison})
         print("\n## Drift")
         monitoring_drift.print_figures(sweep, comparison)
-    text = json.dumps(figures, indent=2, default=str)
     if "performance" in parts:
         figures["performance"] = monitoring_performance.run(postgres=args.postgres, port=args.port, work_dir=work_dir,
                                                             predictions=args.predictions // scale, log=_say)
         print("\n## Performance\n" + "\n".join(monitoring_performance.report(figures["performance"])), flush=True)
+    text = json.dumps(figures, indent=2, default=str)
     if args.json:
         args.json.write_text(text + "\n")
     else:

@@ -102,11 +102,10 @@ def _tallied(session: Session, model_id: uuid.UUID, hours: list[datetime], model
         if version is not None:
             query = query.where(Prediction.version == version)
         rows = session.execute(query).all()
-        predictions, probabilities, features, actuals = (
-            orjson.loads("[" + ",".join(row[index] or "null" for row in rows) + "]") for index in range(3, 7))
+        parsed = (orjson.loads("[" + ",".join(row[index] or "null" for row in rows) + "]") for index in range(3, 7))
         by_version: dict[int, list[Row]] = defaultdict(list)
-        for row, *values in zip(rows, predictions, probabilities, features, actuals):
-            prediction, probability, feature_values, actual = values
-            by_version[row.version].append(Row(prediction, probability, row.latency_ms, row.error, feature_values, actual))
+        for row, prediction, probabilities, feature_values, actual in zip(rows, *parsed):
+            by_version[row.version].append(Row(prediction, probabilities, row.latency_ms, row.error, feature_values,
+                                               actual))
         found.update(((number, hour), tally(kept, model_type)) for number, kept in by_version.items())
     return found

@@ -52,6 +52,20 @@ def _performance(client, ds, model, **query):
     return {name: value for name, value in response.json.items() if name != "until"}  # the time of asking
 
 
+def _missing_rates(client, ds, model) -> dict[str, float]:
+    """The whole hours' missing rates with a value, as the anomalies endpoint shows them."""
+    answer = client.get(f"/api/v1/models/{model['id']}/anomalies?days=1", headers=ds).json
+    return {point["start"]: point["value"] for point in answer["metrics"]["missing_rate"]["series"]
+            if point["value"] is not None}
+
+
+def _missing_rate(records: list[dict], hours_ago: int) -> float:
+    hour = stale.hour_of(_hours_ago(hours_ago))
+    sent = [record for record in records if "features" in record
+            and stale.hour_of(datetime.fromisoformat(record["timestamp"])) == hour]
+    return pytest.approx(sum(record["features"]["age"] is None for record in sent) / (2 * len(sent)))
+
+
 def test_refreshed_hours_read_as_their_rows_and_a_late_actual_makes_its_hour_stale(app, client, ds):
     model = model_with_versions(client, ds, count=2)
     _registered(app, model)
@@ -68,6 +82,9 @@ def test_refreshed_hours_read_as_their_rows_and_a_late_actual_makes_its_hour_sta
 
     by_hour = _performance(client, ds, model, days=1, granularity="hour")  # every hour tallied from its rows
     by_day = _performance(client, ds, model, days=1)
+    missing = _missing_rates(client, ds, model)
+    assert missing == {stale.hour_of(_hours_ago(back)).isoformat(): _missing_rate(records, back)
+                       for back in range(1, 5)}
     assert by_hour["summary"]["predictions"] == 61 and by_hour["summary"]["with_actuals"] == 40
     assert _refresh(app) == 5 and _stale(app, model["id"]) == set()
     assert _performance(client, ds, model, days=1, granularity="hour") == by_hour
@@ -82,14 +99,7 @@ def test_refreshed_hours_read_as_their_rows_and_a_late_actual_makes_its_hour_sta
     assert later["series"][:-1] == by_hour["series"][:-1]  # the other hours as they were
     assert _refresh(app) == 1 and _performance(client, ds, model, days=1, granularity="hour") == later
 
-    # The operating metrics read the same tallies.
-    anomalies = client.get(f"/api/v1/models/{model['id']}/anomalies?days=1", headers=ds).json
-    two_hours_ago = stale.hour_of(_hours_ago(2)).isoformat()
-    missing = {point["start"]: point["value"] for point in anomalies["metrics"]["missing_rate"]["series"]}
-    sent = [record for record in records if "features" in record
-            and stale.hour_of(datetime.fromisoformat(record["timestamp"])).isoformat() == two_hours_ago]
-    assert missing[two_hours_ago] == pytest.approx(
-        sum(record["features"]["age"] is None for record in sent) / (2 * len(sent)))
+    assert _missing_rates(client, ds, model) == missing  # the operating metrics read the same tallies
 
 
 def test_an_hour_waits_for_its_models_type_and_old_tallies_go(app, client, ds):
