@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from celery import shared_task
 
-from services.monitoring import alerts, webhooks
+from services.monitoring import alerts, webhook_secrets, webhooks
 from services.monitoring.service import EVALUATE_ALERTS
 from services.monitoring.tables import AlertRule, WebhookDelivery
 from shared.db import utcnow
@@ -46,10 +46,18 @@ def deliver(self: DatabaseTask, alert_id: str, event: str, body: str, attempt: i
         rule = session.get(AlertRule, alert.rule_id) if alert is not None else None
         if rule is None or not rule.webhook_url:
             return False  # deleted, or its webhook removed, since
-        url, secret = rule.webhook_url, rule.webhook_secret.encode()
-    # Outside any transaction: a slow receiver holds no row and no connection.
-    sent = webhooks.deliver(url, body.encode(), secret=secret, event_id=f"{alert_id}:{event}",
-                            allow_private=self.settings.webhook_allow_private, now=time.time())
+        url = rule.webhook_url
+        try:
+            secret = webhook_secrets.unseal(rule.webhook_secret, keys=self.settings.artifact_keys, rule_id=rule.id)
+        except webhook_secrets.SecretUnreadable as exc:  # no retry can mend it: logged, given up
+            secret, unreadable = None, str(exc)
+    if secret is None:
+        sent = webhooks.Delivery(delivered=False, status_code=None, error=unreadable, duration_ms=0.0,
+                                 response_excerpt=None, retryable=False)
+    else:
+        # Outside any transaction: a slow receiver holds no row and no connection.
+        sent = webhooks.deliver(url, body.encode(), secret=secret.encode(), event_id=f"{alert_id}:{event}",
+                                allow_private=self.settings.webhook_allow_private, now=time.time())
     again = not sent.delivered and sent.retryable and attempt < webhooks.MAX_ATTEMPTS
     wait = webhooks.backoff(attempt) if again else None
     with self.transaction() as session:

@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.monitoring import scores
+from services.monitoring import scores, webhook_secrets
 from services.monitoring.drift import standard_reports
 from services.monitoring.tables import (
     Alert, AlertRule, DeletedModel, DriftReport, Prediction, ReplicaUsage, WebhookDelivery,
@@ -88,13 +88,15 @@ def _webhook_problem(url: str, allow_private: bool) -> None:
 
 
 def create_rule(session: Session, *, actor: Actor, request_id: str, body: dict[str, Any],
-                allow_private: bool, now: datetime) -> tuple[AlertRule, str | None]:
-    """A new rule, and its webhook secret (shown once) when it has a webhook."""
+                allow_private: bool, keys: str, now: datetime) -> tuple[AlertRule, str | None]:
+    """A new rule, and its webhook secret (shown once; stored sealed with `keys`) when it has a webhook."""
     _threshold_problem(body["metric"], body["threshold"])
     if body.get("webhook_url"):
         _webhook_problem(body["webhook_url"], allow_private)
+    rule_id = uuid.uuid4()
     secret = secrets.token_urlsafe(32) if body.get("webhook_url") else None
-    rule = AlertRule(**body, webhook_secret=secret, created_by=actor.name, created_at=now, updated_at=now)
+    rule = AlertRule(**body, id=rule_id, created_by=actor.name, created_at=now, updated_at=now,
+                     webhook_secret=secret and webhook_secrets.seal(secret, keys=keys, rule_id=rule_id))
     session.add(rule)
     session.flush()
     audit.record_change(session, actor=actor, action="alert_rule.created", resource_type="alert_rule",
@@ -123,7 +125,7 @@ def list_rules(session: Session, *, limit: int, cursor: str | None, sort: str | 
 
 
 def update_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uuid.UUID, changes: dict[str, Any],
-                allow_private: bool, now: datetime) -> tuple[AlertRule, str | None]:
+                allow_private: bool, keys: str, now: datetime) -> tuple[AlertRule, str | None]:
     """The rule changed; a new secret (shown once) whenever its webhook URL changes, so that a new
     receiver never holds the old one's key. Disabling a rule resolves its open alerts."""
     rule = get_rule(session, rule_id, for_update=True)
@@ -134,7 +136,8 @@ def update_rule(session: Session, *, actor: Actor, request_id: str, rule_id: uui
     if changes.get("webhook_url"):
         _webhook_problem(changes["webhook_url"], allow_private)
         if changes["webhook_url"] != rule.webhook_url:
-            rule.webhook_secret = secret = secrets.token_urlsafe(32)
+            secret = secrets.token_urlsafe(32)
+            rule.webhook_secret = webhook_secrets.seal(secret, keys=keys, rule_id=rule.id)
     elif "webhook_url" in changes:
         rule.webhook_secret = None
     if changes.get("enabled") is False and rule.enabled:

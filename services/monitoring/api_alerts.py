@@ -59,8 +59,10 @@ class AlertRules(MethodView):
         answered this once."""
         if body["model_id"] is not None:
             body["model_id"] = _model_id(body["model_id"])
+        settings = runtime().settings
         rule, secret = alerts.create_rule(db_session(), actor=current_actor(), request_id=request_id(), body=body,
-                                          allow_private=runtime().settings.webhook_allow_private, now=utcnow())
+                                          allow_private=settings.webhook_allow_private, keys=settings.artifact_keys,
+                                          now=utcnow())
         return _shown(rule, secret)
 
 
@@ -76,9 +78,10 @@ class AlertRuleItem(MethodView):
     @rules_blp.response(200, AlertRuleSchema)
     def patch(self, changes, rule_id: uuid.UUID):
         """Change a rule's name, threshold, window, webhook or whether it is enabled."""
+        settings = runtime().settings
         rule, secret = alerts.update_rule(db_session(), actor=current_actor(), request_id=request_id(),
-                                          rule_id=rule_id, changes=changes,
-                                          allow_private=runtime().settings.webhook_allow_private, now=utcnow())
+                                          rule_id=rule_id, changes=changes, allow_private=settings.webhook_allow_private,
+                                          keys=settings.artifact_keys, now=utcnow())
         return _shown(rule, secret)
 
     @requires("ml_engineer")

@@ -243,7 +243,8 @@ class AlertRule(UUIDPrimaryKey, Base):
     window_minutes: Mapped[int] = mapped_column(sa.Integer)
     enabled: Mapped[bool] = mapped_column(sa.Boolean)
     webhook_url: Mapped[str | None] = mapped_column(sa.String(2048))
-    webhook_secret: Mapped[str | None] = mapped_column(sa.String(128))
+    # Sealed (webhook_secrets.py): "<key id>:<base64>".
+    webhook_secret: Mapped[str | None] = mapped_column(sa.String(255))
     created_by: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

@@ -9,11 +9,12 @@ import json
 import re
 import threading
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
 
-from services.monitoring import webhooks
+from services.monitoring import webhook_secrets, webhooks
 from services.monitoring.service import EVALUATE_ALERTS
 from services.monitoring.tables import AlertRule
 from shared.config import load_settings
@@ -94,6 +95,11 @@ def test_an_alert_fires_once_reaches_its_webhook_after_a_retry_and_resolves(
     assert rule["model_id"] == model["id"] and rule["webhook_secret"]
     shown = client.get(f"{RULES}/{rule['id']}", headers=engineer).json
     assert "webhook_secret" not in shown and shown["webhook_url"] == url  # the secret is shown once
+    with app.extensions["modelyard"].db.transaction() as session:  # and stored sealed, not as it is
+        stored = session.get(AlertRule, uuid.UUID(rule["id"])).webhook_secret
+    keys = app.extensions["modelyard"].settings.artifact_keys
+    assert rule["webhook_secret"] not in stored
+    assert webhook_secrets.unseal(stored, keys=keys, rule_id=uuid.UUID(rule["id"])) == rule["webhook_secret"]
     # Below ml_engineer, the URL's origin only: its path is often a credential.
     origin = url.split("/hooks")[0] + "/..."
     assert client.get(f"{RULES}/{rule['id']}", headers=ds).json["webhook_url"] == origin
