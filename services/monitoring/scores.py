@@ -1,8 +1,9 @@
-"""Scores of predictions against their actuals, as scikit-learn computes them, without importing it.
+"""Scores of predictions against their actuals, from the sums tally.py keeps (counts of label pairs,
+summed errors), as scikit-learn computes them, without importing it.
 
-The monitoring service answers reads; loading scikit-learn (and numpy's ~100 MB) into every web worker
-for a handful of sums is not worth it. tests/unit/test_scores.py holds each function to scikit-learn's
-(or numpy's) answer on the same input, edge cases included.
+The monitoring service answers reads; loading scikit-learn into every web worker for a handful of sums
+is not worth it. tests/unit/test_scores.py holds each score, through tallies, to scikit-learn's (or
+numpy's) answer on the same input, edge cases included.
 
 Classification labels are compared as JSON values; a record's `{"prediction": ...}` or `{"actual": ...}`
 object stands for its value (the brief's example sends them so). Labels 0/1 (or false/true) are scored
