@@ -35,7 +35,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from services.monitoring.ingestion import BadRecord
 from services.monitoring.records import Versions
 from services.monitoring import concept_drift, sensitive
-from services.monitoring.scores import NUMERIC_TYPES, as_label, label_and_score, number, value_of
+from services.monitoring.scores import NUMERIC_TYPES, as_label, label_of, number, value_of
 from services.monitoring.tables import Actual, DriftReport, Prediction, VersionBaseline
 from shared.artifacts import ArtifactStore
 from shared.errors import Conflict
@@ -63,6 +63,8 @@ NUMERIC_DTYPES = ("int", "uint", "float")
 # Reference samples a process keeps parsed and prepared (drift_tests.Column), the most recently used: a few
 # MB each (10,000 rows).
 REFERENCES_KEPT = 16
+# Postgres's memory for sorting a window's rows (_window): MAX_WINDOW_ROWS rows of 20 features take ~60 MB.
+WINDOW_WORK_MEM = "64MB"
 
 
 def severity(score: float) -> str:
@@ -118,7 +120,7 @@ def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: Versi
                      now=now)
     if window is None:
         return None
-    features, outputs, probabilities = window
+    features, outputs = window
     reference = _reference(artifacts, baseline.reference_sha256)
     names = [name for name in reference.frame.columns if name != REFERENCE_PREDICTION]
     current = {name: [row.get(name) for row in features] for name in names}
@@ -142,8 +144,8 @@ def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: Versi
         # A label is a string, number or bool, a regressor's prediction a finite number; anything else a
         # client sent (a list, an object) counts as missing.
         if classifier:
-            predicted = [label if isinstance(label, (str, int, float, bool)) else None for label in
-                         (label_and_score(value, scores)[0] for value, scores in zip(predicted, probabilities))]
+            predicted = [label if isinstance(label, (str, int, float, bool)) else None
+                         for label in map(label_of, predicted)]
         else:
             predicted = [number(value) for value in predicted]
         from services.monitoring import drift_tests
@@ -158,22 +160,29 @@ def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: Versi
 
 
 def _window(session: Session, baseline: VersionBaseline, *, since: datetime | None, limit: int,
-            now: datetime) -> tuple[list[dict], list[Any], list[Any]] | None:
-    """The window's predictions that carry features, the most recent `limit` of them: their features,
-    predictions and probabilities as three lists; None when there is none.
+            now: datetime) -> tuple[list[dict], list[Any]] | None:
+    """The window's predictions that carry features, the most recent `limit` of them: their features and
+    predictions as two lists (a label needs no probabilities); None when there is none.
 
-    The JSON columns are read as their text and parsed at once with orjson: the driver's json.loads per
-    value and per row was a third of a report's time."""
-    query = sa.select(*(sa.cast(column, sa.Text) for column in (
-        Prediction.features, Prediction.prediction, Prediction.probabilities))).where(
+    Each JSON column comes as one text, its rows' values joined by the database (string_agg, SQLite's
+    group_concat: both in one pass, so in one order), parsed at once with orjson: the driver's work
+    per row and per value was a third of a report's time. On Postgres the window's rows are sorted in
+    memory (10,000 rows take ~6 MB: the default work_mem sent them to disk) by this process alone (a
+    parallel plan's workers take the cores the drift pool's other process and Postgres need)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.set_config("work_mem", WINDOW_WORK_MEM, True),
+                                  sa.func.set_config("max_parallel_workers_per_gather", "0", True)))
+    recent = sa.select(Prediction.features, Prediction.prediction).where(
         Prediction.model_id == baseline.model_id, Prediction.version == baseline.version,
-        Prediction.features.is_not(None), Prediction.predicted_at <= now)
+        Prediction.features.is_not(None), *window_days(since), Prediction.predicted_at <= now)
     if since is not None:
-        query = query.where(Prediction.predicted_at >= since)
-    rows = session.execute(query.order_by(Prediction.predicted_at.desc()).limit(limit)).all()
-    if not rows:
+        recent = recent.where(Prediction.predicted_at >= since)
+    recent = recent.order_by(Prediction.predicted_at.desc()).limit(limit).subquery()
+    joined = session.execute(sa.select(*(sa.func.aggregate_strings(sa.func.coalesce(sa.cast(column, sa.Text), "null"),
+                                                                   ",") for column in recent.c))).one()
+    if joined[0] is None:
         return None
-    return tuple(orjson.loads("[" + ",".join(row[index] or "null" for row in rows) + "]") for index in range(3))
+    return tuple(orjson.loads("[" + text + "]") for text in joined)
 
 
 class Reference:
@@ -225,7 +234,7 @@ def _concept_drift(session: Session, baseline: VersionBaseline, *, since: dateti
     rows = session.execute(query.order_by(Prediction.predicted_at.desc())
                            .limit(min(predictions or MAX_WINDOW_ROWS, MAX_WINDOW_ROWS))).all()
     if baseline.model_type == "classification":
-        labels = [label_and_score(value_of(row.prediction, "prediction"), row.probabilities)[0] for row in rows]
+        labels = [label_of(value_of(row.prediction, "prediction")) for row in rows]
         return concept_drift.classification(
             [as_label(label) == as_label(value_of(row.actual, "actual")) for label, row in zip(labels, rows)],
             baseline.metrics)
@@ -270,17 +279,30 @@ def fresh_report(model_id: Any, version: Any, *, hours: int, fresh_seconds: floa
 
 def served_versions(session: Session, *, hours: int, fresh_seconds: float, now: datetime) -> list[tuple[str, int]]:
     """The versions with a reference that served predictions with features in the last `hours` and have no
-    report of that window younger than `fresh_seconds`: beat's sweep recomputes these."""
-    recent = sa.select(Prediction.model_id, Prediction.version).where(
-        Prediction.predicted_at >= now - timedelta(hours=hours), Prediction.features.is_not(None)).distinct().subquery()
-    fresh = fresh_report(recent.c.model_id, recent.c.version, hours=hours, fresh_seconds=fresh_seconds, now=now)
+    report of that window younger than `fresh_seconds`: beat's sweep recomputes these.
+
+    Each such version is probed on its own: whether one prediction of it is in the window, found through
+    its model's recent predictions (ix_predictions_model_id_predicted_at, in the window's days' partitions),
+    which stops at the first. The distinct versions among the window's predictions read every one of them
+    (6.5 s at 10M), where a probe reads a served version's newest rows; an old version its model no longer
+    serves costs its probe a pass over that model's window, as a report of that model costs."""
+    since = now - timedelta(hours=hours)
+    served = sa.select(Prediction.id).where(
+        Prediction.model_id == VersionBaseline.model_id, Prediction.version == VersionBaseline.version,
+        *window_days(since), Prediction.predicted_at >= since, Prediction.features.is_not(None))
+    fresh = fresh_report(VersionBaseline.model_id, VersionBaseline.version, hours=hours, fresh_seconds=fresh_seconds,
+                         now=now)
     rows = session.execute(
-        sa.select(recent.c.model_id, recent.c.version)
-        .join(VersionBaseline, sa.and_(VersionBaseline.model_id == recent.c.model_id,
-                                       VersionBaseline.version == recent.c.version))
-        .where(VersionBaseline.reference_sha256.is_not(None), ~fresh.exists())
-        .order_by(recent.c.model_id, recent.c.version)).all()
+        sa.select(VersionBaseline.model_id, VersionBaseline.version)
+        .where(VersionBaseline.reference_sha256.is_not(None), ~fresh.exists(), served.exists())
+        .order_by(VersionBaseline.model_id, VersionBaseline.version)).all()
     return [(str(model_id), number) for model_id, number in rows]
+
+
+def window_days(since: datetime | None) -> tuple:
+    """The condition on predictions' `day` (the UTC day of predicted_at, the partition key) that a window
+    from `since` implies: Postgres then reads only those days' partitions."""
+    return () if since is None else (Prediction.day >= since.astimezone(timezone.utc).date(),)
 
 
 def _frame(artifacts: ArtifactStore, sha256: str):

@@ -40,8 +40,13 @@ def label_and_score(predicted: Any, probabilities: Any) -> tuple[Any, float | No
     1 from 0.5 up, and it is the score when no probabilities came with it."""
     score = _positive_score(probabilities)
     if isinstance(predicted, float) and 0 < predicted < 1:
-        return int(predicted >= 0.5), predicted if score is None else score
+        return label_of(predicted), predicted if score is None else score
     return predicted, score
+
+
+def label_of(predicted: Any) -> Any:
+    """A classification's label alone (label_and_score's), which its probabilities do not change."""
+    return int(predicted >= 0.5) if isinstance(predicted, float) and 0 < predicted < 1 else predicted
 
 
 def number(value: Any) -> float | None:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from services.monitoring.drift import served_versions
 from services.monitoring.ingestion import store_predictions
 from services.monitoring.service import DRIFT_QUEUE, SWEEP_ANOMALIES, SWEEP_DRIFT
 from services.monitoring.tables import DetectedAnomaly, DriftReport, VersionBaseline
@@ -107,6 +108,31 @@ def test_the_sweep_computes_every_served_versions_report_on_the_drift_pool_once_
              what="the second sweep to finish")
     time.sleep(0.5)
     assert len(_reports(db)) == MODELS  # every report is fresh: none computed again
+
+
+def test_the_sweep_takes_the_versions_with_a_reference_that_served_features_in_the_window_and_no_fresh_report(db):
+    now, hours = datetime.now(timezone.utc), 24
+    served, unserved, featureless, stale, fresh, old = (uuid.uuid4() for _ in range(6))
+    # (model, version, features?, hours ago) per prediction; each version below has a reference.
+    predictions = [(served, 2, True, 1), (unserved, 1, True, hours + 1), (featureless, 1, False, 1),
+                   (stale, 1, True, 2), (fresh, 1, True, 2), (old, 1, True, hours + 2)]
+    with db.transaction() as session:
+        session.add_all(VersionBaseline(model_id=model_id, version=version, reference_sha256="ab" * 32)
+                        for model_id, version in [(served, 1), (served, 2), (unserved, 1), (featureless, 1),
+                                                  (stale, 1), (fresh, 1), (old, 1)])
+        session.add(VersionBaseline(model_id=uuid.uuid4(), version=1))  # no reference: never swept
+        store_predictions(session=session, hash_key="", records=[
+            prediction_record(model_id=model_id, version=version, request_id=f"r{n}", prediction=1,
+                              features={"x": 1.0} if features else None,
+                              predicted_at=now - timedelta(hours=ago))
+            for n, (model_id, version, features, ago) in enumerate(predictions)])
+        for model_id, age in ((stale, 3600), (fresh, 60)):
+            session.add(DriftReport(id=uuid.uuid4(), model_id=model_id, version=1, window_hours=hours,
+                                    window_predictions=None, correction="none", overall_drift_score=0.0,
+                                    severity="none", report={}, computed_at=now - timedelta(seconds=age)))
+    with db.transaction() as session:
+        due = served_versions(session, hours=hours, fresh_seconds=600, now=now)
+    assert sorted(due) == sorted([(str(served), 2), (str(stale), 1)])
 
 
 def test_an_anomalous_last_hour_is_recorded_and_announced_once(db, settings, worker):
