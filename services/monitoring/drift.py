@@ -281,20 +281,21 @@ def served_versions(session: Session, *, hours: int, fresh_seconds: float, now: 
     """The versions with a reference that served predictions with features in the last `hours` and have no
     report of that window younger than `fresh_seconds`: beat's sweep recomputes these.
 
-    Each such version is probed on its own: whether one prediction of it is in the window, found through
-    its model's recent predictions (ix_predictions_model_id_predicted_at, in the window's days' partitions),
-    which stops at the first. The distinct versions among the window's predictions read every one of them
-    (6.5 s at 10M), where a probe reads a served version's newest rows; an old version its model no longer
-    serves costs its probe a pass over that model's window, as a report of that model costs."""
+    Each such version is probed on its own: its model's newest prediction of it with features in the
+    window (ix_predictions_model_id_predicted_at backwards, in the window's days' partitions), which stops
+    at the first; the distinct versions among the window's predictions read every one of them (6.5 s at
+    10M). The probe is a scalar subquery with LIMIT 1: Postgres turns an EXISTS into a join that reads them
+    all again. A version its model no longer serves costs its probe a pass over that model's window."""
     since = now - timedelta(hours=hours)
-    served = sa.select(Prediction.id).where(
+    newest = sa.select(Prediction.predicted_at).where(
         Prediction.model_id == VersionBaseline.model_id, Prediction.version == VersionBaseline.version,
-        *window_days(since), Prediction.predicted_at >= since, Prediction.features.is_not(None))
+        *window_days(since), Prediction.predicted_at >= since, Prediction.features.is_not(None),
+    ).order_by(Prediction.predicted_at.desc()).limit(1)
     fresh = fresh_report(VersionBaseline.model_id, VersionBaseline.version, hours=hours, fresh_seconds=fresh_seconds,
                          now=now)
     rows = session.execute(
         sa.select(VersionBaseline.model_id, VersionBaseline.version)
-        .where(VersionBaseline.reference_sha256.is_not(None), ~fresh.exists(), served.exists())
+        .where(VersionBaseline.reference_sha256.is_not(None), ~fresh.exists(), newest.scalar_subquery().is_not(None))
         .order_by(VersionBaseline.model_id, VersionBaseline.version)).all()
     return [(str(model_id), number) for model_id, number in rows]
 
