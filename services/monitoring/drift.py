@@ -228,7 +228,7 @@ def _concept_drift(session: Session, baseline: VersionBaseline, *, since: dateti
     query = sa.select(Prediction.prediction, Prediction.probabilities, Actual.actual).join(
         Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id)).where(
         Prediction.model_id == baseline.model_id, Prediction.version == baseline.version, Prediction.error.is_(None),
-        Prediction.predicted_at <= now)
+        *window_days(since), Prediction.predicted_at <= now)
     if since is not None:
         query = query.where(Prediction.predicted_at >= since)
     rows = session.execute(query.order_by(Prediction.predicted_at.desc())
