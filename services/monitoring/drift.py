@@ -225,7 +225,7 @@ def _concept_drift(session: Session, baseline: VersionBaseline, *, since: dateti
                    now: datetime) -> dict[str, Any] | None:
     """The window's predictions that have their actual (features or not), scored against the version's
     test metrics (concept_drift.py); None for a model type or version without a baseline to compare."""
-    query = sa.select(Prediction.prediction, Prediction.probabilities, Actual.actual).join(
+    query = sa.select(Prediction.prediction, Actual.actual).join(
         Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id)).where(
         Prediction.model_id == baseline.model_id, Prediction.version == baseline.version, Prediction.error.is_(None),
         *window_days(since), Prediction.predicted_at <= now)
