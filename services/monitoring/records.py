@@ -74,6 +74,9 @@ class Versions:
         """The model's id; NotFound if the registry has no such model."""
         if not isinstance(model_id, str):
             raise BadRecord(f"model_id: a model's id, not {model_id!r}")
+        known = self._models.get(model_id)
+        if known is not None:  # every record of a batch names its model: one look-up after the first
+            return known
         try:
             uuid.UUID(model_id)
         except ValueError:
