@@ -11,12 +11,14 @@ row at a time, each in a savepoint, so that only the rows the database refuses a
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 import orjson
 import sqlalchemy as sa
@@ -115,8 +117,36 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
     return len(session.execute(_SQLITE_INSERT, rows).all())
 
 
+# COPY's columns; the values psycopg would adapt with its Python dumpers, one call per value (UUIDs,
+# dates, times: four fifths of formatting a batch's rows), made text here, once per distinct value: a
+# batch's rows share their model, day and time of receipt. JSON is sent as its text (orjson: the values
+# were checked already); the rest go to psycopg's C dumpers as they are.
 _COLUMNS = tuple(column.name for column in TABLE.columns)
-_JSON_COLUMNS = frozenset(column.name for column in TABLE.columns if isinstance(column.type, sa.JSON))
+_in_copy_order = operator.itemgetter(*_COLUMNS)
+_AS_TEXT = tuple((position, operator.attrgetter("hex") if isinstance(column.type, sa.Uuid)
+                  else operator.methodcaller("isoformat"))
+                 for position, column in enumerate(TABLE.columns)
+                 if isinstance(column.type, (sa.Uuid, sa.Date, sa.DateTime)))
+_AS_JSON = tuple(position for position, column in enumerate(TABLE.columns) if isinstance(column.type, sa.JSON))
+
+
+def _copy_values(row: dict[str, Any], texts: dict[Any, str]) -> list[Any]:
+    """The row's values in _COLUMNS' order, as COPY's text format takes them; `texts` is what was made text
+    so far."""
+    values = list(_in_copy_order(row))
+    for position, text in _AS_TEXT:
+        value = values[position]
+        if value is not None:
+            made = texts.get(value)
+            if made is None:
+                made = texts[value] = text(value)
+            values[position] = made
+    for position in _AS_JSON:
+        if values[position] is not None:
+            values[position] = orjson.dumps(values[position]).decode()
+    return values
+
+
 # A temporary table per connection, emptied by each transaction's end (and before each batch, as one
 # transaction may store several): what COPY fills and the INSERT reads.
 _INCOMING = "predictions_incoming"
@@ -133,10 +163,9 @@ def _copy_insert(session: Session, rows: list[dict[str, Any]]) -> int:
         cursor.execute(_CREATE_INCOMING)
         cursor.execute(f"TRUNCATE {_INCOMING}")
         with cursor.copy(_COPY) as copy:
+            texts: dict[Any, str] = {}
             for row in rows:
-                # JSON as its text (orjson: the values were checked already), the rest as psycopg adapts it.
-                copy.write_row([None if row[name] is None else orjson.dumps(row[name]).decode()
-                                if name in _JSON_COLUMNS else row[name] for name in _COLUMNS])
+                copy.write_row(_copy_values(row, texts))
         cursor.execute(_MOVE)
         return cursor.rowcount
     finally:
@@ -171,10 +200,13 @@ def json_object(value: Any, fields: tuple[str, ...], what: str = "a record") -> 
     """`value` if it is a JSON object with none but `fields`; BadRecord otherwise."""
     if not isinstance(value, dict):
         raise BadRecord(f"{what} is a JSON object, not {type(value).__name__}")
-    unknown = set(value) - set(fields)
-    if unknown:
+    if not value.keys() <= _field_set(fields):  # once per record of a batch: no set made each time
+        unknown = set(value) - set(fields)
         raise BadRecord(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
     return value
+
+
+_field_set = functools.lru_cache(maxsize=None)(frozenset)
 
 
 def object_field(record: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -232,9 +264,13 @@ def _uuid(record: dict, name: str) -> uuid.UUID | None:
     if value is None:
         return None
     try:
-        return uuid.UUID(value)
+        # A batch names few models and deployments, each in every record: parsed once each.
+        return _parsed_uuid(value) if type(value) is str else uuid.UUID(value)
     except (TypeError, ValueError, AttributeError):
         raise BadRecord(f"{name}: a UUID, not {value!r}") from None
+
+
+_parsed_uuid = functools.lru_cache(maxsize=1024)(uuid.UUID)
 
 
 def _text(record: dict, name: str, length: int | None) -> str | None:
@@ -266,6 +302,10 @@ def _features(features: dict[str, Any] | None) -> dict[str, Any] | None:
     strings: every record of a batch has one, and the general walk was half the time of storing them."""
     if features is None:
         return None
+    if _finite_numbers(features.values()):
+        checked = dict(features)
+        _check_keys("features", checked)
+        return checked
     checked = {}
     for key, value in features.items():
         kind = type(value)
@@ -306,12 +346,31 @@ def _json(name: str, value: Any, *, missing_for_nan: bool = False, depth: int = 
         _check_string(name, value)
         return value
     if isinstance(value, list):
+        if depth < JSON_DEPTH and _finite_numbers(value):
+            return list(value)
         return [_json(name, item, missing_for_nan=missing_for_nan, depth=depth + 1) for item in value]
     if isinstance(value, dict):
         _check_keys(name, value)
+        if depth < JSON_DEPTH and _finite_numbers(value.values()):
+            return dict(value)
         return {key: _json(name, item, missing_for_nan=missing_for_nan, depth=depth + 1)
                 for key, item in value.items()}
     raise BadRecord(f"{name}: {type(value).__name__} is not JSON")
+
+
+_NUMBERS = frozenset((int, float))
+
+
+def _finite_numbers(values: Iterable[Any]) -> bool:
+    """Whether `values` are all finite ints or floats (not bools), as most features and probabilities are:
+    checked at C speed, where a walk value by value was most of a record's time. One NaN or infinity makes
+    the sum NaN or infinite; so may a sum of finite floats past the largest, which takes the walk instead."""
+    if not _NUMBERS.issuperset(map(type, values)):
+        return False
+    try:
+        return math.isfinite(sum(values))
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check_string(name: str, value: str) -> None:

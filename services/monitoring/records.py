@@ -69,11 +69,15 @@ class Versions:
     def __post_init__(self) -> None:
         self._models: dict[str, str | None] = {}  # model id as sent -> its id, None when there is none
         self._numbers: dict[tuple[str, int | None], int | None] = {}
+        self._baselines: dict[uuid.UUID, frozenset[int]] = {}  # model -> its versions monitoring knows
 
     def model_id(self, model_id: Any) -> str:
         """The model's id; NotFound if the registry has no such model."""
         if not isinstance(model_id, str):
             raise BadRecord(f"model_id: a model's id, not {model_id!r}")
+        known = self._models.get(model_id)
+        if known is not None:  # every record of a batch names its model: one look-up after the first
+            return known
         try:
             uuid.UUID(model_id)
         except ValueError:
@@ -104,10 +108,11 @@ class Versions:
     def _registered(self, model_id: str, version: int | None) -> bool:
         if self.session is None:
             return False
-        query = sa.select(VersionBaseline.version).where(VersionBaseline.model_id == uuid.UUID(model_id))
-        if version is not None:
-            query = query.where(VersionBaseline.version == version)
-        return self.session.scalar(query.limit(1)) is not None
+        key = uuid.UUID(model_id)
+        if key not in self._baselines:  # the model's versions read once: one query for the model and its version
+            self._baselines[key] = frozenset(self.session.scalars(
+                sa.select(VersionBaseline.version).where(VersionBaseline.model_id == key)))
+        return bool(self._baselines[key]) if version is None else version in self._baselines[key]
 
     def _find(self, model_id: str, version: int | None) -> int | None:
         if version is not None:
