@@ -27,7 +27,10 @@ def hour_of(moment: datetime) -> datetime:
 
 def mark_predictions(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     """Mark the hours of prediction rows about to be stored stale."""
-    _mark(session, {(row["model_id"], hour_of(row["predicted_at"])) for row in rows})
+    # Their times are in UTC already (ingestion.timestamp): truncated in place, without hour_of's
+    # conversion per row, on the path of every stored batch.
+    _mark(session, {(row["model_id"], row["predicted_at"].replace(minute=0, second=0, microsecond=0))
+                    for row in rows})
 
 
 def mark_actuals(session: Session, rows: Iterable[dict[str, Any]]) -> None:
