@@ -89,7 +89,10 @@ class MeanArm:
     @classmethod
     def from_sums(cls, n: float, sum: float, sum_sq: float) -> MeanArm:
         mean = sum / n if n > 0 else 0.0
-        return cls(n, mean, _sample_variance(n, sum_sq - sum * mean, sum_sq))
+        squared_deviations = sum_sq - sum * mean
+        if squared_deviations < -n * sys.float_info.epsilon * sum_sq:
+            raise ValueError("sum_sq is below sum^2 / n, which no sample has")
+        return cls(n, mean, _sample_variance(n, squared_deviations, sum_sq))
 
     @classmethod
     def from_mean_sd(cls, n: float, mean: float, sd: float) -> MeanArm:

@@ -8,7 +8,7 @@ import uuid
 from flask import Response, url_for
 from flask_smorest import Api
 
-from services.deployment import deployments, manifests, observation
+from services.deployment import api_ab_tests, deployments, manifests, observation
 from services.deployment.schemas import (
     DeploymentAcceptedSchema, DeploymentListArgs, DeploymentRequestSchema, DeploymentSchema, DesiredStateSchema,
     EndpointSchema, HistoryArgs, ManifestArgs, ManifestListSchema, ReplicaReportSchema, ServedAtSchema,
@@ -161,5 +161,5 @@ class EndpointDesiredState(MethodView):
 def register(api: Api, rt: Runtime) -> None:
     """Mount deployment's routes and let requests enqueue rollouts."""
     attach_celery(rt.db, task_sender(rt.settings))
-    for blueprint in (model_deployments, blp, endpoints):
+    for blueprint in (model_deployments, blp, endpoints, api_ab_tests.blp):
         api.register_blueprint(blueprint)

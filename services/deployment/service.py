@@ -20,7 +20,7 @@ SERVICE = ServiceSpec(
     # A model's deployments belong here, the rest of /models to the registry; an endpoint's predictions
     # go to serving (its regex location wins over this prefix).
     locations=(Location("^/api/v1/models/[^/]+/deployments$", "regex"), Location("/api/v1/deployments"),
-               Location("/api/v1/endpoints")),
+               Location("/api/v1/endpoints"), Location("/api/v1/ab-tests")),
     tables=("services.deployment.tables",),
     task_modules=("workers.deploy",),
     queues=(QUEUE,),
