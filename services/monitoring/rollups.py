@@ -39,27 +39,23 @@ def refresh(session: Session, *, hours: int) -> int:
     stays stale."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": LOCK})
-    typed = sa.select(VersionBaseline.model_id).where(VersionBaseline.model_type.is_not(None))
-    stale = session.execute(sa.select(StaleHour.model_id, StaleHour.hour, sa.func.max(StaleHour.id))
-                            .where(StaleHour.model_id.in_(typed)).group_by(StaleHour.model_id, StaleHour.hour)
+    # The type of each model that has one (every version of a model has the model's).
+    typed = (sa.select(VersionBaseline.model_id, sa.func.max(VersionBaseline.model_type).label("model_type"))
+             .where(VersionBaseline.model_type.is_not(None)).group_by(VersionBaseline.model_id).subquery())
+    stale = session.execute(sa.select(StaleHour.model_id, StaleHour.hour, sa.func.max(StaleHour.id), typed.c.model_type)
+                            .join(typed, typed.c.model_id == StaleHour.model_id)
+                            .group_by(StaleHour.model_id, StaleHour.hour, typed.c.model_type)
                             .order_by(sa.func.min(StaleHour.id)).limit(hours)).all()
-    types = _model_types(session, {model_id for model_id, _, _ in stale})
-    for model_id, hour, last_mark in stale:
+    for model_id, hour, last_mark, model_type in stale:
         hour = hour_of(hour)
         session.execute(sa.delete(PerformanceHour).where(PerformanceHour.model_id == model_id,
                                                          PerformanceHour.hour == hour))
         session.add_all(PerformanceHour(model_id=model_id, hour=hour, version=version, **found.columns())
-                        for (version, _), found in _tallied(session, model_id, [hour], types[model_id]).items())
+                        for (version, _), found in _tallied(session, model_id, [hour], model_type).items())
         # The marks read, not any made since: their rows may have come after this hour's were read.
         session.execute(sa.delete(StaleHour).where(StaleHour.model_id == model_id, StaleHour.hour == hour,
                                                    StaleHour.id <= last_mark))
     return len(stale)
-
-
-def _model_types(session: Session, model_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
-    rows = session.execute(sa.select(VersionBaseline.model_id, VersionBaseline.model_type).where(
-        VersionBaseline.model_id.in_(model_ids), VersionBaseline.model_type.is_not(None)))
-    return dict(rows.all())
 
 
 def hourly_tallies(session: Session, model_id: uuid.UUID, *, since: datetime, version: int | None,
