@@ -38,11 +38,11 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.monitoring.ingestion import BadRecord
+from services.monitoring.joined import joined, parsed
 from services.monitoring.records import Versions
 from services.monitoring import concept_drift, sensitive
 from services.monitoring.scores import NUMERIC_TYPES, as_label, label_of, number, value_of
@@ -178,11 +178,10 @@ def _window(session: Session, baseline: VersionBaseline, *, since: datetime | No
     if since is not None:
         recent = recent.where(Prediction.predicted_at >= since)
     recent = recent.order_by(Prediction.predicted_at.desc()).limit(limit).subquery()
-    joined = session.execute(sa.select(*(sa.func.aggregate_strings(sa.func.coalesce(sa.cast(column, sa.Text), "null"),
-                                                                   ",") for column in recent.c))).one()
-    if joined[0] is None:
+    texts = session.execute(sa.select(*map(joined, recent.c))).one()
+    if texts[0] is None:
         return None
-    return tuple(orjson.loads("[" + text + "]") for text in joined)
+    return tuple(map(parsed, texts))
 
 
 class Reference:

@@ -14,7 +14,9 @@ label seen, as `average="macro"` does, a class never predicted counting 0 (zero_
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+
+import numpy as np
 
 BINARY = ({0, 1}, {False, True})
 # Model types whose predictions are numbers scored against numbers.
@@ -28,24 +30,19 @@ def value_of(recorded: Any, key: str) -> Any:
     return recorded.get(key) if isinstance(recorded, dict) and key in recorded else recorded
 
 
-def _positive_score(probabilities: Any) -> float | None:
-    if not isinstance(probabilities, dict):
-        return None
-    return next((probabilities[key] for key in POSITIVE_KEYS if key in probabilities), None)
-
-
-def label_and_score(predicted: Any, probabilities: Any) -> tuple[Any, float | None]:
-    """A classification's label and positive-class score. A prediction strictly between 0 and 1 is a
-    binary model's probability of 1 (the brief's example sends 0.85 against an actual of 1): its label is
-    1 from 0.5 up, and it is the score when no probabilities came with it."""
-    score = _positive_score(probabilities)
-    if isinstance(predicted, float) and 0 < predicted < 1:
-        return label_of(predicted), predicted if score is None else score
-    return predicted, score
+def positive_score(probabilities: Any) -> Any:
+    """The positive class's probability (any JSON value; None when there is none), for roc_auc."""
+    if isinstance(probabilities, dict):
+        for key in POSITIVE_KEYS:
+            if key in probabilities:
+                return probabilities[key]
+    return None
 
 
 def label_of(predicted: Any) -> Any:
-    """A classification's label alone (label_and_score's), which its probabilities do not change."""
+    """A classification's label. A prediction strictly between 0 and 1 is a binary model's probability of
+    1 (the brief's example sends 0.85 against an actual of 1): its label is 1 from 0.5 up (and it is the
+    score when no probabilities came with it: tally.py)."""
     return int(predicted >= 0.5) if isinstance(predicted, float) and 0 < predicted < 1 else predicted
 
 
@@ -53,6 +50,13 @@ def number(value: Any) -> float | None:
     """A finite JSON number as a float; None for anything else (a label, a bool, null)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return float(value) if ok else None
+
+
+def numbers(values: Iterable[Any]) -> np.ndarray:
+    """number() of each JSON value (orjson's ints and floats are those types exactly), NaN for its None."""
+    found = np.array([value if type(value) in (int, float) else math.nan for value in values], dtype=float)
+    found[np.isinf(found)] = math.nan
+    return found
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, NamedTuple
+from itertools import chain, compress
+from operator import countOf
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -37,12 +39,6 @@ _LOG_GROWTH = math.log(GROWTH)
 _STORED = np.dtype("<u4")
 
 
-def latency_bin(milliseconds: float) -> int:
-    if milliseconds <= LATENCY_FLOOR_MS:
-        return 0
-    return min(LATENCY_BINS - 1, math.ceil(math.log(milliseconds / LATENCY_FLOOR_MS) / _LOG_GROWTH))
-
-
 def _latency_of_bins() -> np.ndarray:
     # Each bin's harmonic middle: within (GROWTH - 1) / (GROWTH + 1) < 1% of any latency the bin holds.
     middles = 2 * LATENCY_FLOOR_MS * GROWTH ** np.arange(LATENCY_BINS, dtype=float) / (GROWTH + 1)
@@ -51,6 +47,10 @@ def _latency_of_bins() -> np.ndarray:
 
 
 _LATENCY_OF_BIN = _latency_of_bins()
+
+
+# The types of value that are their own label (_label).
+_OWN_LABELS = {int, str, bool, type(None)}
 
 
 def _label(value: Any) -> Any:
@@ -172,70 +172,93 @@ class Tally:
         return cls(**values)
 
 
-class Row(NamedTuple):
-    """A prediction as tally reads it: the stored row's values, and its actual (None while it has none)."""
+class Columns(NamedTuple):
+    """Predictions as tally reads them, column by column: how many, how many failed, the latencies they
+    have (ms), the features objects they have, and of those that did not fail, in one order, each one's
+    prediction, probabilities and actual (None while it has none)."""
 
-    prediction: Any
-    probabilities: Any
-    latency_ms: float | None
-    error: str | None
-    features: Any
-    actual: Any
+    predictions: int
+    errors: int
+    latencies: list[float]
+    features: list[dict]
+    predicted: list[Any]
+    probabilities: list[Any]
+    actuals: list[Any]
 
 
-def tally(rows: Iterable[Row], model_type: str | None) -> Tally:
-    """The tally of prediction rows."""
-    result = Tally()
-    latencies: list[int] = []  # each latency's bin
-    scored: list[int] = []  # each score's bin, counting the positives' from SCORE_BINS
-    outputs: list[float] = []
-    squared, absolute, actuals = [], [], []
-    for row in rows:
-        result.predictions += 1
-        if row.latency_ms is not None:
-            latencies.append(latency_bin(row.latency_ms))
-        if isinstance(row.features, dict):
-            result.feature_values += len(row.features)
-            result.missing_values += list(row.features.values()).count(None)
-        if row.error is not None:
-            result.errors += 1
-            continue
-        label, score = scores.label_and_score(scores.value_of(row.prediction, "prediction"), row.probabilities)
-        output = scores.number(score if score is not None else label)
-        if output is not None:
-            outputs.append(output)
-        if row.actual is None:
-            continue
-        result.labeled += 1
-        actual = scores.value_of(row.actual, "actual")
-        if model_type == "classification":
-            actual = _label(actual)
-            result.label_pairs[_label(label), actual] += 1
-            score = scores.number(score)
-            if score is None or not 0 <= score <= 1:
-                result.unscored += 1
-            else:
-                scored.append((SCORE_BINS if actual == 1 else 0) + round(score * (SCORE_BINS - 1)))
-        elif model_type in scores.NUMERIC_TYPES:
-            predicted, actual = scores.number(scores.value_of(row.prediction, "prediction")), scores.number(actual)
-            if predicted is not None and actual is not None:
-                error = actual - predicted
-                squared.append(error * error)
-                absolute.append(abs(error))
-                actuals.append(actual)
-    if latencies:
-        result.latency_bins = np.bincount(latencies, minlength=LATENCY_BINS).astype(np.int64)
-    if scored:
-        result.score_bins = np.bincount(scored, minlength=2 * SCORE_BINS).astype(np.int64).reshape(2, SCORE_BINS)
-    result.outputs = len(outputs)
-    result.output_sum = _fsum(outputs)
-    if actuals:
-        # fsum: exactly rounded sums, so that a constant target's spread is exactly 0, as numpy finds it.
-        result.scored_pairs = len(actuals)
-        result.squared_error, result.absolute_error = _fsum(squared), _fsum(absolute)
-        result.actual_mean = math.fsum(actuals) / len(actuals)
-        result.actual_spread = math.fsum((value - result.actual_mean) ** 2 for value in actuals)
+def tally(columns: Columns, model_type: str | None) -> Tally:
+    """The tally of predictions, column by column (numpy for their numbers): one at a time, an hour's
+    14,000 predictions took ~55 ms (a Row each, its value's functions each); so, ~10 ms."""
+    result = Tally(predictions=columns.predictions, errors=columns.errors,
+                   feature_values=sum(map(len, columns.features)),
+                   missing_values=countOf(chain.from_iterable(map(dict.values, columns.features)), None))
+    if columns.latencies:
+        result.latency_bins = np.bincount(_latency_bins(np.array(columns.latencies, dtype=float)),
+                                          minlength=LATENCY_BINS)
+    predicted = [scores.value_of(value, "prediction") for value in columns.predicted]
+    values = scores.numbers(predicted)
+    given = [scores.positive_score(value) for value in columns.probabilities]
+    given_values = scores.numbers(given)
+    not_given = np.array([score is None for score in given], dtype=bool)
+    # A prediction's output is its score, else (none given) its label: the prediction itself, or the
+    # prediction strictly between 0 and 1 that is a binary model's probability of 1 (scores.label_of).
+    outputs = np.where(not_given, values, given_values)
+    outputs = outputs[~np.isnan(outputs)]
+    result.outputs, result.output_sum = len(outputs), _fsum(outputs.tolist())
+    labeled = np.array([actual is not None for actual in columns.actuals], dtype=bool)
+    result.labeled = int(labeled.sum())
+    actuals = [scores.value_of(actual, "actual") for actual in compress(columns.actuals, labeled)]
+    if not actuals:
+        return result
+    if model_type == "classification":
+        # Such a probability (an int cannot be strictly between 0 and 1) is its own score when none was given.
+        score = np.where(not_given, np.where((values > 0) & (values < 1), values, np.nan), given_values)
+        _add_labels(result, list(compress(predicted, labeled)), actuals, score[labeled])
+    elif model_type in scores.NUMERIC_TYPES:
+        _add_errors(result, values[labeled], scores.numbers(actuals))
     return result
+
+
+def _add_labels(result: Tally, predicted: list[Any], actuals: list[Any], score: np.ndarray) -> None:
+    """A classifier's labeled predictions counted: their label pairs, and their scores (NaN for none) by
+    whether the actual is the positive class."""
+    actuals = _labels(actuals)
+    result.label_pairs = Counter(zip(_labels([scores.label_of(value) for value in predicted]), actuals))
+    in_range = (score >= 0) & (score <= 1)
+    result.unscored = len(score) - int(in_range.sum())
+    if in_range.any():
+        positive = np.array([actual == 1 for actual in actuals], dtype=bool)
+        bins = np.rint(score[in_range] * (SCORE_BINS - 1)).astype(np.int64) + SCORE_BINS * positive[in_range]
+        result.score_bins = np.bincount(bins, minlength=2 * SCORE_BINS).reshape(2, SCORE_BINS)
+
+
+def _add_errors(result: Tally, predicted: np.ndarray, actual: np.ndarray) -> None:
+    """A regressor's labeled predictions counted (NaN for a value that is no number): the pairs of numbers'
+    summed errors, and their actuals' mean and spread."""
+    both = ~np.isnan(predicted) & ~np.isnan(actual)
+    if not both.any():
+        return
+    predicted, actual = predicted[both], actual[both]
+    result.scored_pairs = len(actual)
+    # fsum: exactly rounded sums, so that a constant target's spread is exactly 0, as numpy finds it.
+    result.actual_mean = math.fsum(actual.tolist()) / len(actual)
+    with np.errstate(over="ignore"):  # a square too large for a float is inf, as Python's floats make it
+        errors = actual - predicted
+        deviations = actual - result.actual_mean
+        result.squared_error = _fsum((errors * errors).tolist())
+        result.actual_spread = _fsum((deviations * deviations).tolist())
+    result.absolute_error = _fsum(np.abs(errors).tolist())
+
+
+def _latency_bins(milliseconds: np.ndarray) -> np.ndarray:
+    """Each latency's bin (LATENCY_BINS)."""
+    above = np.maximum(milliseconds, LATENCY_FLOOR_MS) / LATENCY_FLOOR_MS
+    return np.minimum(LATENCY_BINS - 1, np.ceil(np.log(above) / _LOG_GROWTH)).astype(np.int64)
+
+
+def _labels(values: list[Any]) -> list[Any]:
+    """_label of each value: most labels are ints or strings, their own."""
+    return values if set(map(type, values)) <= _OWN_LABELS else list(map(_label, values))
 
 
 def _fsum(values: list[float]) -> float:

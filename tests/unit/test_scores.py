@@ -9,7 +9,7 @@ import pytest
 from sklearn import metrics
 
 from services.monitoring import scores
-from services.monitoring.tally import Row, Tally, tally
+from services.monitoring.tally import Columns, Tally, tally
 
 TOLERANCE = 1e-12
 
@@ -19,9 +19,15 @@ def _draws(seed: int, method: str, count: int, *args) -> list:
     return [getattr(rng, method)(*args) for _ in range(count)]
 
 
-def _row(prediction=None, actual=None, score=None, latency=None):
-    return Row(prediction=prediction, probabilities=None if score is None else {"1": score}, latency_ms=latency,
-               error=None, features=None, actual=actual)
+def _row(prediction=None, actual=None, score=None, latency=None) -> dict:
+    return {"prediction": prediction, "probabilities": None if score is None else {"1": score}, "latency": latency,
+            "actual": actual}
+
+
+def _tally(rows: list[dict], model_type: str | None) -> Tally:
+    return tally(Columns(len(rows), 0, [row["latency"] for row in rows if row["latency"] is not None], [],
+                         *([row[name] for row in rows] for name in ("prediction", "probabilities", "actual"))),
+                 model_type)
 
 
 def _figures(rows: list, model_type: str | None, parts: int = 3) -> dict:
@@ -29,7 +35,7 @@ def _figures(rows: list, model_type: str | None, parts: int = 3) -> dict:
     cuts = sorted({0, len(rows), *(len(rows) * k // (parts + k) for k in range(1, parts))})
     merged = Tally()
     for start, end in zip(cuts, cuts[1:]):
-        merged.add(tally(rows[start:end], model_type))
+        merged.add(_tally(rows[start:end], model_type))
     return merged.figures(1.0, model_type or "")
 
 
@@ -127,6 +133,16 @@ def test_tallied_latency_percentiles_are_within_1_percent_of_numpys(values, q):
     ours = _figures([_row(latency=value) for value in values], None)[f"latency_p{q}_ms"]
     # Within 1%, or 0.01 ms for latencies under it (counted as 0).
     assert ours == pytest.approx(np.percentile(values, q), rel=0.01, abs=0.01)
+
+
+def test_a_prediction_counts_as_its_value_and_one_between_0_and_1_scores_itself_without_probabilities():
+    found = tally(Columns(predictions=4, errors=1, latencies=[1.0, 2.0], features=[{"a": None, "b": 1}, {"a": 2}],
+                          predicted=[{"prediction": 0.8, "confidence": 1}, 0.3, 1],
+                          probabilities=[None, {"1": 0.9}, None], actuals=[1, {"actual": 0}, None]), "classification")
+    assert (found.feature_values, found.missing_values, found.labeled, found.unscored) == (3, 1, 2, 0)
+    assert found.label_pairs == {(1, 1): 1, (0, 0): 1}
+    assert found.mean_prediction() == pytest.approx((0.8 + 0.9 + 1) / 3)
+    assert found.roc_auc() == 0.0  # the positive's 0.8 below the negative's 0.9
 
 
 def test_no_values_no_scores():
