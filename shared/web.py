@@ -7,6 +7,7 @@ A service contributes blueprints; `create_service_app` wires everything else the
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -319,8 +320,36 @@ def _install_probes(api: Api, rt: Runtime) -> None:
 
 
 class ModelyardApi(Api):
+    """flask-smorest's Api, documenting its blueprints' views when the document is first asked for rather than
+    as they are registered: documenting was two thirds of building an app (a gunicorn worker's start, each
+    test's app), and most processes never serve the document."""
+
     # The error responses flask-smorest documents for every operation take the shape errors really have.
     ERROR_SCHEMA = ProblemSchema
+
+    def __init__(self, *args, **kwargs):
+        self._undocumented: list[tuple[flask_smorest.Blueprint, str, list | None]] = []
+        self._documenting = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
+
+    def document(self) -> dict:
+        """The OpenAPI document, with every blueprint registered so far."""
+        with self._documenting:
+            for blp, name, parameters in self._undocumented:
+                blp.register_views_in_doc(self, self._app, self.spec, name=name, parameters=parameters)
+                self.spec.tag({"name": name, "description": blp.description})
+            self._undocumented.clear()
+            return self.spec.to_dict()
+
+    def _openapi_json(self):
+        return current_app.response_class(current_app.json.dumps(self.document(), indent=2, sort_keys=False),
+                                          mimetype="application/json")
 
 
 class ProblemResponses(BasePlugin):

@@ -86,6 +86,8 @@ def fitted_forest(client, headers, model_id, number):
     return pipeline.named_steps["estimator"]
 
 
+# On SQLite the README tour sends example 2 as written to make run (tests/e2e/test_readme_tour.py): a minute saved.
+@pytest.mark.postgres_only
 def test_the_briefs_example_2_trains_example_1s_model_with_a_random_forest_searched_from_its_hyperparameters(
         client, ds):
     model = create_example_1(client, ds)

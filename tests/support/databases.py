@@ -37,7 +37,12 @@ def _empty(engine: sa.Engine) -> None:
         if not tables:
             return
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            # TRUNCATE costs per table named (~150 ms for all of them, at every test): name only those that hold
+            # rows, found in one query.
+            holding = conn.execute(sa.text(" UNION ALL ".join(
+                f"SELECT '{t}' WHERE EXISTS (SELECT FROM \"{t}\")" for t in tables))).scalars().all()
+            if holding:
+                conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in holding) + " RESTART IDENTITY CASCADE"))
             return
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # rows go in any order; checked at commit
         for table in tables:
