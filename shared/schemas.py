@@ -5,7 +5,12 @@ from __future__ import annotations
 import unicodedata
 from datetime import timezone
 
-from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load
+
+from shared.errors import ValidationFailed
+
+CREATOR_FROM_CREDENTIALS = ("created_by cannot be given: the creator is taken from the credentials of the request "
+                            "that creates it (the authenticated user or API key); leave the field out.")
 
 
 class StrictSchema(Schema):
@@ -13,6 +18,17 @@ class StrictSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+class CreatedByCaller(StrictSchema):
+    """A create whose creator is the caller. The brief sends created_by: refused with the reason as the answer's
+    detail, not only as a field message (a ValidationError's detail merely lists the fields)."""
+
+    @pre_load
+    def _creator_is_the_caller(self, data, **kwargs):
+        if isinstance(data, dict) and "created_by" in data:
+            raise ValidationFailed(CREATOR_FROM_CREDENTIALS, errors={"created_by": [CREATOR_FROM_CREDENTIALS]})
+        return data
 
 
 # Characters that make one name look like another, or hide part of it: bidirectional overrides, isolates

@@ -1,17 +1,54 @@
-"""HTTP views of A/B tests: the statistics on numbers a user already has."""
+"""HTTP views of A/B tests: their definitions, and the statistics on numbers a user already has."""
 
 from __future__ import annotations
 
-from services.deployment import ab_calculator
+import uuid
+
+from flask import url_for
+
+from services.deployment import ab_calculator, ab_tests
 from services.deployment.ab_test_schemas import (
-    AnalysisRequestSchema, ComparisonSchema, SampleRatioRequestSchema, SampleRatioSchema, SampleSizeRequestSchema,
-    SampleSizeSchema,
+    ABTestCreateSchema, ABTestListArgs, ABTestSchema, AnalysisRequestSchema, ComparisonSchema,
+    SampleRatioRequestSchema, SampleRatioSchema, SampleSizeRequestSchema, SampleSizeSchema,
 )
-from shared.auth import requires
-from shared.web import Blueprint, MethodView
+from shared.auth import current_actor, requires
+from shared.idempotency import idempotent
+from shared.pagination import page_schema
+from shared.registry_client import RegistryClient
+from shared.web import Blueprint, MethodView, db_session, request_id, runtime
 
 blp = Blueprint("ab_tests", __name__, url_prefix="/api/v1/ab-tests",
                 description="A/B tests between models, and their statistics on any numbers")
+
+
+@blp.route("")
+class ABTests(MethodView):
+    @requires("viewer")
+    @blp.arguments(ABTestListArgs, location="query")
+    @blp.response(200, page_schema(ABTestSchema))
+    def get(self, args):
+        """The A/B tests, newest first; `?status=` filters."""
+        return ab_tests.list_tests(db_session(), **args)
+
+    @requires("ml_engineer")
+    @idempotent
+    @blp.arguments(ABTestCreateSchema)
+    @blp.response(201, ABTestSchema)
+    def post(self, body):
+        """Define a test, in draft: both arms' versions are fixed now (A: the version live on model A's endpoint
+        in `environment`, else its champion's, else its latest; B: its champion's, else its latest)."""
+        test = ab_tests.create_test(session=db_session(), actor=current_actor(), request_id=request_id(),
+                                    registry=RegistryClient.for_request(runtime().settings.registry_url), body=body)
+        return test, 201, {"Location": url_for("ab_tests.ABTestItem", test_id=test.id)}
+
+
+@blp.route("/<uuid:test_id>")
+class ABTestItem(MethodView):
+    @requires("viewer")
+    @blp.response(200, ABTestSchema)
+    def get(self, test_id: uuid.UUID):
+        """A test's definition, state and verdict."""
+        return ab_tests.get_test(db_session(), test_id)
 
 
 @blp.route("/analysis")

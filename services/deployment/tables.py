@@ -128,3 +128,51 @@ class ReplicaReport(Base):
     versions: Mapped[dict] = mapped_column(JSONType, default=dict)
     cpu_percent: Mapped[float | None] = mapped_column(sa.Float)
     rss_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+AB_TYPES = ("traffic_split", "shadow")
+AB_STATUSES = ("draft", "running", "stopped", "concluded")
+DRAFT, RUNNING, STOPPED, CONCLUDED = AB_STATUSES
+
+
+class ABTest(UUIDPrimaryKey, Base):
+    """Two model versions compared on one endpoint (model A's, in `environment`): B takes `traffic_split` of
+    its units (traffic_split), or a copy of A's traffic whose answers are never returned (shadow)."""
+
+    __tablename__ = "ab_tests"
+
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    type: Mapped[str] = mapped_column(sa.String(16))
+    model_a_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version_a: Mapped[int] = mapped_column(sa.Integer)
+    model_b_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version_b: Mapped[int] = mapped_column(sa.Integer)
+    model_type: Mapped[str] = mapped_column(sa.String(32))
+    environment: Mapped[str] = mapped_column(sa.String(16))
+    traffic_split: Mapped[float] = mapped_column(sa.Float)
+    # Names as the test knows them (services/deployment/ab_metrics.py): success metrics a list of names,
+    # guardrails a list of {name, margin, relative, lower_is_better}.
+    success_metrics: Mapped[list] = mapped_column(JSONType)
+    guardrail_metrics: Mapped[list] = mapped_column(JSONType)
+    min_sample_size: Mapped[int] = mapped_column(sa.Integer)
+    max_duration_days: Mapped[int] = mapped_column(sa.Integer)
+    significance_level: Mapped[float] = mapped_column(sa.Float)
+    mixing_variance: Mapped[float] = mapped_column(sa.Float)
+    minimum_detectable_effect: Mapped[float] = mapped_column(sa.Float)
+    # The brief's planning figures: duration (days) and sample_size (units).
+    test_config: Mapped[dict] = mapped_column(JSONType, default=dict)
+    auto_promote: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    status: Mapped[str] = mapped_column(sa.String(16), default=DRAFT)
+    verdict: Mapped[str | None] = mapped_column(sa.String(32))
+    summary: Mapped[str | None] = mapped_column(sa.Text)
+    # What the definition leaves doubtful (too few units for the effect sought), said when it was created.
+    warnings: Mapped[list] = mapped_column(JSONType, default=list)
+    created_by: Mapped[str] = mapped_column(sa.String(255))
+    created_by_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_ab_tests_created_at", "created_at", "id"),
+                      sa.Index("ix_ab_tests_status", "status"))

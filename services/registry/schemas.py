@@ -12,8 +12,7 @@ from services.registry.tables import MAX_VERSION_NUMBER
 from services.registry.status import STATUSES, VERSION_STATUSES
 from shared import strict_json
 from shared.pagination import ListArgs
-from shared.errors import ValidationFailed
-from shared.schemas import Name, StrictSchema, UtcDateTime
+from shared.schemas import CreatedByCaller, Name, StrictSchema, UtcDateTime
 
 MODEL_TYPES = ("classification", "regression", "clustering", "anomaly_detection", "forecasting", "ranking")
 FRAMEWORKS = ("scikit_learn", "xgboost", "lightgbm", "pytorch", "tensorflow", "onnx", "custom")
@@ -51,11 +50,9 @@ class FilePart(Upload):
 
 SENSITIVE_DESCRIPTION = ("some of `features` whose values monitoring never stores in clear: a categorical value as "
                          "its keyed hash (HMAC-SHA256), a numeric one as its bin of the version's training profile")
-CREATOR_FROM_CREDENTIALS = ("created_by cannot be given: a model's creator is taken from the credentials of the "
-                            "request that creates it (the authenticated user or API key); leave the field out.")
 
 
-class _ModelFields(StrictSchema):
+class _ModelFields(CreatedByCaller):
     description = fields.String(validate=validate.Length(max=10_000))
     hyperparameters = fields.Dict(keys=fields.String(), metadata={
         "description": "the starting parameters of the model's trainings (a random_forest's by default)"})
@@ -65,14 +62,6 @@ class _ModelFields(StrictSchema):
     target_variable = fields.String(allow_none=True, validate=validate.Length(max=255))
     tags = _tags()
     metadata = fields.Dict(keys=fields.String())
-
-    @pre_load
-    def _creator_is_the_caller(self, data, **kwargs):
-        # The brief sends created_by. Refused with the reason as the answer's detail, not only as a field
-        # message (a ValidationError's detail merely lists the fields), hence the domain error here.
-        if isinstance(data, dict) and "created_by" in data:
-            raise ValidationFailed(CREATOR_FROM_CREDENTIALS, errors={"created_by": [CREATOR_FROM_CREDENTIALS]})
-        return data
 
 
 class ModelCreateSchema(_ModelFields):
