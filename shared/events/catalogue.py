@@ -246,6 +246,69 @@ class EndpointTrafficChanged(_Payload):
     deployment_id = fields.UUID(allow_none=True)
 
 
+class ABTestGuardrail(Schema):
+    name = fields.String(required=True)
+    margin = fields.Float(required=True)
+    relative = fields.Boolean(required=True)  # margin is a share of A's estimate
+    lower_is_better = fields.Boolean(required=True)
+
+
+class ABTestStarted(_Payload):
+    """An A/B test's arms are on its endpoint (B takes `traffic_split` of the units once its health check passes),
+    with everything its analysis needs: the metrics, their guardrail margins and the test's settings."""
+
+    ab_test_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    type = fields.String(required=True)
+    endpoint = fields.String(required=True)
+    model_type = fields.String(required=True)
+    model_a_id = fields.UUID(required=True)
+    version_a = fields.Integer(required=True)
+    model_b_id = fields.UUID(required=True)
+    version_b = fields.Integer(required=True)
+    traffic_split = fields.Float(required=True)
+    success_metrics = fields.List(fields.String(), required=True)
+    guardrail_metrics = fields.List(fields.Nested(ABTestGuardrail), required=True)
+    min_sample_size = fields.Integer(required=True)
+    max_duration_days = fields.Integer(required=True)
+    significance_level = fields.Float(required=True)
+    mixing_variance = fields.Float(required=True)
+    started_at = fields.DateTime(required=True)
+    actor = fields.String(required=True)
+    actor_id = fields.String(allow_none=True)
+
+
+class ABTestStopped(_Payload):
+    """Stopped by hand before a verdict: its analysis ends."""
+
+    ab_test_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    actor = fields.String(required=True)
+
+
+class ABTestDecided(_Payload):
+    """Monitoring's analysis reached a verdict (the sequential test decisive after min_sample_size, the maximum
+    duration reached, a sample ratio mismatch or a guardrail breached): the deployment service concludes the test."""
+
+    ab_test_id = fields.UUID(required=True)
+    verdict = fields.String(required=True)  # b_wins, a_wins, no_difference, invalid
+    summary = fields.String(required=True)
+    decided_at = fields.DateTime(required=True)
+
+
+class ABTestConcluded(_Payload):
+    """An A/B test ended with a verdict: b_wins, a_wins, no_difference or invalid (`summary` says why)."""
+
+    ab_test_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    verdict = fields.String(required=True)
+    summary = fields.String(required=True)
+    model_a_id = fields.UUID(required=True)
+    version_a = fields.Integer(required=True)
+    model_b_id = fields.UUID(required=True)
+    version_b = fields.Integer(required=True)
+
+
 class ReplicaUsage(Schema):
     replica = fields.String(required=True)
     reported_at = fields.DateTime(required=True)
@@ -295,6 +358,10 @@ CATALOGUE: dict[str, type[Schema]] = {
     "anomaly.detected": AnomalyDetected,
     "alert.fired": AlertChanged,
     "alert.resolved": AlertChanged,
+    "abtest.started": ABTestStarted,
+    "abtest.stopped": ABTestStopped,
+    "abtest.decided": ABTestDecided,
+    "abtest.concluded": ABTestConcluded,
 }
 
 
