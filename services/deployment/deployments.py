@@ -288,12 +288,14 @@ def history(session: Session, endpoint: Endpoint, at: datetime | None) -> dict[s
     served = traffic.served_at(session, endpoint.id, at)
     change = served.change
     return {"endpoint": endpoint.name, "at": at, "routes": change.routes if change else [],
+            "salt": change.salt if change else None,
             "since": traffic.effective_at(change) if change else None, "until": served.until}
 
 
 def desired_state(session: Session, endpoint: Endpoint) -> dict[str, Any]:
     """What a serving replica needs: the traffic in effect, the switches ahead, and how to load each
-    deployment they name."""
+    deployment they name, and whose model it is (an A/B test's arm may be another model's than the
+    endpoint's: its predictions are recorded under its own)."""
     now = utcnow()
     changes = [c for c in (traffic.served_at(session, endpoint.id, now).change, *traffic.ahead(session, endpoint.id, now))
                if c is not None]
@@ -301,9 +303,10 @@ def desired_state(session: Session, endpoint: Endpoint) -> dict[str, Any]:
     deployments = session.scalars(sa.select(Deployment).where(Deployment.id.in_(ids))) if ids else []
     return {
         "endpoint": endpoint.name, "model_id": str(endpoint.model_id), "now": now.isoformat(),
-        "changes": [{"effective_at": traffic.effective_at(c).isoformat(), "routes": c.routes} for c in changes],
-        "deployments": {str(d.id): {"version": d.version, "artifact_sha256": d.artifact_sha256, "flavor": d.flavor,
-                                    "features": d.features, "profile": d.profile,
-                                    "timeout": d.config["deployment_config"]["timeout"]}
+        "changes": [{"effective_at": traffic.effective_at(c).isoformat(), "routes": c.routes, "salt": c.salt}
+                    for c in changes],
+        "deployments": {str(d.id): {"model_id": str(d.model_id), "version": d.version,
+                                    "artifact_sha256": d.artifact_sha256, "flavor": d.flavor, "features": d.features,
+                                    "profile": d.profile, "timeout": d.config["deployment_config"]["timeout"]}
                         for d in deployments},
     }

@@ -1,9 +1,10 @@
 """What serving replicas report, and the judgement of a candidate under real traffic.
 
-Each replica sends, every couple of seconds, its counts per version over a recent window (requests,
-errors, latency percentiles) and its own CPU and memory. While a rollout moves traffic and through
-the observation window after, the control plane adds up the candidate's numbers across the replicas
-that reported recently and compares them with the deployment's alert thresholds.
+Each replica sends, every couple of seconds, its counts per deployment over a recent window (requests,
+errors, latency percentiles) and its own CPU and memory: per deployment, not version, since an A/B
+test may serve the same version number of two models on one endpoint. While a rollout moves traffic
+and through the observation window after, the control plane adds up the candidate's numbers across
+the replicas that reported recently and compares them with the deployment's alert thresholds.
 """
 
 from __future__ import annotations
@@ -56,13 +57,13 @@ class Observed:
         return 100.0 * self.errors / self.requests if self.requests else 0.0
 
 
-def observed(session: Session, endpoint_id: uuid.UUID, version: int) -> Observed:
-    """The version's numbers over the replicas that reported recently."""
+def observed(session: Session, endpoint_id: uuid.UUID, deployment_id: uuid.UUID) -> Observed:
+    """The deployment's numbers over the replicas that reported recently."""
     cutoff = utcnow() - FRESH
     requests = errors = 0
     p95: float | None = None
     for row in session.scalars(sa.select(ReplicaReport).where(ReplicaReport.endpoint_id == endpoint_id)):
-        stats = (row.versions or {}).get(str(version))
+        stats = (row.versions or {}).get(str(deployment_id))
         if stats is None or aware(row.reported_at) < cutoff:
             continue
         requests += stats["requests"]

@@ -197,7 +197,7 @@ def observe(session: Session, deployment_id: uuid.UUID, queue: str) -> None:
     deployment = _locked(session, deployment_id)
     if deployment is None or not _observing(deployment):
         return
-    problem = observation.breach(observation.observed(session, deployment.endpoint_id, deployment.version),
+    problem = observation.breach(observation.observed(session, deployment.endpoint_id, deployment.id),
                                  deployment.config["monitoring_config"])
     if problem is not None:
         roll_back(session, deployment, reason=f"automatic rollback: {problem}")

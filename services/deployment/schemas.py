@@ -20,6 +20,7 @@ MAX_REPLICAS = 50
 MAX_HEALTH_CHECK_SECONDS = 480
 # Kubernetes resource quantities (https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/).
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+UUID_TEXT = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def _seconds(default: float, *, low: float = 0, high: float = 3600, low_inclusive: bool = True) -> fields.Float:
@@ -199,7 +200,12 @@ class ManifestListSchema(Schema):
 class RouteSchema(Schema):
     deployment_id = fields.UUID()
     version = fields.Integer()
-    weight = fields.Integer(metadata={"description": "percent of the endpoint's traffic"})
+    weight = fields.Float(metadata={"description": "percent of the endpoint's traffic, to the hundredth (0.5: half "
+                                                   "a percent)"})
+
+
+SALT_DESCRIPTION = ("what units are hashed with to place them among the routes (an A/B test's id); "
+                    "null: the endpoint's name")
 
 
 class TrafficSchema(Schema):
@@ -207,9 +213,11 @@ class TrafficSchema(Schema):
     routes = fields.List(fields.Nested(RouteSchema))
     reason = fields.String()
     deployment_id = fields.UUID(allow_none=True)
+    salt = fields.String(allow_none=True, metadata={"description": SALT_DESCRIPTION})
 
 
-class ReplicaVersionSchema(Schema):
+class ReplicaDeploymentSchema(Schema):
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     requests = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     errors = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     error_rate = fields.Float(allow_nan=False)
@@ -223,9 +231,12 @@ class ReplicaReportSchema(StrictSchema):
 
     replica = fields.String(required=True, validate=validate.Length(min=1, max=255))
     window_seconds = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=1, max=3600))
-    versions = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[0-9]{1,9}$")),
-                           values=fields.Nested(ReplicaVersionSchema), required=True,
-                           validate=validate.Length(max=100))
+    # By deployment id, not version: an A/B test may serve version 3 of two models on one endpoint.
+    versions = fields.Dict(keys=fields.String(validate=validate.Regexp(UUID_TEXT)),
+                           values=fields.Nested(ReplicaDeploymentSchema), required=True,
+                           validate=validate.Length(max=100),
+                           metadata={"description": "per deployment id: its version, requests, errors, error_rate, "
+                                                    "rows, latency_ms"})
     cpu_percent = fields.Float(load_default=None, allow_none=True, allow_nan=False)
     rss_bytes = fields.Integer(load_default=None, allow_none=True, strict=True)
 
@@ -237,7 +248,8 @@ class ReplicaSchema(Schema):
     cpu_percent = fields.Float(allow_none=True)
     rss_bytes = fields.Integer(allow_none=True)
     window_seconds = fields.Float()
-    versions = fields.Dict(metadata={"description": "per version: requests, errors, error_rate, latency_ms"})
+    versions = fields.Dict(metadata={"description": "per deployment id: its version, requests, errors, error_rate, "
+                                                    "latency_ms"})
 
 
 class EndpointSchema(Schema):
@@ -266,6 +278,7 @@ class ServedAtSchema(Schema):
     endpoint = fields.String()
     at = UtcDateTime()
     routes = fields.List(fields.Nested(RouteSchema), metadata={"description": "empty: nothing served then"})
+    salt = fields.String(allow_none=True, metadata={"description": SALT_DESCRIPTION})
     since = UtcDateTime(allow_none=True, metadata={"description": "when this traffic took effect"})
     until = UtcDateTime(allow_none=True, metadata={"description": "when the next change took effect; null: still"})
 
@@ -273,6 +286,7 @@ class ServedAtSchema(Schema):
 class DesiredRouteSchema(Schema):
     effective_at = fields.String()
     routes = fields.List(fields.Nested(RouteSchema))
+    salt = fields.String(allow_none=True, metadata={"description": SALT_DESCRIPTION})
 
 
 class DesiredStateSchema(Schema):
@@ -282,4 +296,6 @@ class DesiredStateSchema(Schema):
     model_id = fields.String()
     now = fields.String()
     changes = fields.List(fields.Nested(DesiredRouteSchema))
-    deployments = fields.Dict(keys=fields.String(), values=fields.Dict())
+    deployments = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
+        "description": "per deployment id: its model_id (an A/B test's other arm may be another model's), version, "
+                       "artifact_sha256, flavor, features, profile, timeout"})

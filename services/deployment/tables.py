@@ -93,7 +93,8 @@ class Transition(UUIDPrimaryKey, Base):
 
 
 class TrafficChange(Base):
-    """From `effective_at` on, the endpoint's traffic goes to `routes` ([{deployment_id, version, weight}]).
+    """From `effective_at` on, the endpoint's traffic goes to `routes` ([{deployment_id, version, weight}],
+    weight a percent, fractions allowed) and a unit meets the route its hash with `salt` places it in.
 
     Rows are never updated: the endpoint's history is the sequence, and the version that served at a
     moment is in the last row effective by then. A switch is written a few seconds ahead so that every
@@ -109,12 +110,15 @@ class TrafficChange(Base):
     routes: Mapped[list] = mapped_column(JSONType)
     reason: Mapped[str] = mapped_column(sa.Text)
     deployment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    # What units are hashed with (an A/B test's id, so its arms are drawn afresh and apart from any
+    # earlier split); None: the endpoint's name, which keeps a canary's units where they were.
+    salt: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (sa.Index("ix_endpoint_traffic_endpoint_id_effective_at", "endpoint_id", "effective_at", "id"),)
 
 
 class ReplicaReport(Base):
-    """What a serving replica last said of an endpoint: its request counts, errors and latency per version
+    """What a serving replica last said of an endpoint: its request counts, errors and latency per deployment
     over a recent window, and its CPU and memory. The rollout's observation reads these."""
 
     __tablename__ = "replica_reports"
@@ -124,7 +128,8 @@ class ReplicaReport(Base):
     replica: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     reported_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     window_seconds: Mapped[float] = mapped_column(sa.Float)
-    # str(version) -> {requests, errors, error_rate, rows, latency_ms: {p50, p95, p99}}
+    # str(deployment id) -> {version, requests, errors, error_rate, rows, latency_ms: {p50, p95, p99}}: by
+    # deployment, not version, as an A/B test may serve version 3 of two models on one endpoint.
     versions: Mapped[dict] = mapped_column(JSONType, default=dict)
     cpu_percent: Mapped[float | None] = mapped_column(sa.Float)
     rss_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)

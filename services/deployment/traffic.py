@@ -24,25 +24,29 @@ from shared.events.outbox import emit
 PRODUCER = "deployment"
 
 
-def route(deployment_id: uuid.UUID, version: int, weight: int) -> dict:
-    return {"deployment_id": str(deployment_id), "version": version, "weight": weight}
+def route(deployment_id: uuid.UUID, version: int, weight: float) -> dict:
+    """A share of the endpoint's traffic: `weight` percent (0.5 is half a percent), to the hundredth,
+    which is as fine as serving places units (services/serving/replica.py bucket)."""
+    return {"deployment_id": str(deployment_id), "version": version, "weight": round(float(weight), 2)}
 
 
 def switch(session: Session, endpoint: Endpoint, routes: list[dict], *, reason: str,
-           deployment_id: uuid.UUID | None, ahead_seconds: float = 0.0) -> TrafficChange:
+           deployment_id: uuid.UUID | None, ahead_seconds: float = 0.0, salt: str | None = None) -> TrafficChange:
     """Send the endpoint's traffic to `routes` from `ahead_seconds` on; with none, at once, withdrawing
-    any switch still ahead (a rollback)."""
+    any switch still ahead (a rollback). Units are placed by a hash salted with `salt` (at most 64
+    characters; None: the endpoint's name): the same salt keeps each unit on its route from one change
+    to the next, a new one draws them afresh."""
     now = utcnow()
     if not ahead_seconds:
         session.execute(sa.delete(TrafficChange).where(TrafficChange.endpoint_id == endpoint.id,
                                                        TrafficChange.effective_at > now))
     change = TrafficChange(endpoint_id=endpoint.id, routes=[r for r in routes if r["weight"] > 0], reason=reason,
-                           deployment_id=deployment_id,
+                           deployment_id=deployment_id, salt=salt,
                            effective_at=now + timedelta(seconds=ahead_seconds))
     session.add(change)
     emit(session, "endpoint.traffic_changed", {
         "endpoint": endpoint.name, "model_id": endpoint.model_id, "routes": change.routes,
-        "effective_at": change.effective_at, "reason": reason, "deployment_id": deployment_id,
+        "effective_at": change.effective_at, "reason": reason, "deployment_id": deployment_id, "salt": salt,
     }, producer=PRODUCER)
     return change
 

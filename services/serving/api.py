@@ -56,6 +56,8 @@ class PredictionSchema(Schema):
     predictions = fields.List(fields.Raw())
     probabilities = fields.List(fields.Dict(keys=fields.String(), values=fields.Float()),
                                 metadata={"description": "classifiers: per row, each class's probability"})
+    model_id = fields.String(metadata={"description": "the model whose version answered: the endpoint's, or during "
+                                                      "an A/B test possibly the other arm's model"})
     model_version = fields.Integer(metadata={"description": "the version that answered"})
     request_ids = fields.List(fields.String())
     endpoint = fields.String()
@@ -108,7 +110,7 @@ _creating = threading.Lock()
 
 
 class _Reports:
-    """What this replica reports of an endpoint at each poll: its window of requests per version, and its
+    """What this replica reports of an endpoint at each poll: its window of requests per deployment, and its
     CPU and memory. CPU is measured once per poll round (it is the time since the previous
     measurement), and the same figure goes with every endpoint's report of that round."""
 
@@ -123,9 +125,8 @@ class _Reports:
             if time.monotonic() - self._measured >= self._round:
                 self._usage, self._measured = process_usage(), time.monotonic()
             usage = self._usage
-        window = self._stats.window(endpoint, REPORT_WINDOW_SECONDS)
         return {"replica": f"{socket.gethostname()}:{os.getpid()}", "window_seconds": REPORT_WINDOW_SECONDS,
-                "versions": {str(version): numbers for version, numbers in window.items()}, **usage}
+                "versions": self._stats.window(endpoint, REPORT_WINDOW_SECONDS), **usage}
 
 
 def _serving() -> Serving:

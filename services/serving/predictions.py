@@ -2,7 +2,10 @@
 
 Which version answers is decided per unit (the request's `unit_id`, else its `request_id`): a stable
 hash places the unit in [0, 100) and the endpoint's routes share that range by weight, so during a
-canary a user keeps meeting the same version. A request naming neither is placed at random.
+canary a user keeps meeting the same version. The hash is salted with the traffic's salt (an A/B
+test's id) or else the endpoint's name. A request naming neither is placed at random. Each
+prediction is recorded under the model of the deployment that answered: an A/B test's arm may be
+another model's than the endpoint's.
 """
 
 from __future__ import annotations
@@ -42,16 +45,16 @@ def predict(*, replica: Replica, stats: ServingStats, prediction_log: Prediction
             body: dict[str, Any], max_rows: int) -> dict[str, Any]:
     """Answer with the version the request's unit meets; every row is handed to the prediction log."""
     desired = replica.desired(endpoint)
-    routes = desired.routes_at(time.time())
-    if not routes:
+    change = desired.in_effect(time.time())
+    if change is None or not change.routes:
         raise NothingLive(f"Nothing is live on endpoint {endpoint!r}: deploy a version first.")
     unit = body.get("unit_id") or body.get("request_id")
-    route = choose(routes, bucket(endpoint, unit) if unit else random.random() * 100.0)
+    route = choose(change.routes, bucket(change.salt or endpoint, unit) if unit else random.random() * 100.0)
     deployment = desired.deployments[route.deployment_id]
     try:
         model = replica.model(deployment)
     except Exception as exc:  # health checks load the same bytes, so this is an artifact store or memory fault
-        stats.record(endpoint, route.version, 0.0, True)
+        stats.record(endpoint, route.deployment_id, route.version, 0.0, True)
         raise VersionUnavailable(f"Version {route.version} cannot be loaded by this replica: {exc}") from exc
     rows = validate_instances(body.get("instances"), features=model.features, kinds=model.kinds, max_rows=max_rows,
                               nullable=model.nullable)
@@ -60,25 +63,25 @@ def predict(*, replica: Replica, stats: ServingStats, prediction_log: Prediction
         predictions, probabilities = model.predict(rows)
     except (ValueError, TypeError) as exc:
         # An uploaded model may refuse values the profile could not describe (no profile: no kinds).
-        stats.record(endpoint, route.version, time.perf_counter() - started, False, len(rows))
+        stats.record(endpoint, route.deployment_id, route.version, time.perf_counter() - started, False, len(rows))
         raise ValidationFailed(f"Version {route.version} refused the instances: {exc}",
                                errors={"instances": [str(exc)]}) from exc
     except Exception as exc:
-        stats.record(endpoint, route.version, time.perf_counter() - started, True, len(rows))
+        stats.record(endpoint, route.deployment_id, route.version, time.perf_counter() - started, True, len(rows))
         raise PredictionFailed(f"Version {route.version} failed to predict: {type(exc).__name__}: {exc}") from exc
     seconds = time.perf_counter() - started
-    stats.record(endpoint, route.version, seconds, False, len(rows))
+    stats.record(endpoint, route.deployment_id, route.version, seconds, False, len(rows))
     request_ids = _request_ids(body.get("request_id"), len(rows))
     predicted_at, latency_ms = datetime.now(timezone.utc), seconds * 1000.0
     prediction_log.add([
-        prediction_record(model_id=desired.model_id, version=route.version, request_id=request_id,
+        prediction_record(model_id=deployment["model_id"], version=route.version, request_id=request_id,
                           predicted_at=predicted_at, prediction=prediction, endpoint=endpoint,
                           deployment_id=route.deployment_id, unit_id=body.get("unit_id"), features=row,
                           probabilities=probabilities[index] if probabilities is not None else None,
                           latency_ms=latency_ms)
         for index, (request_id, row, prediction) in enumerate(zip(request_ids, rows, predictions))])
-    answer = {"predictions": predictions, "model_version": route.version, "request_ids": request_ids,
-              "endpoint": endpoint}
+    answer = {"predictions": predictions, "model_id": deployment["model_id"], "model_version": route.version,
+              "request_ids": request_ids, "endpoint": endpoint}
     if probabilities is not None:
         answer["probabilities"] = probabilities
     return answer

@@ -44,33 +44,46 @@ class NothingLive(DomainError):
 class Route:
     deployment_id: str
     version: int
-    weight: int
+    weight: float  # percent
+
+
+@dataclass(frozen=True)
+class Change:
+    """From `effective_at` (epoch seconds), the endpoint's routes, and what units are hashed with to place
+    them (an A/B test's id; None: the endpoint's name)."""
+
+    effective_at: float
+    routes: tuple[Route, ...]
+    salt: str | None
 
 
 @dataclass(frozen=True)
 class Desired:
-    """An endpoint's traffic changes in effective order, and how to load each deployment they name."""
+    """An endpoint's traffic changes in effective order, and how to load each deployment they name (with
+    its model's id: an A/B test's arm may be another model's than the endpoint's)."""
 
-    model_id: str
-    changes: tuple[tuple[float, tuple[Route, ...]], ...]  # (effective at, epoch seconds; routes)
+    changes: tuple[Change, ...]
     deployments: dict[str, dict[str, Any]]
     fetched_at: float  # monotonic
 
-    def routes_at(self, now: float) -> tuple[Route, ...]:
-        current: tuple[Route, ...] = ()
-        for effective_at, routes in self.changes:
-            if effective_at > now:
+    def in_effect(self, now: float) -> Change | None:
+        current = None
+        for change in self.changes:
+            if change.effective_at > now:
                 break
-            current = routes
+            current = change
         return current
 
 
 def parse_desired(body: dict[str, Any]) -> Desired:
     changes = tuple(
-        (datetime.fromisoformat(change["effective_at"]).timestamp(),
-         tuple(Route(r["deployment_id"], r["version"], r["weight"]) for r in change["routes"]))
+        Change(datetime.fromisoformat(change["effective_at"]).timestamp(),
+               tuple(Route(r["deployment_id"], r["version"], r["weight"]) for r in change["routes"]),
+               change.get("salt"))
         for change in body["changes"])
-    return Desired(body["model_id"], changes, body["deployments"], time.monotonic())
+    # A control plane older than per-deployment model ids (a rolling upgrade) names only the endpoint's.
+    deployments = {key: {"model_id": body["model_id"], **deployment} for key, deployment in body["deployments"].items()}
+    return Desired(changes, deployments, time.monotonic())
 
 
 class Replica:
@@ -223,18 +236,19 @@ class Replica:
         self._evict()
 
 
-def bucket(endpoint: str, unit: str) -> float:
-    """Where a unit falls in [0, 100): stable for the unit on the endpoint, uniform across units."""
-    digest = hashlib.blake2b(f"{endpoint}\x00{unit}".encode(), digest_size=8).digest()
+def bucket(salt: str, unit: str) -> float:
+    """Where a unit falls in [0, 100), in steps of 0.01: stable for the unit under one salt (the
+    endpoint's name, or an A/B test's id), uniform across units, unrelated from one salt to another."""
+    digest = hashlib.blake2b(f"{salt}\x00{unit}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % 10_000 / 100.0
 
 
 def choose(routes: tuple[Route, ...], point: float) -> Route:
     """The route whose share of [0, 100) holds `point`; the candidate is listed first, so a unit that
     met it at 10% keeps meeting it at 50%."""
-    total = 0
+    total = 0.0
     for route in routes:
         total += route.weight
-        if point < total:
+        if point < round(total, 2):  # weights are hundredths: 0.1 + 0.2 ends at 0.3, not a slot past it
             return route
     return routes[-1]

@@ -1,6 +1,9 @@
-"""What a serving replica measures about itself: per (endpoint, version) request counts, errors, rows
+"""What a serving replica measures about itself: per (endpoint, deployment) request counts, errors, rows
 and latency over the last seconds, for the control plane's rollback decisions; the same as Prometheus
-metrics; and the process's CPU and memory, for scaling.
+metrics (by endpoint and version); and the process's CPU and memory, for scaling.
+
+By deployment, not version: an A/B test may serve version 3 of two models on one endpoint, and the
+rollout's observation must judge its own candidate's requests alone.
 
 The rolling window is a ring of one-second slots, each with a fixed log-spaced latency histogram:
 recording is a bisect and a few additions under one lock, memory is bounded by the ring whatever the
@@ -29,11 +32,13 @@ PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
 class _Series:
-    """One (endpoint, version): a ring of per-second counts, and its Prometheus children."""
+    """One (endpoint, deployment) and its version: a ring of per-second counts, and its Prometheus children."""
 
-    __slots__ = ("second", "requests", "errors", "rows", "latency", "successes", "failures", "seconds", "rows_total")
+    __slots__ = ("version", "second", "requests", "errors", "rows", "latency", "successes", "failures", "seconds",
+                 "rows_total")
 
-    def __init__(self, size: int, successes: Any, failures: Any, seconds: Any, rows_total: Any):
+    def __init__(self, version: int, size: int, successes: Any, failures: Any, seconds: Any, rows_total: Any):
+        self.version = version
         self.second = [-1] * size  # the clock second each slot holds; -1 for never used
         self.requests = [0] * size
         self.errors = [0] * size
@@ -67,13 +72,13 @@ def _percentile(histogram: list[int], total: int, q: float) -> float:
 
 
 class ServingStats:
-    """Per-process, thread-safe statistics of the predictions a replica served, per endpoint and version."""
+    """Per-process, thread-safe statistics of the predictions a replica served, per endpoint and deployment."""
 
     def __init__(self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.monotonic,
                  horizon_seconds: int = HORIZON_SECONDS):
         self._clock, self._size = clock, horizon_seconds
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, int], _Series] = {}
+        self._series: dict[tuple[str, str], _Series] = {}
         labels = ("endpoint", "version")
         self._requests = Counter("modelyard_prediction_requests", "Predict requests served, by outcome",
                                  (*labels, "outcome"), registry=registry)
@@ -81,36 +86,39 @@ class ServingStats:
         self._latency = Histogram("modelyard_prediction_latency_seconds", "Time to answer a predict request",
                                   labels, buckets=PROMETHEUS_BUCKETS, registry=registry)
 
-    def _get(self, endpoint: str, version: int) -> _Series:
-        series = self._series.get((endpoint, version))
+    def _get(self, endpoint: str, deployment_id: str, version: int) -> _Series:
+        series = self._series.get((endpoint, deployment_id))
         if series is None:
+            # Two deployments of one version number (two models' in an A/B test) add up in Prometheus's.
             names = (endpoint, str(version))
             # Children looked up once per series: prometheus_client's labels() takes a lock and builds a key.
-            series = _Series(self._size, self._requests.labels(*names, "success"),
+            series = _Series(version, self._size, self._requests.labels(*names, "success"),
                              self._requests.labels(*names, "error"), self._latency.labels(*names),
                              self._rows.labels(*names))
-            self._series[(endpoint, version)] = series
+            self._series[(endpoint, deployment_id)] = series
         return series
 
-    def record(self, endpoint: str, version: int, seconds: float, error: bool, rows: int = 1) -> None:
-        """Count one request to `version` of `endpoint` that took `seconds` and predicted `rows` rows."""
+    def record(self, endpoint: str, deployment_id: str, version: int, seconds: float, error: bool,
+               rows: int = 1) -> None:
+        """Count one request to deployment `deployment_id` (of `version`) on `endpoint` that took `seconds` and
+        predicted `rows` rows."""
         now = int(self._clock())
         bucket = bisect_left(LATENCY_BOUNDS_MS, seconds * 1000.0)
         with self._lock:
-            series = self._get(endpoint, version)
+            series = self._get(endpoint, deployment_id, version)
             series.add(now, now % self._size, bucket, error, rows)
         (series.failures if error else series.successes).inc()
         series.seconds.observe(seconds)
         series.rows_total.inc(rows)
 
-    def window(self, endpoint: str, seconds: float = 60) -> dict[int, dict]:
-        """Per version of `endpoint` with requests in the last `seconds` (at most the horizon): requests,
-        errors, error_rate (percent), rows and latency_ms {p50, p95, p99}."""
+    def window(self, endpoint: str, seconds: float = 60) -> dict[str, dict]:
+        """Per deployment id on `endpoint` with requests in the last `seconds` (at most the horizon): its
+        version, requests, errors, error_rate (percent), rows and latency_ms {p50, p95, p99}."""
         now = int(self._clock())
         span = max(1, min(int(seconds), self._size))
-        answer: dict[int, dict] = {}
+        answer: dict[str, dict] = {}
         with self._lock:
-            for (name, version), series in self._series.items():
+            for (name, deployment_id), series in self._series.items():
                 if name != endpoint:
                     continue
                 requests = errors = rows = 0
@@ -122,8 +130,9 @@ class ServingStats:
                         rows += series.rows[slot]
                         histogram = [a + b for a, b in zip(histogram, series.latency[slot])]  # type: ignore[arg-type]
                 if requests:
-                    answer[version] = {
-                        "requests": requests, "errors": errors, "error_rate": 100.0 * errors / requests, "rows": rows,
+                    answer[deployment_id] = {
+                        "version": series.version, "requests": requests, "errors": errors,
+                        "error_rate": 100.0 * errors / requests, "rows": rows,
                         "latency_ms": {label: round(_percentile(histogram, requests, q), 3) for label, q in PERCENTILES}}
         return answer
 

@@ -231,7 +231,7 @@ class DeploymentOutcome(_Payload):
 class TrafficRoute(Schema):
     deployment_id = fields.UUID(required=True)
     version = fields.Integer(required=True)
-    weight = fields.Integer(required=True)  # percent
+    weight = fields.Float(required=True)  # percent; fractions since A/B tests (0.5: half a percent)
 
 
 class EndpointTrafficChanged(_Payload):
@@ -244,6 +244,9 @@ class EndpointTrafficChanged(_Payload):
     effective_at = fields.DateTime(required=True)
     reason = fields.String(required=True)
     deployment_id = fields.UUID(allow_none=True)
+    # What units are hashed with to place them among the routes (an A/B test's id); null: the endpoint's
+    # name. Older events lack it.
+    salt = fields.String(allow_none=True)
 
 
 class ABTestGuardrail(Schema):

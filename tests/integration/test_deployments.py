@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from services.deployment import observation, traffic
+from services.deployment.tables import LIVE, Deployment, Endpoint
 from services.monitoring.tables import Prediction
 from services.registry.handlers import DeploymentOutcomes, TrainingOutcomes
 from services.serving import switch
+from services.serving.replica import bucket
 from shared.config import load_settings
 from tests.conftest import RUN_ID
 from tests.support.deployments import deploy, iris_row, model_with_versions, skops_model, wait_ended
@@ -148,6 +151,77 @@ def test_a_canary_moves_traffic_step_by_step(client, ml, ds):
     moves = [t["to_status"] for t in canary["transitions"]]
     assert moves == ["pending", "deploying", "health_checking", "canary", "switching", "live"]
     assert "50% of traffic" in canary["transitions"][3]["reason"]
+
+
+def _arm_on_endpoint(session, deployment_id: str, endpoint_name: str) -> Deployment:
+    """Another model's deployed version, also on this endpoint: what an A/B test's arm B is."""
+    own = session.get(Deployment, uuid.UUID(deployment_id))
+    endpoint = session.scalar(sa.select(Endpoint).where(Endpoint.name == endpoint_name))
+    now = datetime.now(timezone.utc)
+    arm = Deployment(id=uuid.uuid4(), endpoint_id=endpoint.id, model_id=own.model_id, version=own.version,
+                     artifact_sha256=own.artifact_sha256, flavor=own.flavor, features=own.features,
+                     profile=own.profile, strategy=own.strategy, steps=[100], step=0, config=own.config,
+                     status=LIVE, health=[], requested_by="test", created_at=now, updated_at=now, live_at=now)
+    session.add(arm)
+    session.flush()
+    return arm
+
+
+def test_two_models_split_an_endpoint_by_a_salted_hash_and_each_answer_is_recorded_under_its_model(app, client, ml,
+                                                                                                    ds):
+    old, new = model_with_versions(client, ds, name="churn old"), model_with_versions(client, ds, name="churn new")
+    a = wait_ended(client, ml, deploy(client, ml, old["id"]))
+    b = wait_ended(client, ml, deploy(client, ml, new["id"], environment="staging"))
+    endpoint, salt = a["endpoint"], str(uuid.uuid4())
+    db = app.extensions["modelyard"].db
+    with db.transaction() as session:
+        arm = _arm_on_endpoint(session, b["id"], endpoint)
+        arm_id, endpoint_id = str(arm.id), arm.endpoint_id
+        # B takes half a percent; both arms are version 1, of two models.
+        traffic.switch(session, session.get(Endpoint, endpoint_id),
+                       [traffic.route(arm.id, arm.version, 0.5), traffic.route(uuid.UUID(a["id"]), 1, 99.5)],
+                       reason="an A/B test: version 1 of churn new takes 0.5% of traffic", deployment_id=None,
+                       salt=salt)
+    units = [f"user-{n}" for n in range(2000)]
+    in_b = [unit for unit in units if bucket(salt, unit) < 0.5][:3]
+    in_a = [unit for unit in units if bucket(salt, unit) >= 0.5][:3]
+    assert len(in_b) == 3
+
+    def answered_by(unit):
+        response = predict(client, ds, endpoint, unit_id=unit, request_id=f"r-{unit}")
+        assert response.status_code == 200, response.json
+        return response.json["model_id"]
+
+    wait_for(lambda: answered_by(in_b[0]) == new["id"], timeout=5, what="the split to reach the replica")
+    for _ in range(2):  # the same unit always meets the same arm
+        assert [answered_by(unit) for unit in in_b + in_a] == [new["id"]] * 3 + [old["id"]] * 3
+    served = client.get(f"/api/v1/endpoints/{endpoint}/history", headers=ds).json
+    assert ([r["weight"] for r in served["routes"]], served["salt"]) == ([0.5, 99.5], salt)
+    desired = client.get(f"/api/v1/endpoints/{endpoint}/desired-state", headers=ds).json
+    assert desired["changes"][-1]["salt"] == salt and desired["deployments"][arm_id]["model_id"] == new["id"]
+
+    # Monitoring has each prediction under the model that made it, on this endpoint, by deployment.
+    expected = {(unit, new["id"], arm_id) for unit in in_b} | {(unit, old["id"], a["id"]) for unit in in_a}
+
+    def recorded():
+        with db.transaction() as session:
+            rows = session.execute(sa.select(Prediction.unit_id, Prediction.model_id, Prediction.deployment_id)
+                                   .where(Prediction.endpoint == endpoint)).all()
+        return {(unit, str(model), str(deployment)) for unit, model, deployment in rows} >= expected
+
+    wait_for(recorded, timeout=30, what="the predictions recorded under each arm's model")
+
+    # The replicas report the two version 1s apart, by deployment, as the rollout's observation reads them:
+    # B answered the wait's last request and the six after it.
+    def observed():
+        with db.transaction() as session:
+            return [observation.observed(session, endpoint_id, uuid.UUID(key)).requests for key in (arm_id, a["id"])]
+
+    assert wait_for(lambda: (found := observed())[0] == 7 and found, timeout=10, what="the replicas' reports")[1] >= 6
+    replicas = client.get(f"/api/v1/endpoints/{endpoint}", headers=ds).json["replicas"]
+    reported = [replica["versions"] for replica in replicas]
+    assert any(versions.get(arm_id, {}).get("version") == 1 and versions.get(a["id"], {}).get("version") == 1
+               for versions in reported), reported
 
 
 def test_a_candidate_that_cannot_load_fails_and_the_live_version_keeps_serving(client, ml, ds):
