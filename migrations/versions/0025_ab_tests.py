@@ -49,8 +49,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("endpoint_id", sa.Uuid(), nullable=True),
+        sa.Column("deployment_a_id", sa.Uuid(), nullable=True),
+        sa.Column("deployment_b_id", sa.Uuid(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_ab_tests"),
         sa.UniqueConstraint("name", name="uq_ab_tests_name"),
+        sa.UniqueConstraint("deployment_b_id", name="uq_ab_tests_deployment_b_id"),
     )
     op.create_index("ix_ab_tests_created_at", "ab_tests", ["created_at", "id"])
     op.create_index("ix_ab_tests_status", "ab_tests", ["status"])

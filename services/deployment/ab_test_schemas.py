@@ -227,9 +227,9 @@ class ABTestCreateSchema(CreatedByCaller):
     version_b = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1),
                                metadata={"description": "by default the champion's, else the latest"})
     environment = fields.String(load_default="production", validate=validate.OneOf(ENVIRONMENTS))
-    traffic_split = fields.Float(load_default=0.5, allow_nan=False,
-                                 validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False),
-                                 metadata={"description": "B's share of the units"})
+    # Units are placed in 10,000 slots: a share below one of them would send B nothing.
+    traffic_split = fields.Float(load_default=0.5, allow_nan=False, validate=validate.Range(min=0.0001, max=0.9999),
+                                 metadata={"description": "B's share of the units, 0.0001 to 0.9999"})
     success_metrics = _metrics(fields.String(validate=validate.Length(min=1, max=64)), required=True)
     guardrail_metrics = _metrics(GuardrailEntry(), load_default=list)
     min_sample_size = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=1, max=2**53),
@@ -288,6 +288,9 @@ class ABTestSchema(Schema):
     created_at = UtcDateTime()
     started_at = UtcDateTime(allow_none=True)
     ended_at = UtcDateTime(allow_none=True)
+    endpoint_id = fields.UUID(allow_none=True, metadata={"description": "where it runs: model A's endpoint"})
+    deployment_a_id = fields.UUID(allow_none=True, metadata={"description": "A's live deployment"})
+    deployment_b_id = fields.UUID(allow_none=True, metadata={"description": "B's arm: a deployment of strategy ab_test"})
 
 
 class ABTestListArgs(ListArgs):

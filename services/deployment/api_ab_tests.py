@@ -11,6 +11,7 @@ from services.deployment.ab_test_schemas import (
     ABTestCreateSchema, ABTestListArgs, ABTestSchema, AnalysisRequestSchema, ComparisonSchema,
     SampleRatioRequestSchema, SampleRatioSchema, SampleSizeRequestSchema, SampleSizeSchema,
 )
+from services.deployment.service import QUEUE
 from shared.auth import current_actor, requires
 from shared.idempotency import idempotent
 from shared.pagination import page_schema
@@ -19,6 +20,10 @@ from shared.web import Blueprint, MethodView, db_session, request_id, runtime
 
 blp = Blueprint("ab_tests", __name__, url_prefix="/api/v1/ab-tests",
                 description="A/B tests between models, and their statistics on any numbers")
+
+
+def _registry() -> RegistryClient:
+    return RegistryClient.for_request(runtime().settings.registry_url)
 
 
 @blp.route("")
@@ -38,7 +43,7 @@ class ABTests(MethodView):
         """Define a test, in draft: both arms' versions are fixed now (A: the version live on model A's endpoint
         in `environment`, else its champion's, else its latest; B: its champion's, else its latest)."""
         test = ab_tests.create_test(session=db_session(), actor=current_actor(), request_id=request_id(),
-                                    registry=RegistryClient.for_request(runtime().settings.registry_url), body=body)
+                                    registry=_registry(), body=body)
         return test, 201, {"Location": url_for("ab_tests.ABTestItem", test_id=test.id)}
 
 
@@ -49,6 +54,29 @@ class ABTestItem(MethodView):
     def get(self, test_id: uuid.UUID):
         """A test's definition, state and verdict."""
         return ab_tests.get_test(db_session(), test_id)
+
+
+@blp.route("/<uuid:test_id>/start")
+class ABTestStart(MethodView):
+    @requires("ml_engineer")
+    @blp.response(200, ABTestSchema)
+    def post(self, test_id: uuid.UUID):
+        """Start a draft on model A's endpoint, where version_a must be live: B's version is deployed there
+        (health checked as A was), then takes `traffic_split` of the units, each unit always meeting one arm."""
+        rt = runtime()
+        return ab_tests.start_test(session=db_session(), actor=current_actor(), request_id=request_id(),
+                                   registry=_registry(), check_artifact=rt.artifacts.verify,
+                                   queue=rt.settings.task_queue(QUEUE), test_id=test_id)
+
+
+@blp.route("/<uuid:test_id>/stop")
+class ABTestStop(MethodView):
+    @requires("ml_engineer")
+    @blp.response(200, ABTestSchema)
+    def post(self, test_id: uuid.UUID):
+        """End a running test without a verdict: all traffic returns to A at once."""
+        return ab_tests.stop_test(session=db_session(), actor=current_actor(), request_id=request_id(),
+                                  test_id=test_id)
 
 
 @blp.route("/analysis")

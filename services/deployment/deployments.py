@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from services.deployment import observation, traffic
 from services.deployment.service import ROLL_OUT
 from services.deployment.tables import (
-    FAILED, IN_PROGRESS, LIVE, PENDING, ROLLED_BACK, SERVING, SUPERSEDED, Deployment, Endpoint, Transition,
+    AB_ARM, FAILED, IN_PROGRESS, LIVE, PENDING, ROLLED_BACK, SERVING, SUPERSEDED, Deployment, Endpoint, Transition,
 )
 from shared import audit
 from shared.auth import Actor
@@ -94,6 +94,14 @@ def fail(session: Session, deployment: Deployment, endpoint: Endpoint, reason: s
     emit(session, "deployment.failed",
          outcome_payload(deployment, endpoint, model_live=model_live(session, deployment.model_id)),
          producer=PRODUCER)
+    _arm_ended(session, deployment, reason)
+
+
+def _arm_ended(session: Session, deployment: Deployment, reason: str) -> None:
+    if deployment.strategy == AB_ARM:
+        from services.deployment import ab_tests  # which builds on this module
+
+        ab_tests.arm_ended(session, deployment, reason)
 
 
 def model_live(session: Session, model_id: uuid.UUID) -> bool:
@@ -142,31 +150,41 @@ def request_deployment(*, session: Session, actor: Actor, request_id: str, regis
     live = session.scalar(sa.select(Deployment).where(Deployment.endpoint_id == endpoint.id,
                                                       Deployment.status == LIVE).limit(1))
     canary = body["canary"] or {"steps": [100], "pause_seconds": 0.0}  # blue-green: one step, all at once
-    now = utcnow()
-    deployment = Deployment(
-        id=uuid.uuid4(), endpoint_id=endpoint.id, model_id=endpoint.model_id, version=version["number"],
-        artifact_sha256=version["artifact_sha256"], flavor=version.get("format") or version.get("flavor"),
-        features=list(model["features"]), profile=version.get("profile"), strategy=body["strategy"],
-        steps=canary["steps"], step_pause_seconds=canary["pause_seconds"], step=-1,
+    deployment = new_deployment(
+        session, endpoint=endpoint, model_id=endpoint.model_id, version=version, features=model["features"],
+        strategy=body["strategy"], steps=canary["steps"], pause_seconds=canary["pause_seconds"],
         config={key: body[key] for key in ("deployment_config", "health_check_config", "scaling_config",
                                            "monitoring_config")},
-        status=PENDING, previous_id=live.id if live else None, health=[], requested_by=actor.name,
-        requested_by_id=actor.id, created_at=now, updated_at=now, next_action_at=now + TASK_GRACE,
-    )
-    session.add(deployment)
-    session.add(Transition(deployment_id=deployment.id, from_status=None, to_status=PENDING,
-                           reason=f"requested by {actor.name}", at=now))
+        previous=live, actor_name=actor.name, actor_id=actor.id, reason=f"requested by {actor.name}")
     audit.record_change(session, actor=actor, action="deployment.requested", resource_type="deployment",
                         resource_id=deployment.id, request_id=request_id,
                         after={"endpoint": endpoint.name, "version": deployment.version,
                                "strategy": deployment.strategy})
+    enqueue_after_commit(session, ROLL_OUT, str(deployment.id), queue=queue)
+    deployment.endpoint_name = endpoint.name
+    return deployment
+
+
+def new_deployment(session: Session, *, endpoint: Endpoint, model_id: uuid.UUID, version: dict[str, Any],
+                   features: list[str], strategy: str, steps: list[float], pause_seconds: float, config: dict[str, Any],
+                   previous: Deployment | None, actor_name: str, actor_id: str | None, reason: str) -> Deployment:
+    """A pending deployment of the registry's `version` (of `model_id`, whose `features` it validates) on
+    `endpoint`, announced (deployment.started); its rollout task is the caller's to send."""
+    now = utcnow()
+    deployment = Deployment(
+        id=uuid.uuid4(), endpoint_id=endpoint.id, model_id=model_id, version=version["number"],
+        artifact_sha256=version["artifact_sha256"], flavor=version.get("format") or version.get("flavor"),
+        features=list(features), profile=version.get("profile"), strategy=strategy, steps=list(steps),
+        step_pause_seconds=pause_seconds, step=-1, config=config, status=PENDING,
+        previous_id=previous.id if previous else None, health=[], requested_by=actor_name, requested_by_id=actor_id,
+        created_at=now, updated_at=now, next_action_at=now + TASK_GRACE)
+    session.add(deployment)
+    session.add(Transition(deployment_id=deployment.id, from_status=None, to_status=PENDING, reason=reason, at=now))
     emit(session, "deployment.started", {
         "deployment_id": deployment.id, "model_id": deployment.model_id, "version": deployment.version,
         "endpoint": endpoint.name, "environment": endpoint.environment, "strategy": deployment.strategy,
-        "actor": actor.name, "actor_id": actor.id,
+        "actor": actor_name, "actor_id": actor_id,
     }, producer=PRODUCER)
-    enqueue_after_commit(session, ROLL_OUT, str(deployment.id), queue=queue)
-    deployment.endpoint_name = endpoint.name
     return deployment
 
 
@@ -231,6 +249,7 @@ def roll_back(session: Session, deployment: Deployment, *, reason: str) -> None:
                          live_deployment_id=live.id if live else None,
                          live_alert_thresholds=live.config["monitoring_config"]["alert_thresholds"] if live else None),
          producer=PRODUCER)
+    _arm_ended(session, deployment, reason)
 
 
 def request_rollback(*, session: Session, actor: Actor, request_id: str, deployment_id: uuid.UUID) -> Deployment:

@@ -23,8 +23,8 @@ from services.deployment import observation
 from services.deployment.deployments import PRODUCER, TASK_GRACE, fail, outcome_payload, roll_back, transition
 from services.deployment.service import NEXT_STEP, OBSERVE, ROLL_OUT
 from services.deployment.tables import (
-    CANARY_STEPS, DEPLOYING, HEALTH_CHECKING, IN_PROGRESS, LIVE, PENDING, SUPERSEDED, SWITCHING, Deployment,
-    Endpoint,
+    AB_ARM, CANARY_STEPS, DEPLOYING, HEALTH_CHECKING, IN_PROGRESS, LIVE, PENDING, SUPERSEDED, SWITCHING, ABTest,
+    Deployment, Endpoint,
 )
 from shared.db import select_for_update, utcnow
 from shared.events.outbox import emit
@@ -145,6 +145,9 @@ def advance(session: Session, deployment_id: uuid.UUID, step: int, pace: Pace) -
 
 
 def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, step: int, pace: Pace) -> None:
+    if deployment.strategy == AB_ARM:
+        _split_units(session, deployment, endpoint, pace)
+        return
     weight = deployment.steps[step]
     previous = session.get(Deployment, deployment.previous_id) if deployment.previous_id else None
     routes = [traffic.route(deployment.id, deployment.version, weight)]
@@ -169,6 +172,25 @@ def _move_traffic(session: Session, deployment: Deployment, endpoint: Endpoint, 
                              countdown=pace.ahead_seconds + OBSERVE_EVERY_SECONDS)
 
 
+def _split_units(session: Session, deployment: Deployment, endpoint: Endpoint, pace: Pace) -> None:
+    """An A/B test's arm B takes its share of the units beside A (the deployment live before it), each unit
+    placed by a hash salted with the test's id, and holds it until the test ends: no next step follows."""
+    test = session.scalar(sa.select(ABTest).where(ABTest.deployment_b_id == deployment.id))
+    a = session.get(Deployment, deployment.previous_id)
+    share = deployment.steps[0]
+    change = traffic.switch(session, endpoint, [traffic.route(deployment.id, deployment.version, share),
+                                                traffic.route(a.id, a.version, 100.0 - share)],
+                            deployment_id=deployment.id, ahead_seconds=pace.ahead_seconds, salt=str(test.id),
+                            reason=f"A/B test {test.name!r}: version {deployment.version} takes {share:g}% of units")
+    deployment.step = 0
+    transition(session, deployment, CANARY_STEPS, f"A/B test {test.name!r}: {share:g}% of units to version "
+                                                  f"{deployment.version}, beside version {a.version}")
+    # Its share takes effect then; the observation window runs from there. Nothing is due before the test ends.
+    deployment.live_at, deployment.next_action_at = traffic.effective_at(change), None
+    enqueue_after_commit(session, OBSERVE, str(deployment.id), queue=pace.queue,
+                         countdown=pace.ahead_seconds + OBSERVE_EVERY_SECONDS)
+
+
 def _go_live(session: Session, deployment: Deployment, endpoint: Endpoint) -> None:
     """The switch to the candidate is in effect: it is live, and the deployment it replaced superseded."""
     previous = session.get(Deployment, deployment.previous_id) if deployment.previous_id else None
@@ -184,10 +206,13 @@ def _go_live(session: Session, deployment: Deployment, endpoint: Endpoint) -> No
 
 
 def _observing(deployment: Deployment) -> bool:
-    if deployment.status in (CANARY_STEPS, SWITCHING):
+    """While traffic moves, and for the observation window after the candidate took its traffic: all of it
+    (live), or an A/B arm its share (which it holds for days: watched only as long as a rollout would be)."""
+    if deployment.status in (CANARY_STEPS, SWITCHING) and deployment.strategy != AB_ARM:
         return True
     window = timedelta(seconds=deployment.config["monitoring_config"]["observation_seconds"])
-    return deployment.status == LIVE and deployment.live_at is not None and \
+    taking = LIVE if deployment.strategy != AB_ARM else CANARY_STEPS
+    return deployment.status == taking and deployment.live_at is not None and \
         utcnow() < traffic.aware(deployment.live_at) + window
 
 

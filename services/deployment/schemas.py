@@ -166,7 +166,8 @@ class DeploymentSchema(Schema):
     version = fields.Integer()
     artifact_sha256 = fields.String()
     strategy = fields.String()
-    steps = fields.List(fields.Integer())
+    # Percent of traffic per step (an A/B arm's one step is its share, which may be fractional).
+    steps = fields.List(fields.Float())
     step = fields.Integer(metadata={"description": "index of the step whose traffic is in place; -1: none yet"})
     status = fields.String(metadata={"description": ", ".join(STATUSES)})
     reason = fields.String(allow_none=True)

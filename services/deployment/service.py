@@ -22,6 +22,8 @@ SERVICE = ServiceSpec(
     locations=(Location("^/api/v1/models/[^/]+/deployments$", "regex"), Location("/api/v1/deployments"),
                Location("/api/v1/endpoints"), Location("/api/v1/ab-tests")),
     tables=("services.deployment.tables",),
+    # Monitoring's verdicts on A/B tests (abtest.decided) conclude them, and may promote B.
+    consumers=("services.deployment.handlers:ABTestDecisions",),
     task_modules=("workers.deploy",),
     queues=(QUEUE,),
     # Re-sends a rollout step whose task was committed but never reached the broker. On "default": a

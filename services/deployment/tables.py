@@ -19,6 +19,8 @@ from shared.db import Base, JSONType, UUIDPrimaryKey, utcnow
 ENVIRONMENTS = ("development", "staging", "production")
 STRATEGIES = ("blue_green", "canary")
 BLUE_GREEN, CANARY = STRATEGIES
+# An A/B test's arm B (ab_tests.py): takes its share of the units beside the live A until the test ends.
+AB_ARM = "ab_test"
 
 STATUSES = ("pending", "deploying", "health_checking", "canary", "switching", "live", "superseded", "failed",
             "rolled_back")
@@ -178,6 +180,10 @@ class ABTest(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Set when it starts: the endpoint it runs on, A's live deployment there and B's arm deployment.
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    deployment_a_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    deployment_b_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, unique=True)
 
     __table_args__ = (sa.Index("ix_ab_tests_created_at", "created_at", "id"),
                       sa.Index("ix_ab_tests_status", "status"))

@@ -1,0 +1,182 @@
+"""A/B tests on a real Celery worker: starting one puts B beside the live A on A's endpoint after its health
+check, each unit always meets one arm and the split is the one asked for; stopping returns every unit to A;
+a verdict concludes it (promoting a winning B when asked); a B rolled back ends its test as invalid; starting
+what cannot run is a 409 that changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from scipy import stats
+
+from services.deployment.handlers import ABTestDecisions
+from services.deployment.service import REDISPATCH_STALLED
+from services.registry.handlers import DeploymentOutcomes, TrainingOutcomes
+from shared.config import load_settings
+from shared.events.catalogue import build_envelope
+from shared.events.consumer import process
+from shared.events.outbox import OutboxEvent
+from shared.tasks import task_sender
+from tests.conftest import RUN_ID
+from tests.support.deployments import deploy, iris_row, model_with_versions, wait_ended
+from tests.support.polling import wait_for
+from tests.support.registry import bearer
+from tests.support.training import celery_worker, event_pipeline, training_settings
+
+pytestmark = pytest.mark.integration
+
+AB_TESTS = "/api/v1/ab-tests"
+
+
+@pytest.fixture(scope="module")
+def settings(database_url, servers, tmp_path_factory):
+    return training_settings(database_url, servers, tmp_path_factory.mktemp("abtest"), RUN_ID)
+
+
+@pytest.fixture
+def settings_overrides(settings):
+    return settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker(settings, tmp_path_factory):
+    consumers = [TrainingOutcomes(load_settings(settings)), DeploymentOutcomes(load_settings(settings))]
+    with event_pipeline(load_settings(settings), consumers):
+        with celery_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log") as running:
+            yield running
+
+
+@pytest.fixture
+def ml(app):
+    return bearer(app, "ml_engineer", "mira")
+
+
+def live_model(client, ds, ml, versions: int = 2) -> tuple[dict, str]:
+    """A model whose version 1 is live in production, and its endpoint's name."""
+    model = model_with_versions(client, ds, versions)
+    deployment = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))
+    assert deployment["status"] == "live", deployment
+    return model, deployment["endpoint"]
+
+
+def define(client, ml, model_a: dict, **fields) -> dict:
+    answer = client.post(AB_TESTS, json={"name": f"test of {model_a['name']}", "model_a_id": model_a["id"],
+                                         "version_a": 1, "success_metrics": ["accuracy"], **fields}, headers=ml)
+    assert answer.status_code == 201, answer.json
+    return answer.json
+
+
+def arm_status(client, ml, test: dict) -> str:
+    return client.get(f"/api/v1/deployments/{test['deployment_b_id']}", headers=ml).json["status"]
+
+
+def served(client, ds, endpoint: str, unit: str) -> int:
+    answer = client.post(f"/api/v1/endpoints/{endpoint}/predict", json={"instances": [iris_row()], "unit_id": unit},
+                         headers=ds)
+    assert answer.status_code == 200, answer.json
+    return answer.json["model_version"]
+
+
+def test_b_takes_its_share_of_the_units_each_sticky_until_the_test_stops(client, ds, ml):
+    model, endpoint = live_model(client, ds, ml)
+    test = define(client, ml, model, version_b=2, traffic_split=0.3)
+    started = client.post(f"{AB_TESTS}/{test['id']}/start", headers=ml)
+    assert started.status_code == 200, started.json
+    test = started.json
+    assert test["status"] == "running" and test["started_at"] and test["deployment_b_id"]
+    wait_for(lambda: arm_status(client, ml, test) == "canary", timeout=60, what="B to take its share")
+    arm = client.get(f"/api/v1/deployments/{test['deployment_b_id']}", headers=ml).json
+    assert arm["strategy"] == "ab_test" and arm["version"] == 2
+    # Its share is written a moment ahead, so every replica switches at once: wait until B answers.
+    wait_for(lambda: any(served(client, ds, endpoint, f"probe-{n}") == 2 for n in range(20)), timeout=10,
+             what="B's share in effect")
+
+    units = [f"user-{n}" for n in range(600)]
+    versions = {unit: served(client, ds, endpoint, unit) for unit in units}
+    to_b = sum(version == 2 for version in versions.values())
+    # The realised split is the intended one: a two-sided binomial test does not reject 30%.
+    assert stats.binomtest(to_b, len(units), 0.3).pvalue > 0.001, to_b
+    assert all(served(client, ds, endpoint, unit) == versions[unit] for unit in units[:50])  # sticky
+
+    stopped = client.post(f"{AB_TESTS}/{test['id']}/stop", headers=ml)
+    assert stopped.status_code == 200 and stopped.json["status"] == "stopped" and stopped.json["verdict"] is None
+    assert arm_status(client, ml, test) == "superseded"
+    # At once in the control plane; the replicas learn it at their next poll or event.
+    wait_for(lambda: {served(client, ds, endpoint, unit) for unit in units[:50]} == {1}, timeout=10,
+             what="every unit back on A")
+    # A stopped test neither starts again nor stops twice; the endpoint takes deployments again.
+    assert client.post(f"{AB_TESTS}/{test['id']}/start", headers=ml).status_code == 409
+    assert client.post(f"{AB_TESTS}/{test['id']}/stop", headers=ml).status_code == 409
+
+
+def decide(app, test: dict, verdict: str) -> None:
+    """Monitoring's analysis deciding, as its event reaches the deployment service."""
+    envelope = build_envelope("abtest.decided", {"ab_test_id": test["id"], "verdict": verdict,
+                                                 "summary": f"decided: {verdict}", "decided_at": datetime.now(timezone.utc)},
+                              producer="monitoring")
+    db = app.extensions["modelyard"].db
+    assert process(db, ABTestDecisions(), envelope) is True
+    assert process(db, ABTestDecisions(), envelope) is False  # heard twice: once is all it does
+
+
+def test_a_verdict_that_b_wins_concludes_the_test_and_promotes_b(app, client, ds, ml, settings):
+    model, endpoint = live_model(client, ds, ml)
+    test = define(client, ml, model, version_b=2, auto_promote=True)
+    test = client.post(f"{AB_TESTS}/{test['id']}/start", headers=ml).json
+    wait_for(lambda: arm_status(client, ml, test) == "canary", timeout=60, what="B to take its share")
+    decide(app, test, "b_wins")
+    ended = client.get(f"{AB_TESTS}/{test['id']}", headers=ml).json
+    assert (ended["status"], ended["verdict"], ended["summary"]) == ("concluded", "b_wins", "decided: b_wins")
+    assert arm_status(client, ml, test) == "superseded"
+    with app.extensions["modelyard"].db.transaction() as session:
+        concluded = [row.envelope["payload"] for row in session.scalars(
+            sa.select(OutboxEvent).where(OutboxEvent.type == "abtest.concluded"))]
+    assert [(event["ab_test_id"], event["verdict"]) for event in concluded] == [(test["id"], "b_wins")]
+    # B's promotion is a deployment like any: the deploy pool's sweep sends its rollout.
+    task_sender(load_settings(settings)).send_task(REDISPATCH_STALLED,
+                                                   queue=load_settings(settings).task_queue("default"))
+    promoted = wait_for(lambda: next((d for d in client.get(f"/api/v1/models/{model['id']}/deployments",
+                                                              headers=ml).json["items"]
+                                      if d["strategy"] == "blue_green" and d["status"] == "live" and d["version"] == 2),
+                                     None), timeout=60, what="B promoted")
+    assert promoted["requested_by"] == f"A/B test {test['name']}"
+    wait_for(lambda: served(client, ds, endpoint, "anyone") == 2, timeout=10, what="B to serve")
+
+
+def test_b_rolled_back_concludes_its_test_as_invalid(client, ds, ml):
+    model, _ = live_model(client, ds, ml)
+    test = client.post(f"{AB_TESTS}/{define(client, ml, model, version_b=2)['id']}/start", headers=ml).json
+    wait_for(lambda: arm_status(client, ml, test) == "canary", timeout=60, what="B to take its share")
+    assert client.post(f"/api/v1/deployments/{test['deployment_b_id']}/rollback", headers=ml).status_code == 200
+    ended = client.get(f"{AB_TESTS}/{test['id']}", headers=ml).json
+    assert (ended["status"], ended["verdict"]) == ("concluded", "invalid")
+    assert "rolled back by mira" in ended["summary"]
+
+
+def test_what_cannot_run_is_a_409_and_changes_nothing(client, ds, ml):
+    idle = model_with_versions(client, ds, 2)
+    not_deployed = define(client, ml, idle, version_b=2)
+    answer = client.post(f"{AB_TESTS}/{not_deployed['id']}/start", headers=ml)
+    assert answer.status_code == 409 and "no endpoint in production" in answer.json["detail"]
+
+    model, _ = live_model(client, ds, ml, versions=3)
+    not_live = client.post(AB_TESTS, json={"name": "v2 against v3", "model_a_id": model["id"], "version_a": 2,
+                                           "version_b": 3, "success_metrics": ["accuracy"]}, headers=ml).json
+    answer = client.post(f"{AB_TESTS}/{not_live['id']}/start", headers=ml)
+    assert answer.status_code == 409 and "version 1 is" in answer.json["detail"]
+
+    first = client.post(f"{AB_TESTS}/{define(client, ml, model, version_b=2)['id']}/start", headers=ml).json
+    second = client.post(AB_TESTS, json={"name": "another", "model_a_id": model["id"], "version_a": 1,
+                                         "version_b": 3, "success_metrics": ["accuracy"]}, headers=ml).json
+    answer = client.post(f"{AB_TESTS}/{second['id']}/start", headers=ml)
+    assert answer.status_code == 409 and "busy" in answer.json["detail"]
+    assert client.get(f"{AB_TESTS}/{second['id']}", headers=ml).json["status"] == "draft"
+    assert client.post(f"{AB_TESTS}/{second['id']}/stop", headers=ml).status_code == 409
+    # Nor does a deployment land on an endpoint where a test runs.
+    busy = client.post(f"/api/v1/models/{model['id']}/deployments", json={"environment": "production", "version": 3},
+                       headers=ml)
+    assert busy.status_code == 409
+    assert client.post(f"{AB_TESTS}/{first['id']}/start", headers=bearer(client.application, "data_scientist")
+                       ).status_code == 403
