@@ -1,7 +1,8 @@
 """`make run` itself: start the embedded platform and walk a new user's first session over HTTP.
 
 login -> create model -> upload a version -> set an alias -> read its lineage, then download the
-artifact and see an event leave through the outbox; the brief's example 5 on a trained, deployed model.
+artifact and see an event leave through the outbox; the brief's example 5 on a trained, deployed model, and
+its example 4 started between an old and a new model.
 (The integration tier runs on SQLite too; this is the embedded platform as its processes really start.)
 """
 
@@ -140,3 +141,33 @@ def test_the_briefs_example_5_records_predictions_and_metrics_and_reads_drift_an
     # The metrics count where they measure: 2026-12-04, within the longest window whatever today is.
     assert http.get(f"{base}/api/v1/models/{model_id}/performance?days=366").json()["summary"]["metrics"] == {
         "accuracy": 0.87, "f1": 0.87, "latency": 150.0, "precision": 0.85, "recall": 0.89, "throughput": 100.0}
+
+
+def test_the_briefs_example_4_starts_an_ab_test_between_an_old_and_a_new_model(platform):
+    base, _ = platform
+    http = login(base, PASSWORD)
+    old, new = train_tiny_model(http, base, name="old churn"), train_tiny_model(http, base, name="new churn")
+    deployed = deploy_and_wait(http, base, old, environment="production")
+    assert deployed["status"] == "live", deployed
+
+    # The brief's example 4, as written, then started.
+    created = http.post(f"{base}/api/v1/ab-tests", json={
+        "name": "Churn Model Comparison", "description": "Compare new vs old churn prediction models",
+        "type": "traffic_split", "model_a_id": old, "model_b_id": new, "traffic_split": 0.5,
+        "test_config": {"duration": 14, "sample_size": 10000},
+        "success_metrics": ["accuracy", "precision", "recall", "f1_score"],
+        "guardrail_metrics": ["latency", "error_rate", "business_impact"],
+        "min_sample_size": 5000, "max_duration_days": 30, "significance_level": 0.05})
+    assert created.status_code == 201 and created.json()["status"] == "draft", created.text
+    started = http.post(f"{base}/api/v1/ab-tests/{created.json()['id']}/start")
+    assert started.status_code == 200 and started.json()["status"] == "running", started.text
+
+    def models_answering() -> set[str] | None:
+        answers = [http.post(f"{base}/api/v1/endpoints/{deployed['endpoint']}/predict",
+                             json={"instances": [{"a": 1, "b": 2}], "unit_id": f"user-{n}"}).json()
+                   for n in range(40)]
+        found = {answer["model_id"] for answer in answers}
+        return found if found == {old, new} else None
+
+    # Both models answer on the old one's endpoint, each unit by its arm, once B passed its health check.
+    wait_for(models_answering, timeout=60, interval=0.5, what="both arms to answer")
