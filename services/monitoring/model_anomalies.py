@@ -89,11 +89,11 @@ def operating_series(session: Session, model_id: uuid.UUID, *, version: int | No
     first = end - days * 86400
     buckets = [Tally() for _ in range((end - first) // width)]
     # The operating metrics do not depend on the model's type (which only its scores need).
+    # Whole buckets only: the hour in progress (often stale, the dearest to tally) is never read.
     for (_, hour), found in hourly_tallies(session, model_id, since=datetime.fromtimestamp(first, timezone.utc),
-                                           version=version, model_type=None, features=True).items():
-        index = int((hour.timestamp() - first) // width)
-        if index < len(buckets):
-            buckets[index].add(found)
+                                           until=datetime.fromtimestamp(end, timezone.utc), version=version,
+                                           model_type=None, features=True).items():
+        buckets[int((hour.timestamp() - first) // width)].add(found)
     starts = [datetime.fromtimestamp(first + index * width, timezone.utc) for index in range(len(buckets))]
     series: dict[str, list[float | None]] = {name: [] for name in METRICS}
     serving = False

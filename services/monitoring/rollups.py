@@ -59,16 +59,19 @@ def refresh(session: Session, *, hours: int) -> int:
 
 
 def hourly_tallies(session: Session, model_id: uuid.UUID, *, since: datetime, version: int | None,
-                   model_type: str | None, features: bool) -> dict[tuple[int, datetime], Tally]:
-    """The model's tallies per (version, hour) from the hour of `since` on: stored ones, and those of the
-    hours still stale tallied from their rows, with their features' missing values if `features` (the
-    largest column, which only the operating metrics need)."""
+                   model_type: str | None, features: bool,
+                   until: datetime | None = None) -> dict[tuple[int, datetime], Tally]:
+    """The model's tallies per (version, hour) from the hour of `since` on (before `until`, a top of the hour,
+    when given): stored ones, and those of the hours still stale tallied from their rows, with their features'
+    missing values if `features` (the largest column, which only the operating metrics need)."""
     since = hour_of(since)
-    stale = set(map(hour_of, session.scalars(sa.select(StaleHour.hour).distinct().where(
-        StaleHour.model_id == model_id, StaleHour.hour >= since))))
+    stale_hours = sa.select(StaleHour.hour).distinct().where(StaleHour.model_id == model_id, StaleHour.hour >= since)
     # Rows, not ORM objects: a month of hours is hundreds of them, and each object costs.
     stored = sa.select(*PerformanceHour.__table__.columns).where(PerformanceHour.model_id == model_id,
                                                                  PerformanceHour.hour >= since)
+    if until is not None:
+        stale_hours, stored = stale_hours.where(StaleHour.hour < until), stored.where(PerformanceHour.hour < until)
+    stale = set(map(hour_of, session.scalars(stale_hours)))
     if version is not None:
         stored = stored.where(PerformanceHour.version == version)
     found = {}
