@@ -1,9 +1,10 @@
 """HTTP views of monitoring: prediction records, actuals and metrics sent by clients (serving's own
-records arrive by the ingest queue)."""
+records arrive by the ingest queue), what monitoring makes of them, and the A/B tests' results."""
 
 from __future__ import annotations
 
 import urllib.parse
+import uuid
 from typing import Any
 
 from flask import current_app
@@ -13,7 +14,8 @@ from marshmallow import RAISE
 from services.monitoring import drift, model_anomalies, performance, records
 from services.monitoring.drift_reports import drift_report
 from services.monitoring.schemas import (
-    ActualsAcceptedSchema, AnomaliesArgs, AnomaliesSchema, ActualsBodySchema, DriftArgs, DriftReportRequestSchema,
+    ABTestResultsSchema, ActualsAcceptedSchema, AnomaliesArgs, AnomaliesSchema, ActualsBodySchema, DriftArgs,
+    DriftReportRequestSchema,
     DriftReportSchema, MetricsAcceptedSchema, MetricsBodySchema, PerformanceArgs, PerformanceSchema,
     PredictionsAcceptedSchema, PredictionsBodySchema,
 )
@@ -30,6 +32,9 @@ drift_reports = Blueprint("drift_reports", __name__, url_prefix="/api/v1/drift-r
                           description="Drift between any two datasets")
 model_monitoring = Blueprint("monitoring_models", __name__, url_prefix="/api/v1/models",
                              description="How a model is doing")
+# The deployment service owns the tests (the rest of /api/v1/ab-tests); their analysis is monitoring's.
+ab_test_results = Blueprint("ab_test_results", __name__, url_prefix="/api/v1/ab-tests",
+                            description="A running A/B test's results")
 
 
 def _live_versions(model_id: str) -> dict[str, int]:
@@ -166,6 +171,20 @@ class DriftReports(MethodView):
                             default_hours=rt.settings.drift_window_hours, now=utcnow())
 
 
+@ab_test_results.route("/<uuid:test_id>/results")
+class ABTestResults(MethodView):
+    @requires("viewer")
+    @ab_test_results.response(200, ABTestResultsSchema)
+    def get(self, test_id: uuid.UUID):
+        """The test's latest figures: units per arm and their sample ratio check, each metric of B against A
+        (fixed-horizon and always-valid p-values and intervals, Holm across the success metrics, guardrails as
+        non-inferiority) and the verdict once reached. Computed now when the latest look is older than beat's
+        sweep period."""
+        from services.monitoring import ab_analysis  # scipy, for this read only
+
+        return ab_analysis.latest_results(session=db_session(), test_id=test_id, now=utcnow())
+
+
 def register(api: Api, rt: Runtime) -> None:
     from services.monitoring.api_alerts import alerts_blp, rules_blp
 
@@ -174,3 +193,4 @@ def register(api: Api, rt: Runtime) -> None:
     api.register_blueprint(blp)
     api.register_blueprint(model_monitoring)
     api.register_blueprint(drift_reports)
+    api.register_blueprint(ab_test_results)

@@ -2,8 +2,9 @@
 (tables.VersionBaseline), so that drift and concept drift need not ask the registry; each model's list
 of sensitive features (tables.SensitiveFeatures), which ingestion protects; and what alerts watch beside
 predictions: the serving replicas' CPU and memory (tables.ReplicaUsage), and each model's live
-deployment's alert thresholds as rules (deployment_rules.py); and the models deleted, whose alerts
-resolve (tables.DeletedModel)."""
+deployment's alert thresholds as rules (deployment_rules.py); the models deleted, whose alerts
+resolve (tables.DeletedModel); and the A/B tests started, which monitoring analyses until they end
+(tables.ABTestAnalysis, ab_analysis.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.monitoring.deployment_rules import follow_deployment
-from services.monitoring.tables import DeletedModel, ReplicaUsage, SensitiveFeatures, VersionBaseline
+from services.monitoring.tables import ABTestAnalysis, DeletedModel, ReplicaUsage, SensitiveFeatures, VersionBaseline
 from shared.db import utcnow
 from shared.events.consumer import EventConsumer
 
@@ -94,6 +95,42 @@ class AlertSources(EventConsumer):
                                      memory_percent=replica.get("memory_percent"),
                                      reported_at=datetime.fromisoformat(replica["reported_at"]))
                         for replica in payload["replicas"])
+
+
+class ABTestAnalyses(EventConsumer):
+    name = "monitoring.ab_tests"
+    routing_keys = ("abtest.started", "abtest.stopped", "abtest.concluded")
+
+    def handle(self, session: Session, envelope: dict[str, Any]) -> None:
+        payload = envelope["payload"]
+        test_id = uuid.UUID(str(payload["ab_test_id"]))
+        test = session.get(ABTestAnalysis, test_id)
+        if envelope["type"] == "abtest.started":
+            if test is None:  # a test starts once: a second start event is a redelivery
+                session.add(ABTestAnalysis(
+                    ab_test_id=test_id, name=payload["name"], type=payload["type"], endpoint=payload["endpoint"],
+                    model_type=payload["model_type"], model_a_id=uuid.UUID(str(payload["model_a_id"])),
+                    version_a=payload["version_a"], model_b_id=uuid.UUID(str(payload["model_b_id"])),
+                    version_b=payload["version_b"], traffic_split=payload["traffic_split"],
+                    success_metrics=list(payload["success_metrics"]),
+                    guardrail_metrics=[dict(guardrail) for guardrail in payload["guardrail_metrics"]],
+                    min_sample_size=payload["min_sample_size"], max_duration_days=payload["max_duration_days"],
+                    significance_level=payload["significance_level"], mixing_variance=payload["mixing_variance"],
+                    minimum_detectable_effect=payload.get("minimum_detectable_effect"),
+                    started_at=datetime.fromisoformat(payload["started_at"]).astimezone(timezone.utc)))
+            return
+        if test is None or test.ended_at is not None:
+            return
+        # Its window closes when the event happened: the endpoint serves A alone from then on.
+        test.ended_at = datetime.fromisoformat(envelope["occurred_at"]).astimezone(timezone.utc)
+        if envelope["type"] == "abtest.concluded" and test.verdict is None:
+            # Concluded by the deployment service itself (B's arm failed): the results say so.
+            test.verdict, test.summary = payload["verdict"], payload["summary"]
+
+
+def ab_test_analyses() -> ABTestAnalyses:
+    """The consumer as `shared.events.runner` and the relay load it."""
+    return ABTestAnalyses()
 
 
 def alert_sources() -> AlertSources:

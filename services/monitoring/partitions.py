@@ -6,8 +6,8 @@ maintenance (`keep_days`, hourly) gives yesterday, today and the next DAYS_AHEAD
 partitions before most of their rows arrive, moving any rows the default partition already holds for
 them (after the migration, all of them) into theirs, and drops the partitions older than the retention
 whole, which is what partitioning is for: no row-by-row delete of millions of rows. On SQLite the old
-rows are deleted. Older actuals, recorded metrics, drift reports, detected anomalies and hours' tallies
-go too.
+rows are deleted. Older actuals, recorded metrics, drift reports, detected anomalies, hours' tallies and
+A/B tests' looks go too (a running test's latest look is never that old).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.monitoring.tables import (
-    Actual, DetectedAnomaly, DriftReport, PerformanceHour, Prediction, RecordedMetric, StaleHour,
+    ABTestLook, Actual, DetectedAnomaly, DriftReport, PerformanceHour, Prediction, RecordedMetric, StaleHour,
 )
 
 TABLE = Prediction.__table__.name
@@ -68,7 +68,8 @@ def keep_days(session: Session, *, retention_days: int, today: date) -> Kept:
     since = datetime.combine(cutoff, time(), timezone.utc)
     for table, moment in ((Actual, Actual.recorded_at), (RecordedMetric, RecordedMetric.measured_at),
                           (DriftReport, DriftReport.computed_at), (DetectedAnomaly, DetectedAnomaly.bucket_start),
-                          (PerformanceHour, PerformanceHour.hour), (StaleHour, StaleHour.hour)):
+                          (PerformanceHour, PerformanceHour.hour), (StaleHour, StaleHour.hour),
+                          (ABTestLook, ABTestLook.looked_at)):
         kept.deleted[table.__tablename__] = session.execute(sa.delete(table).where(moment < since)).rowcount
     return kept
 

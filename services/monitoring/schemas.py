@@ -8,6 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from services.monitoring.alerts import METRICS as ALERT_METRICS
 from services.monitoring.drift import MAX_WINDOW_ROWS
 
+from shared.ab_schemas import ComparisonSchema, SampleRatioSchema
 from shared.pagination import ListArgs
 from shared.schemas import StrictSchema, UtcDateTime
 
@@ -359,3 +360,55 @@ class AlertSchema(Schema):
     resolved_at = UtcDateTime(allow_none=True)
     deliveries = fields.List(fields.Nested(WebhookDeliverySchema), metadata={
         "description": "one alert: each attempt to send its changes to the rule's webhook"})
+
+
+class ABTestMetricSchema(ComparisonSchema):
+    """One metric of a running A/B test: ab_statistics' figures, and how they were tested."""
+
+    name = fields.String()
+    role = fields.String(metadata={"description": "success or guardrail"})
+    method = fields.String(metadata={"description": "the test: two-proportion z-test, Welch's t-test, or Welch's "
+                                                    "t-test on the delta method's linearisation (f1, rmse, macro "
+                                                    "precision and recall)"})
+    lower_is_better = fields.Boolean()
+    mixing_variance = fields.Float(allow_none=True, metadata={
+        "description": "the sequential test's tau^2, in the metric's squared units (null until it can be fixed)"})
+    margin = fields.Float(allow_none=True, metadata={"description": "a guardrail's margin as tested, in the "
+                                                                    "metric's units"})
+    relative_margin = fields.Float(allow_none=True, metadata={"description": "a guardrail's margin as a share of "
+                                                                             "A's estimate, when it is one"})
+    status = fields.String(metadata={"description": "a guardrail: holds, breached or undecided, by its always-valid "
+                                                    "interval against the margin"})
+
+
+class ABTestArmsSchema(Schema):
+    A = fields.Integer()
+    B = fields.Integer()
+
+
+class ABTestSampleRatioSchema(SampleRatioSchema):
+    weights = fields.List(fields.Float(), metadata={"description": "the intended shares of A and B"})
+
+
+class ABTestWindowSchema(Schema):
+    start = fields.String(allow_none=True, metadata={"description": "B's first prediction on the endpoint "
+                                                                    "(null before it has made one)"})
+    end = fields.String(metadata={"description": "the look, or the test's end"})
+
+
+class ABTestDecisionSchema(Schema):
+    verdict = fields.String(metadata={"description": "b_wins, a_wins, no_difference or invalid"})
+    summary = fields.String()
+
+
+class ABTestResultsSchema(Schema):
+    ab_test_id = fields.String()
+    name = fields.String()
+    looked_at = fields.String(metadata={"description": "when these figures were computed, ISO 8601 UTC"})
+    window = fields.Nested(ABTestWindowSchema)
+    insufficient_data = fields.Boolean(metadata={"description": "an arm has no units yet: no p-values"})
+    min_sample_size = fields.Integer(metadata={"description": "units per arm before a verdict"})
+    units = fields.Nested(ABTestArmsSchema, metadata={"description": "distinct unit_id (else request_id) per arm"})
+    srm = fields.Nested(ABTestSampleRatioSchema)
+    metrics = fields.List(fields.Nested(ABTestMetricSchema))
+    decision = fields.Nested(ABTestDecisionSchema, allow_none=True)

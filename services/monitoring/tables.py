@@ -83,7 +83,11 @@ class RecordedMetric(UUIDPrimaryKey, Base):
     arm: Mapped[str | None] = mapped_column(sa.String(64))
     recorded_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
-    __table_args__ = (sa.Index("ix_recorded_metrics_model_id_name_measured_at", "model_id", "name", "measured_at"),)
+    __table_args__ = (sa.Index("ix_recorded_metrics_model_id_name_measured_at", "model_id", "name", "measured_at"),
+                      # The A/B analysis's read (ab_arms.recorded_sums); most rows belong to no test.
+                      sa.Index("ix_recorded_metrics_ab_test_id_name", "ab_test_id", "name",
+                               postgresql_where=sa.text("ab_test_id IS NOT NULL"),
+                               sqlite_where=sa.text("ab_test_id IS NOT NULL")))
 
 
 class PerformanceHour(Base):
@@ -288,3 +292,51 @@ class WebhookDelivery(UUIDPrimaryKey, Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     __table_args__ = (sa.Index("ix_webhook_deliveries_alert_id_attempted_at", "alert_id", "attempted_at"),)
+
+
+class ABTestAnalysis(Base):
+    """An A/B test as monitoring analyses it: its definition as abtest.started announced it (the deployment
+    service owns the test; this is monitoring's copy, so that its workers need not ask), when B's traffic
+    began (its first prediction on the endpoint: the arms' window starts there), when it ended (stopped or
+    concluded), and the verdict this analysis announced (abtest.decided), once."""
+
+    __tablename__ = "ab_test_analyses"
+
+    ab_test_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    type: Mapped[str] = mapped_column(sa.String(16))
+    endpoint: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    model_type: Mapped[str] = mapped_column(sa.String(32))
+    model_a_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version_a: Mapped[int] = mapped_column(sa.Integer)
+    model_b_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version_b: Mapped[int] = mapped_column(sa.Integer)
+    traffic_split: Mapped[float] = mapped_column(sa.Float)
+    success_metrics: Mapped[list] = mapped_column(NullableJSON, nullable=False)
+    # {name, margin, relative, lower_is_better} each.
+    guardrail_metrics: Mapped[list] = mapped_column(NullableJSON, nullable=False)
+    min_sample_size: Mapped[int] = mapped_column(sa.Integer)
+    max_duration_days: Mapped[int] = mapped_column(sa.Integer)
+    significance_level: Mapped[float] = mapped_column(sa.Float)
+    mixing_variance: Mapped[float] = mapped_column(sa.Float)
+    # Relative; None when the event did not say (ab_analysis.DEFAULT_RELATIVE_EFFECT then).
+    minimum_detectable_effect: Mapped[float | None] = mapped_column(sa.Float)
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    traffic_from: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    verdict: Mapped[str | None] = mapped_column(sa.String(32))
+    summary: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class ABTestLook(UUIDPrimaryKey, Base):
+    """One look at an A/B test: its results as GET .../results answers them. The latest carries each metric's
+    running always-valid p-value and interval (and its tau^2) into the next, so they survive restarts."""
+
+    __tablename__ = "ab_test_looks"
+
+    ab_test_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("ab_test_analyses.ab_test_id", ondelete="CASCADE"))
+    looked_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    results: Mapped[dict] = mapped_column(NullableJSON, nullable=False)
+
+    __table_args__ = (sa.Index("ix_ab_test_looks_ab_test_id_looked_at", "ab_test_id", "looked_at"),)

@@ -49,13 +49,13 @@ def _latency_of_bins() -> np.ndarray:
 _LATENCY_OF_BIN = _latency_of_bins()
 
 
-# The types of value that are their own label (_label).
+# The types of value that are their own label (label_key).
 _OWN_LABELS = {int, str, bool, type(None)}
 
 
-def _label(value: Any) -> Any:
-    # A label is a key of the pairs' counter: an object or a list (a hashable label was meant) by its JSON.
-    label = scores.as_label(value)
+def label_key(label: Any) -> Any:
+    """A label (scores.as_label's) as a key of a pairs' counter: an object or a list (a hashable label was
+    meant) by its JSON."""
     return orjson.dumps(label).decode() if isinstance(label, (dict, list)) else label
 
 
@@ -257,8 +257,8 @@ def _latency_bins(milliseconds: np.ndarray) -> np.ndarray:
 
 
 def _labels(values: list[Any]) -> list[Any]:
-    """_label of each value: most labels are ints or strings, their own."""
-    return values if set(map(type, values)) <= _OWN_LABELS else list(map(_label, values))
+    """Each value's label_key: most labels are ints or strings, their own."""
+    return values if set(map(type, values)) <= _OWN_LABELS else [label_key(scores.as_label(value)) for value in values]
 
 
 def _fsum(values: list[float]) -> float:

@@ -276,6 +276,8 @@ class ABTestStarted(_Payload):
     max_duration_days = fields.Integer(required=True)
     significance_level = fields.Float(required=True)
     mixing_variance = fields.Float(required=True)
+    # Relative: the effect worth detecting, which sets a mean metric's tau^2 (monitoring's ab_analysis.py).
+    minimum_detectable_effect = fields.Float(allow_none=True)
     started_at = fields.DateTime(required=True)
     actor = fields.String(required=True)
     actor_id = fields.String(allow_none=True)
