@@ -1,6 +1,7 @@
 """An A/B test's analysis: each look's figures (GET /api/v1/ab-tests/<id>/results) and the verdict it reaches.
 
-A look reads both arms' sums over the test's window (ab_arms.py), makes each metric's arms (ab_measures.py)
+A look reads both arms' sums over the test's window (ab_hours.py: kept per hour, so that only the hours that
+changed since the last look are read again; ab_arms.py: the SQL), makes each metric's arms (ab_measures.py)
 and tests them with shared.ab_statistics at the test's alpha: the sample ratio mismatch of the units against
 the intended weights (1 - traffic_split, traffic_split), each success metric (Holm's correction across them,
 for the fixed-horizon and the always-valid p-values), each guardrail as non-inferiority with its margin (a
@@ -37,21 +38,23 @@ non-inferiority test often lacks the power to pass (a noisy business metric with
 pass is no evidence that B is worse.
 
 A verdict reached is announced once (abtest.decided, in the look's transaction): the deployment service
-concludes the test. Looks are taken by beat's sweep every ANALYSE_EVERY_SECONDS (workers/abtest.py) and on
-GET when the latest look is older than that (and not taken after the test ended or was decided).
+concludes the test. Looks are taken by beat's sweep every ANALYSE_EVERY_SECONDS (workers/abtest.py) until a
+verdict, and once more after the test ended (that look closes its window at the end), and on GET when the latest
+look is older than that and was not taken after the test ended or was decided.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.monitoring import ab_arms
+from services.monitoring import ab_arms, ab_hours
+from services.monitoring.ab_arms import utc
 from services.monitoring.ab_measures import LOWER_IS_BETTER, METHODS, OPERATING, QUALITY, SHARES, measure
 from services.monitoring.service import ANALYSE_EVERY_SECONDS
 from services.monitoring.tables import ABTestAnalysis, ABTestLook
@@ -67,13 +70,6 @@ SUCCESS, GUARDRAIL = "success", "guardrail"
 HOLDS, BREACHED, UNDECIDED = "holds", "breached", "undecided"
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands back UTC wall clocks without their zone."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=timezone.utc)
-
-
 def _latest(session: Session, test_id: uuid.UUID) -> ABTestLook | None:
     return session.scalars(sa.select(ABTestLook).where(ABTestLook.ab_test_id == test_id)
                            .order_by(ABTestLook.looked_at.desc()).limit(1)).first()
@@ -84,8 +80,9 @@ def _fresh(test: ABTestAnalysis, look: ABTestLook | None, now: datetime) -> bool
     (nothing changes after that)."""
     if look is None:
         return False
-    looked_at, finished = _utc(look.looked_at), _utc(test.ended_at or test.decided_at)
-    return looked_at >= now - timedelta(seconds=ANALYSE_EVERY_SECONDS) or (finished is not None and looked_at >= finished)
+    looked_at, finished = utc(look.looked_at), test.ended_at or test.decided_at
+    return looked_at >= now - timedelta(seconds=ANALYSE_EVERY_SECONDS) or (finished is not None
+                                                                          and looked_at >= utc(finished))
 
 
 def latest_results(*, session: Session, test_id: uuid.UUID, now: datetime) -> dict[str, Any]:
@@ -108,25 +105,40 @@ def lock(session: Session, test_id: uuid.UUID) -> ABTestAnalysis | None:
 
 
 def looked_since(session: Session, test_id: uuid.UUID, moment: datetime) -> bool:
+    """Whether the test was looked at at `moment` or since."""
     return session.scalar(sa.select(sa.exists().where(ABTestLook.ab_test_id == test_id,
                                                       ABTestLook.looked_at >= moment)))
 
 
-def running_tests(session: Session) -> list[uuid.UUID]:
-    """The tests still running without a verdict: those beat's sweep has looked at."""
-    return list(session.scalars(sa.select(ABTestAnalysis.ab_test_id).where(
-        ABTestAnalysis.ended_at.is_(None), ABTestAnalysis.decided_at.is_(None)).order_by(ABTestAnalysis.started_at)))
+def _due():
+    """A test beat's sweep looks at: running without a verdict, or ended since its last look (its last look then
+    closes its window)."""
+    return sa.or_(sa.and_(ABTestAnalysis.ended_at.is_(None), ABTestAnalysis.decided_at.is_(None)),
+                  sa.and_(ABTestAnalysis.ended_at.is_not(None), ABTestAnalysis.computed_until.is_not(None)))
+
+
+def due_tests(session: Session) -> list[uuid.UUID]:
+    """The tests beat's sweep looks at."""
+    return list(session.scalars(sa.select(ABTestAnalysis.ab_test_id).where(_due()).order_by(ABTestAnalysis.started_at)))
+
+
+def lock_due(session: Session, test_id: uuid.UUID) -> ABTestAnalysis | None:
+    """The test's row, locked, if the sweep is still to look at it."""
+    return session.scalar(select_for_update(session, sa.select(ABTestAnalysis).where(
+        ABTestAnalysis.ab_test_id == test_id, _due())))
 
 
 def take_look(session: Session, test: ABTestAnalysis, *, now: datetime) -> dict[str, Any]:
     """Compute the test's figures over its window as of `now` and store them; announce a verdict reached. The
     caller holds the test's row (`lock`)."""
-    until = min(now, _utc(test.ended_at)) if test.ended_at else now
+    until = min(now, utc(test.ended_at)) if test.ended_at else now
     if test.traffic_from is None:
         test.traffic_from = ab_arms.first_traffic(session, test, until=until)
-    since = _utc(test.traffic_from)
-    sums = (ab_arms.arm_sums(session, test, since=since, until=until) if since is not None
+    since = utc(test.traffic_from) if test.traffic_from else None
+    sums = (ab_hours.arm_sums(session, test, since=since, until=until) if since is not None
             else {arm: ab_arms.ArmSums() for arm in ab_arms.ARMS})
+    if test.ended_at is not None:
+        ab_hours.finish(session, test)
     previous = _latest(session, test.ab_test_id)
     carried = {(entry["role"], entry["name"]): entry for entry in previous.results["metrics"]} if previous else {}
     custom = [name for name in test.success_metrics + [g["name"] for g in test.guardrail_metrics]
@@ -225,7 +237,7 @@ def _entry(name: str, role: str, comparison: stats.Comparison, extra: dict[str, 
 def decide(test: ABTestAnalysis, results: dict[str, Any], *, now: datetime) -> tuple[str, str] | None:
     """The verdict a look's results reach, with its summary; None while the test should run on (module's doc)."""
     units, alpha = results["units"], test.significance_level
-    ended = now >= _utc(test.started_at) + timedelta(days=test.max_duration_days)
+    ended = now >= utc(test.started_at) + timedelta(days=test.max_duration_days)
     reached = min(units.values()) >= test.min_sample_size
     if not (reached or ended):
         return None

@@ -1,52 +1,61 @@
-"""Each arm of an A/B test as sums the database adds up: what ab_analysis.py tests, read in a few queries.
+"""The SQL of an A/B test's arms: their predictions' sums per hour, and their new units, over time ranges.
 
 An arm is the predictions of its (model, version) on the test's endpoint within the test's window: from B's
 first prediction there (until then A answers every unit, which would read as a sample ratio mismatch) to the
-test's end. Two queries read both arms, each arm's rows apart (a UNION ALL: each side planned on its own model's
-rows): one pass over the predictions joined to their actuals (`_pass`) sums what every metric needs: how many,
-how many failed, the latencies' count, sum and sum of squares; a classifier's (predicted, actual) label pairs
-and their counts (the groups of the query), or a regressor's count of number pairs and its errors' sums of |e|,
-e^2 and e^4; and one counts each arm's distinct units (unit_id, else request_id: what assignment hashes). A
-third reads the metrics recorded for the test's arms (`recorded_sums`). The JSON values become labels and
-numbers in SQL as scores.py reads them (`{"prediction": v}` stands for v; a number strictly between 0 and 1 is
-a binary model's probability of 1, labelled 1 from 0.5), so that the database returns a few groups, not a row
-per prediction; Python then makes them labels as tally.py does (1.0 is the label 1).
+test's end. The window's hours' sums are kept (ab_hours.py), so a look reads only the ranges of hours that
+changed: each arm's rows apart (a UNION ALL: each side planned on its own model's rows), in one pass over the
+predictions joined to their actuals (`hourly_sums`), grouped by hour: how many, how many failed, the latencies'
+count, sum and sum of squares; a classifier's (predicted, actual) label pairs and their counts (the groups of the
+query), or a regressor's count of number pairs and its errors' sums of |e|, e^2 and e^4. Units (unit_id, else
+request_id: what assignment hashes) do not add up over hours: `add_units` stores the ranges' units that are new
+to the arm and counts them. The metrics recorded for the test's arms are one query (`recorded_sums`).
 
-The predictions are read by model and time (ix_predictions_model_id_predicted_at), and on Postgres only the
-window's days' partitions (the `day` condition): never the other tests' or models' rows. A million predictions
-take ~4 s of Postgres on the development machine (2 cores, shared): ~0.4 s per 500,000 to read them, as much
-again to join their actuals, ~1 s to make their JSON labels, ~0.5 s to count their distinct units.
+The JSON values become labels and numbers in SQL as scores.py reads them (`{"prediction": v}` stands for v; a
+number strictly between 0 and 1 is a binary model's probability of 1, labelled 1 from 0.5), so that the database
+returns a few groups, not a row per prediction; Python then makes them labels as tally.py does (1.0 is the
+label 1). The predictions are read by model and time (ix_predictions_model_id_predicted_at), and on Postgres only
+the ranges' days' partitions (the `day` condition): never the other tests' or models' rows. A million
+predictions read at once take ~4 s of Postgres on the development machine (2 cores, shared with other work):
+~0.4 s per 500,000 to read them, as much again to join their actuals, ~1 s to make their labels, ~0.5 s for
+their units.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.monitoring.scores import NUMERIC_TYPES, as_label
-from services.monitoring.tables import ABTestAnalysis, Actual, Prediction, RecordedMetric
+from services.monitoring.tables import ABTestAnalysis, ABTestUnit, Actual, Prediction, RecordedMetric
 from services.monitoring.tally import label_key
 
 ARMS = ("A", "B")
 # Postgres's memory for the aggregates' hash tables (a million units' ids take ~60 MB): the default sent them to
 # disk. No parallel plan: its workers would take the cores the pool's other process and Postgres need.
 WORK_MEM = "96MB"
+# Half-open [start, end) time ranges.
+Ranges = list[tuple[datetime, datetime]]
+
+
+def utc(moment: datetime) -> datetime:
+    """An aware UTC time: SQLite hands back UTC wall clocks without their zone."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 @dataclass
 class ArmSums:
-    """One arm's sums over its predictions in the window."""
+    """One arm's sums over some of its predictions: they add up."""
 
     predictions: int = 0
     errors: int = 0
-    units: int = 0
     latencies: int = 0
     latency_sum: float = 0.0
     latency_sum_sq: float = 0.0
@@ -55,45 +64,56 @@ class ArmSums:
     absolute_error: float = 0.0
     squared_error: float = 0.0
     squared_error_sq: float = 0.0  # the sum of e^4: the variance of e^2, which rmse's test needs
+    units: int = 0  # distinct: set by the caller, never added
+
+    def add(self, other: ArmSums) -> ArmSums:
+        """These sums with `other`'s added (in place)."""
+        for item in fields(self):
+            if item.name == "label_pairs":
+                self.label_pairs.update(other.label_pairs)
+            elif item.name != "units":
+                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+        return self
+
+    def columns(self) -> dict[str, Any]:
+        """As tables.ABTestHour's columns."""
+        row = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "units"}
+        row["label_pairs"] = [[p, a, n] for (p, a), n in self.label_pairs.items()] or None
+        return row
+
+    @classmethod
+    def from_columns(cls, row: Any) -> ArmSums:
+        values = {item.name: getattr(row, item.name) for item in fields(cls) if item.name != "units"}
+        values["label_pairs"] = Counter({(p, a): n for p, a, n in values["label_pairs"] or ()})
+        return cls(**values)
 
 
-def window_days(since: datetime, until: datetime) -> tuple:
-    """The condition on `day` (the partition key) that the window implies: Postgres reads its days alone."""
-    return Prediction.day >= since.date(), Prediction.day <= until.date()
-
-
-def _arm_rows(test: ABTestAnalysis, arm: str, since: datetime, until: datetime, *columns: Any) -> sa.Select:
+def _arm_rows(test: ABTestAnalysis, arm: str, ranges: Ranges, *columns: Any) -> sa.Select:
     model_id, version = (test.model_a_id, test.version_a) if arm == "A" else (test.model_b_id, test.version_b)
-    return sa.select(sa.literal(arm).label("arm"), *columns).where(
+    return sa.select(*columns).where(
         Prediction.model_id == model_id, Prediction.version == version, Prediction.endpoint == test.endpoint,
-        *window_days(since, until), Prediction.predicted_at >= since, Prediction.predicted_at <= until)
+        # The days: Postgres reads their partitions alone.
+        Prediction.day >= utc(min(start for start, _ in ranges)).date(),
+        Prediction.day <= utc(max(end for _, end in ranges)).date(),
+        sa.or_(*(sa.and_(Prediction.predicted_at >= start, Prediction.predicted_at < end) for start, end in ranges)))
 
 
 def first_traffic(session: Session, test: ABTestAnalysis, *, until: datetime) -> datetime | None:
     """When B made its first prediction on the endpoint since the test started; None while it has made none."""
-    return session.scalar(_arm_rows(test, "B", test.started_at, until).with_only_columns(
-        sa.func.min(Prediction.predicted_at)))
+    found = session.scalar(_arm_rows(test, "B", [(utc(test.started_at), until)], sa.func.min(Prediction.predicted_at)))
+    return None if found is None else utc(found)
 
 
-def arm_sums(session: Session, test: ABTestAnalysis, *, since: datetime, until: datetime) -> dict[str, ArmSums]:
-    """Both arms' sums over [since, until]."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
+def tune(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True),
                                   sa.func.set_config("max_parallel_workers_per_gather", "0", True),
                                   sa.func.set_config("jit", "off", True)))
-    found = {arm: ArmSums() for arm in ARMS}
-    _pass(session, test, since, until, found, postgres)
-    unit = sa.func.coalesce(Prediction.unit_id, Prediction.request_id).label("unit")
-    units = sa.union_all(*(_arm_rows(test, arm, since, until, unit).distinct() for arm in ARMS)).subquery()
-    for arm, count in session.execute(sa.select(units.c.arm, sa.func.count()).group_by(units.c.arm)):
-        found[arm].units = count
-    return found
 
 
-def _pass(session: Session, test: ABTestAnalysis, since: datetime, until: datetime, found: dict[str, ArmSums],
-          postgres: bool) -> None:
-    """Every sum but the units, in one pass over each arm's predictions and their actuals."""
+def hourly_sums(session: Session, test: ABTestAnalysis, ranges: Ranges) -> dict[tuple[str, datetime], ArmSums]:
+    """Each arm's sums per UTC hour of the ranges, for the hours that hold any of its predictions."""
+    postgres = session.get_bind().dialect.name == "postgresql"
     scored = sa.and_(Prediction.error.is_(None), Actual.actual.is_not(None))
     if test.model_type in NUMERIC_TYPES:
         residual = (_number(_value(Actual.actual, "actual", postgres), postgres)
@@ -105,8 +125,11 @@ def _pass(session: Session, test: ABTestAnalysis, since: datetime, until: dateti
                    sa.case((scored, sa.cast(_value(Actual.actual, "actual", postgres), sa.Text))).label("actual"))
     else:
         columns = ()
+    hour = (sa.func.date_trunc("hour", sa.func.timezone("UTC", Prediction.predicted_at)) if postgres
+            else sa.func.strftime("%Y-%m-%d %H:00:00", Prediction.predicted_at))
     rows = sa.union_all(*(
-        _arm_rows(test, arm, since, until, Prediction.error, Prediction.latency_ms, *columns).outerjoin(
+        _arm_rows(test, arm, ranges, sa.literal(arm).label("arm"), hour.label("hour"), Prediction.error,
+                  Prediction.latency_ms, *columns).outerjoin(
             Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id))
         for arm in ARMS)).subquery()
     latency = rows.c.latency_ms
@@ -117,20 +140,45 @@ def _pass(session: Session, test: ABTestAnalysis, since: datetime, until: dateti
         residual = rows.c.residual
         sums += [sa.func.count(residual), sa.func.sum(sa.func.abs(residual)), sa.func.sum(residual * residual),
                  sa.func.sum(residual * residual * residual * residual)]
-    for row in session.execute(sa.select(rows.c.arm, *labels, *sums).group_by(rows.c.arm, *labels)):
-        arm, pair, figures = found[row[0]], row[1:1 + len(labels)], row[1 + len(labels):]
+    found: dict[tuple[str, datetime], ArmSums] = {}
+    groups = (rows.c.arm, rows.c.hour, *labels)
+    for row in session.execute(sa.select(*groups, *sums).group_by(*groups)):
+        key = (row[0], _utc_hour(row[1]))
+        pair, figures = row[2:2 + len(labels)], row[2 + len(labels):]
         predictions, errors, latencies, total, squares, *residuals = figures
-        arm.predictions += predictions
-        arm.errors += errors
-        arm.latencies += latencies
-        arm.latency_sum += float(total or 0.0)
-        arm.latency_sum_sq += float(squares or 0.0)
-        if pair and pair[0] is not None:  # the group of the arm's predictions scored with these labels
-            arm.label_pairs[label_key(as_label(_parsed(pair[0]))), label_key(as_label(_parsed(pair[1])))] += predictions
+        sums_of = found.setdefault(key, ArmSums())
+        sums_of.predictions += predictions
+        sums_of.errors += errors
+        sums_of.latencies += latencies
+        sums_of.latency_sum += float(total or 0.0)
+        sums_of.latency_sum_sq += float(squares or 0.0)
+        if pair and pair[0] is not None:  # the group of the hour's predictions scored with these labels
+            sums_of.label_pairs[label_key(as_label(orjson.loads(pair[0]))),
+                                label_key(as_label(orjson.loads(pair[1])))] += predictions
         if residuals:
-            arm.scored = residuals[0]
-            arm.absolute_error, arm.squared_error, arm.squared_error_sq = (float(value or 0.0)
-                                                                           for value in residuals[1:])
+            sums_of.scored = residuals[0]
+            sums_of.absolute_error, sums_of.squared_error, sums_of.squared_error_sq = (
+                float(value or 0.0) for value in residuals[1:])
+    return found
+
+
+def _utc_hour(value: datetime | str) -> datetime:
+    """Postgres's date_trunc of the UTC time, SQLite's text of it, as an aware datetime."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def add_units(session: Session, test: ABTestAnalysis, ranges: Ranges) -> dict[str, int]:
+    """Store the ranges' units each arm had not seen yet; how many per arm."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    unit = sa.func.coalesce(Prediction.unit_id, Prediction.request_id)
+    added = {}
+    for arm in ARMS:
+        seen = _arm_rows(test, arm, ranges, sa.literal(test.ab_test_id, sa.Uuid), sa.literal(arm), unit).distinct()
+        statement = dialect.insert(ABTestUnit).from_select(["ab_test_id", "arm", "unit"], seen)
+        # preserve_rowcount: SQLAlchemy keeps an INSERT's rowcount only when asked.
+        added[arm] = session.execute(statement.on_conflict_do_nothing().execution_options(preserve_rowcount=True)).rowcount
+    return added
 
 
 def _value(column: Any, key: str, postgres: bool) -> Any:
@@ -162,10 +210,6 @@ def _number(value: Any, postgres: bool) -> Any:
     """The JSON value as a float when it is a number (not a bool, as scores.number), else NULL."""
     number = sa.cast(value, sa.Float) if postgres else sa.func.json_extract(value, "$")
     return sa.case((_kind(value, postgres).in_(_NUMBER_KINDS[postgres]), number), else_=sa.null())
-
-
-def _parsed(text: str) -> Any:
-    return orjson.loads(text)
 
 
 def recorded_sums(session: Session, test_id: uuid.UUID, names: list[str]) -> dict[tuple[str, str], tuple]:

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from services.monitoring import ab_hours
 from services.monitoring.joined import joined, parsed
 from services.monitoring.stale import hour_of
 from services.monitoring.tables import Actual, PerformanceHour, Prediction, StaleHour, VersionBaseline
@@ -55,6 +56,8 @@ def refresh(session: Session, *, hours: int) -> int:
         # The marks read, not any made since: their rows may have come after this hour's were read.
         session.execute(sa.delete(StaleHour).where(StaleHour.model_id == model_id, StaleHour.hour == hour,
                                                    StaleHour.id <= last_mark))
+    # The A/B tests that keep these models' hours recompute them too (ab_hours.py): their marks, in this transaction.
+    ab_hours.note_changes(session, [(model_id, hour_of(hour)) for model_id, hour, _, _ in stale])
     return len(stale)
 
 

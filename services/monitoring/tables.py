@@ -323,6 +323,10 @@ class ABTestAnalysis(Base):
     minimum_detectable_effect: Mapped[float | None] = mapped_column(sa.Float)
     started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     traffic_from: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # How far its hours' sums (ABTestHour) and units (ABTestUnit) are computed; None: not at all (ab_hours.py).
+    computed_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    units_a: Mapped[int] = mapped_column(sa.Integer, default=0)
+    units_b: Mapped[int] = mapped_column(sa.Integer, default=0)
     ended_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     verdict: Mapped[str | None] = mapped_column(sa.String(32))
@@ -340,3 +344,53 @@ class ABTestLook(UUIDPrimaryKey, Base):
     results: Mapped[dict] = mapped_column(NullableJSON, nullable=False)
 
     __table_args__ = (sa.Index("ix_ab_test_looks_ab_test_id_looked_at", "ab_test_id", "looked_at"),)
+
+
+class ABTestHour(Base):
+    """What an A/B test's arm's predictions of one UTC hour of its window add up to (ab_arms.ArmSums but the
+    units): a look adds up its hours, recomputing only those that changed since the last (ab_hours.py)."""
+
+    __tablename__ = "ab_test_hours"
+
+    ab_test_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("ab_test_analyses.ab_test_id", ondelete="CASCADE"),
+                                                  primary_key=True)
+    arm: Mapped[str] = mapped_column(sa.String(1), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
+    predictions: Mapped[int] = mapped_column(sa.Integer)
+    errors: Mapped[int] = mapped_column(sa.Integer)
+    latencies: Mapped[int] = mapped_column(sa.Integer)
+    latency_sum: Mapped[float] = mapped_column(sa.Float)
+    latency_sum_sq: Mapped[float] = mapped_column(sa.Float)
+    # [[predicted, actual, count], ...]: a classifier's.
+    label_pairs: Mapped[list | None] = mapped_column(NullableJSON)
+    scored: Mapped[int] = mapped_column(sa.Integer)
+    absolute_error: Mapped[float] = mapped_column(sa.Float)
+    squared_error: Mapped[float] = mapped_column(sa.Float)
+    squared_error_sq: Mapped[float] = mapped_column(sa.Float)
+
+
+class ABTestUnit(Base):
+    """A unit an A/B test's arm has seen (unit_id, else request_id): distinct units do not add up over hours, so
+    each look adds the new ones of the hours it recomputes, and counts those it added (ab_hours.py). Dropped once
+    the test's final look is taken."""
+
+    __tablename__ = "ab_test_units"
+
+    ab_test_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("ab_test_analyses.ab_test_id", ondelete="CASCADE"),
+                                                  primary_key=True)
+    arm: Mapped[str] = mapped_column(sa.String(1), primary_key=True)
+    unit: Mapped[str] = mapped_column(sa.String(REQUEST_ID_LENGTH), primary_key=True)
+
+
+class ABTestStaleHour(Base):
+    """An hour of an A/B test's arms' models whose predictions or actuals changed, as the tallies' refresh found
+    it (a StaleHour it consumed, rollups.py): the test's next look recomputes the hour, and deletes the mark."""
+
+    __tablename__ = "ab_test_stale_hours"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    ab_test_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("ab_test_analyses.ab_test_id", ondelete="CASCADE"))
+    hour: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_ab_test_stale_hours_ab_test_id", "ab_test_id"),)

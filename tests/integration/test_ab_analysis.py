@@ -12,11 +12,14 @@ import pytest
 import sqlalchemy as sa
 from scipy import stats as scipy_stats
 
-from services.monitoring.ab_analysis import lock, running_tests, take_look
+from services.monitoring import ab_arms, rollups
+from services.monitoring.ab_analysis import due_tests, lock, take_look
 from services.monitoring.handlers import ABTestAnalyses
-from services.monitoring.ingestion import store_predictions
+from services.monitoring.ingestion import actual_row, store_actuals, store_predictions
 from services.monitoring.service import ABTEST_QUEUE, SWEEP_ABTESTS
-from services.monitoring.tables import ABTestAnalysis, ABTestLook, RecordedMetric
+from services.monitoring.tables import (
+    ABTestAnalysis, ABTestLook, ABTestStaleHour, ABTestUnit, RecordedMetric, StaleHour, VersionBaseline,
+)
 from shared import ab_statistics as stats
 from shared.config import load_settings
 from shared.db import utcnow
@@ -280,12 +283,70 @@ def test_the_sequential_figures_carry_from_look_to_look_and_a_stopped_test_is_lo
 
     assert process(db, ABTestAnalyses(), _event("abtest.stopped", {"ab_test_id": test["ab_test_id"], "name": test["name"],
                                                                   "actor": "erin"}))
+    test_id = uuid.UUID(test["ab_test_id"])
     with db.transaction() as session:
-        assert uuid.UUID(test["ab_test_id"]) not in running_tests(session)
-        row = session.get(ABTestAnalysis, uuid.UUID(test["ab_test_id"]))
-        assert row.ended_at is not None and row.verdict is None
+        assert test_id in due_tests(session)  # its last look, which closes its window, is still to take
+        ended_at = session.get(ABTestAnalysis, test_id).ended_at
+    # Predictions after the end are not the test's (the endpoint serves A alone again).
+    _store(db, test, "A", _arm(rng, units=50, accuracy=0.75, latency=10.0), at=datetime.now(timezone.utc))
+    last = _look_again(db, test["ab_test_id"])
+    assert last["metrics"][0]["n_a"] == second["n_a"] and last["decision"] is None
+    with db.transaction() as session:
+        assert test_id not in due_tests(session)
+        row = session.get(ABTestAnalysis, test_id)
+        assert row.verdict is None and row.computed_until is None
+        assert last["window"]["end"] == ab_arms.utc(ended_at).isoformat()
+        # What was kept for the next look is gone; the looks stay.
+        assert not session.scalar(sa.select(sa.func.count()).select_from(ABTestUnit).where(ABTestUnit.ab_test_id == test_id))
         assert session.scalar(sa.select(sa.func.count()).select_from(ABTestLook)
-                              .where(ABTestLook.ab_test_id == row.ab_test_id)) == 2
+                              .where(ABTestLook.ab_test_id == test_id)) == 3
+
+
+def _figures(results: dict) -> dict:
+    """What a look reads from the predictions (not what it carries from the looks before)."""
+    return {"units": results["units"], "srm": results["srm"],
+            "metrics": [{name: entry[name] for name in ("name", "n_a", "n_b", "estimate_a", "estimate_b", "p_value",
+                                                         "ci", "statistic")} for entry in results["metrics"]]}
+
+
+@pytest.mark.parametrize("refreshed", [False, True], ids=["marks-pending", "marks-refreshed"])
+def test_a_look_reads_only_the_hours_that_changed_yet_counts_late_predictions_and_actuals(app, refreshed):
+    db = app.extensions["modelyard"].db
+    started = datetime.now(timezone.utc) - timedelta(hours=5)
+    test = _start(db, started_at=started, success_metrics=["accuracy", "f1"], guardrail_metrics=[LATENCY],
+                  min_sample_size=10**6)
+    with db.transaction() as session:  # the models' types, which the tallies' refresh needs
+        session.add_all(VersionBaseline(model_id=uuid.UUID(test[f"model_{arm}_id"]), version=test[f"version_{arm}"],
+                                        model_type="classification") for arm in "ab")
+    rng = np.random.default_rng(8)
+    early = {arm: [(unit, p, None, latency, error) for unit, p, _, latency, error
+                   in _arm(rng, units=200, accuracy=0.8, latency=15.0)] for arm in "AB"}
+    for arm, rows in early.items():  # three hours ago, their actuals unknown yet
+        _store(db, test, arm, rows, at=started + timedelta(hours=2))
+    _look_again(db, test["ab_test_id"])
+    # Then: the early predictions' actuals, a late batch of the first hour, and the last hour's traffic.
+    with db.transaction() as session:
+        store_actuals(session, [actual_row({"model_id": test[f"model_{arm.lower()}_id"],
+                                            "request_id": f"{arm}-{ENDPOINT}-{started + timedelta(hours=2):%H%M%S}-{i}",
+                                            "actual": int(rng.integers(0, 2))}, received_at=utcnow())
+                                for arm in "AB" for i in range(0, 400, 3)])
+    for arm in "AB":  # the late batch by units seen before, the last hour's by new ones
+        _store(db, test, arm, _arm(rng, units=30, accuracy=0.7, latency=12.0), at=started + timedelta(hours=2, minutes=30))
+        _store(db, test, arm, [(f"new-{unit}", *rest) for unit, *rest in _arm(rng, units=100, accuracy=0.9, latency=14.0)],
+               at=datetime.now(timezone.utc) - timedelta(minutes=20))
+    if refreshed:
+        with db.transaction() as session:
+            assert rollups.refresh(session, hours=100)  # the marks handed on to the test
+            assert not session.scalar(sa.select(sa.func.count()).select_from(StaleHour))
+            assert session.scalar(sa.select(sa.func.count()).select_from(ABTestStaleHour))
+    second = _look_again(db, test["ab_test_id"])
+    with db.transaction() as session:  # the same window computed whole again
+        row = lock(session, uuid.UUID(test["ab_test_id"]))
+        row.computed_until = None
+        whole = take_look(session, row, now=datetime.fromisoformat(second["window"]["end"]))
+    assert _figures(second) == _figures(whole)
+    assert second["units"] == {"A": 300, "B": 300}
+    assert second["metrics"][0]["n_a"] == len(range(0, 400, 3)) + 60 + 200
 
 
 def _looks(db, test_id: str) -> list[ABTestLook]:
