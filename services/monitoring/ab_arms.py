@@ -105,6 +105,7 @@ def first_traffic(session: Session, test: ABTestAnalysis, *, until: datetime) ->
 
 
 def tune(session: Session) -> None:
+    """Postgres's settings for this transaction's aggregates (WORK_MEM's comment); JIT costs 0.15-0.3 s per query."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.set_config("work_mem", WORK_MEM, True),
                                   sa.func.set_config("max_parallel_workers_per_gather", "0", True),

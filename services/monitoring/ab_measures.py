@@ -63,16 +63,22 @@ def measure(name: str, a: ArmSums, b: ArmSums, recorded: dict[tuple[str, str], t
         binary = is_binary({label for arm in (a, b) for pair in arm.label_pairs for label in pair})
         return _classification(name, a.label_pairs, b.label_pairs, binary)
     if name == "mae":
-        return Measured(*(MeanArm.from_sums(arm.scored, arm.absolute_error, arm.squared_error) for arm in (a, b)),
+        return Measured(*(_from_sums(arm.scored, arm.absolute_error, arm.squared_error) for arm in (a, b)),
                         MEAN)
     if name == "rmse":
         return Measured(_rmse(a), _rmse(b), RATIO)
     if name == "latency":
-        return Measured(*(MeanArm.from_sums(arm.latencies, arm.latency_sum, arm.latency_sum_sq) for arm in (a, b)),
+        return Measured(*(_from_sums(arm.latencies, arm.latency_sum, arm.latency_sum_sq) for arm in (a, b)),
                         MEAN)
     if name == "error_rate":
         return Measured(RateArm(a.predictions, a.errors), RateArm(b.predictions, b.errors), RATE)
-    return Measured(*(MeanArm.from_sums(*recorded.get((name, arm), (0, 0.0, 0.0))) for arm in ("A", "B")), MEAN)
+    return Measured(*(_from_sums(*recorded.get((name, arm), (0, 0.0, 0.0))) for arm in ("A", "B")), MEAN)
+
+
+def _from_sums(n: int, total: float, squares: float) -> MeanArm:
+    """MeanArm.from_sums of sums the database added in its own order (and the hours' in another): their rounding
+    may leave a constant's squares a hair below total^2 / n, which no sample has, and from_sums refuses."""
+    return MeanArm.from_sums(n, total, max(squares, total * total / n) if n else squares)
 
 
 def _classification(name: str, pairs_a: Counter, pairs_b: Counter, binary: bool) -> Measured:
@@ -127,7 +133,7 @@ def _macro(pairs: Counter, labels: list[Any], ratio: Callable[[Any, Any, Any], t
 
 def _rmse(arm: ArmSums) -> MeanArm:
     """sqrt(MSE) with the delta method's variance Var(e^2) / (4 MSE): e^2's mean and variance from its sums."""
-    squared = MeanArm.from_sums(arm.scored, arm.squared_error, arm.squared_error_sq)
+    squared = _from_sums(arm.scored, arm.squared_error, arm.squared_error_sq)
     if squared.mean <= 0:
         return MeanArm(squared.n, 0.0, 0.0)
     return MeanArm(squared.n, math.sqrt(squared.mean), squared.variance / (4 * squared.mean))

@@ -302,6 +302,22 @@ def test_the_sequential_figures_carry_from_look_to_look_and_a_stopped_test_is_lo
                               .where(ABTestLook.ab_test_id == test_id)) == 3
 
 
+def test_a_test_the_deployment_service_concluded_itself_shows_its_verdict_and_announces_none(app, client):
+    db = app.extensions["modelyard"].db
+    started = datetime.now(timezone.utc) - timedelta(hours=1)
+    test = _start(db, started_at=started)
+    rng = np.random.default_rng(9)
+    _store(db, test, "A", _arm(rng, units=40, accuracy=0.8, latency=10.0), at=started + timedelta(minutes=1))
+    _store(db, test, "B", _arm(rng, units=40, accuracy=0.8, latency=10.0), at=started + timedelta(minutes=1))
+    summary = "Version 1 of model B left the endpoint: its health check failed."
+    assert process(db, ABTestAnalyses(), _event("abtest.concluded", {
+        "ab_test_id": test["ab_test_id"], "name": test["name"], "verdict": "invalid", "summary": summary,
+        "model_a_id": test["model_a_id"], "version_a": 2, "model_b_id": test["model_b_id"], "version_b": 1}))
+    results = client.get(f"/api/v1/ab-tests/{test['ab_test_id']}/results", headers=bearer(app, "viewer")).json
+    assert results["decision"] == {"verdict": "invalid", "summary": summary} and results["units"] == {"A": 40, "B": 40}
+    assert not _decided(db, test["ab_test_id"])
+
+
 def _figures(results: dict) -> dict:
     """What a look reads from the predictions (not what it carries from the looks before)."""
     return {"units": results["units"], "srm": results["srm"],

@@ -130,3 +130,13 @@ def test_no_predictions_make_empty_arms_not_errors():
     for name in ("accuracy", "precision", "recall", "f1", "rmse", "mae", "latency", "error_rate", "custom"):
         measured = measure(name, empty, empty, {})
         assert measured.a.n == 0 and measured.b.n == 0, name
+
+
+def test_sums_rounded_below_what_a_constant_sample_has_make_no_variance_not_an_error():
+    # A constant's squares summed in another order than its values may fall a hair short of total^2 / n.
+    total = 0.1 * 20_000
+    short = total * total / 20_000 * (1 - 1e-11)
+    with pytest.raises(ValueError):
+        MeanArm.from_sums(20_000, total, short)
+    arm = measure("latency", ArmSums(latencies=20_000, latency_sum=total, latency_sum_sq=short), ArmSums(), {}).a
+    assert arm.n == 20_000 and arm.mean == pytest.approx(0.1) and arm.variance == 0.0
