@@ -2,7 +2,7 @@
 changed hours, and recorded metrics by test
 
 Revision ID: 0028
-Revises: 0025
+Revises: 0026
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0028"
-down_revision = "0025"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
