@@ -1,5 +1,6 @@
-"""The A/B tests' request and response schemas: the statistics on numbers a user already has (as GrowthBook's
-and Evan Miller's calculators take them) and the results of a running test share one shape per metric."""
+"""The A/B tests' request and response schemas: their definitions, and the statistics on numbers a user already
+has (as GrowthBook's and Evan Miller's calculators take them), whose answers share shared/ab_schemas.py's shapes
+with a running test's results."""
 
 from __future__ import annotations
 
@@ -88,45 +89,6 @@ class AnalysisRequestSchema(StrictSchema):
                 raise ValidationError({name: ["conversions must not exceed n."]}, field_name="arms")
 
 
-class NonInferioritySchema(Schema):
-    margin = fields.Float()
-    lower_is_better = fields.Boolean()
-    statistic = fields.Float(allow_none=True)
-    p_value = fields.Float(allow_none=True)
-    confidence_bound = fields.Float(allow_none=True)
-    passed = fields.Boolean(allow_none=True, data_key="pass", attribute="pass")
-    reason = fields.String(allow_none=True)
-
-
-def _interval() -> fields.List:
-    return fields.List(fields.Float(), allow_none=True, metadata={"description": "[low, high]"})
-
-
-class ComparisonSchema(StrictSchema):
-    """One metric, B against A: every figure that is null says why in `reasons`."""
-
-    kind = fields.String()
-    n_a = fields.Float()
-    n_b = fields.Float()
-    insufficient_data = fields.Boolean()
-    estimate_a = fields.Float(allow_none=True)
-    estimate_b = fields.Float(allow_none=True)
-    difference = fields.Float(allow_none=True, metadata={"description": "B - A"})
-    ci = _interval()
-    relative_lift = fields.Float(allow_none=True, metadata={"description": "(B - A) / |A|"})
-    ci_relative = _interval()
-    statistic = fields.Float(allow_none=True, metadata={"description": "z for a proportion, Welch's t for a mean"})
-    df = fields.Float(allow_none=True)
-    p_value = fields.Float(allow_none=True)
-    p_value_adjusted = fields.Float(allow_none=True, metadata={"description": "Holm, across the success metrics"})
-    p_value_sequential = fields.Float(allow_none=True, metadata={"description": "always valid (mixture SPRT)"})
-    p_value_sequential_adjusted = fields.Float(allow_none=True)
-    ci_sequential = _interval()
-    probability_b_beats_a = fields.Float(allow_none=True)
-    guardrail = fields.Nested(NonInferioritySchema, allow_none=True)
-    reasons = fields.Dict(keys=fields.String(), values=fields.String())
-
-
 class SampleRatioRequestSchema(StrictSchema):
     counts = fields.List(_count(), required=True, validate=validate.Length(min=2, max=MAX_ARMS))
     # The intended shares, any scale; by default equal.
@@ -137,14 +99,6 @@ class SampleRatioRequestSchema(StrictSchema):
     def _paired(self, data, **kwargs):
         if data.get("weights") is not None and len(data["weights"]) != len(data.get("counts", ())):
             raise ValidationError("One weight per count.", field_name="weights")
-
-
-class SampleRatioSchema(StrictSchema):
-    chi2 = fields.Float(allow_none=True)
-    df = fields.Integer()
-    p_value = fields.Float(allow_none=True)
-    flagged = fields.Boolean(metadata={"description": "p < 0.001: the split is not the one intended"})
-    reason = fields.String(allow_none=True)
 
 
 class SampleSizeRequestSchema(StrictSchema):

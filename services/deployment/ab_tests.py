@@ -220,7 +220,7 @@ def start_test(*, session: Session, actor: Actor, request_id: str, registry: Reg
         "success_metrics": test.success_metrics, "guardrail_metrics": test.guardrail_metrics,
         "min_sample_size": test.min_sample_size, "max_duration_days": test.max_duration_days,
         "significance_level": test.significance_level, "mixing_variance": test.mixing_variance,
-        "started_at": now, "actor": actor.name, "actor_id": actor.id,
+        "minimum_detectable_effect": test.minimum_detectable_effect, "started_at": now, "actor": actor.name, "actor_id": actor.id,
     }, producer=PRODUCER)
     enqueue_after_commit(session, ROLL_OUT, str(arm.id), queue=queue)
     return test

@@ -8,10 +8,11 @@ from flask import url_for
 
 from services.deployment import ab_calculator, ab_tests
 from services.deployment.ab_test_schemas import (
-    ABTestCreateSchema, ABTestListArgs, ABTestSchema, AnalysisRequestSchema, ComparisonSchema,
-    SampleRatioRequestSchema, SampleRatioSchema, SampleSizeRequestSchema, SampleSizeSchema,
+    ABTestCreateSchema, ABTestListArgs, ABTestSchema, AnalysisRequestSchema, SampleRatioRequestSchema,
+    SampleSizeRequestSchema, SampleSizeSchema,
 )
 from services.deployment.service import QUEUE
+from shared.ab_schemas import ComparisonSchema, SampleRatioSchema
 from shared.auth import current_actor, requires
 from shared.idempotency import idempotent
 from shared.pagination import page_schema
