@@ -13,6 +13,7 @@ from scipy import stats
 
 from services.deployment.handlers import ABTestDecisions
 from services.deployment.service import REDISPATCH_STALLED
+from services.monitoring.handlers import ABTestAnalyses
 from services.registry.handlers import DeploymentOutcomes, TrainingOutcomes
 from shared.config import load_settings
 from shared.events.catalogue import build_envelope
@@ -20,9 +21,9 @@ from shared.events.consumer import process
 from shared.events.outbox import OutboxEvent
 from shared.tasks import task_sender
 from tests.conftest import RUN_ID
-from tests.support.deployments import deploy, iris_row, model_with_versions, wait_ended
+from tests.support.deployments import FEATURES, deploy, iris_row, model_with_versions, skops_model, wait_ended
 from tests.support.polling import wait_for
-from tests.support.registry import bearer
+from tests.support.registry import bearer, create_model, upload_version
 from tests.support.training import celery_worker, event_pipeline, training_settings
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,9 @@ def settings_overrides(settings):
 
 @pytest.fixture(scope="module", autouse=True)
 def worker(settings, tmp_path_factory):
-    consumers = [TrainingOutcomes(load_settings(settings)), DeploymentOutcomes(load_settings(settings))]
+    # Monitoring learns of each test, and its verdicts conclude them: the whole loop, over real events.
+    consumers = [TrainingOutcomes(load_settings(settings)), DeploymentOutcomes(load_settings(settings)),
+                 ABTestAnalyses(), ABTestDecisions()]
     with event_pipeline(load_settings(settings), consumers):
         with celery_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log") as running:
             yield running
@@ -180,3 +183,50 @@ def test_what_cannot_run_is_a_409_and_changes_nothing(client, ds, ml):
     assert busy.status_code == 409
     assert client.post(f"{AB_TESTS}/{first['id']}/start", headers=bearer(client.application, "data_scientist")
                        ).status_code == 403
+
+
+def test_traffic_and_actuals_carry_a_test_to_its_verdict_and_the_winner_is_promoted(client, ds, ml, settings):
+    """End to end: version 1 guesses (fitted on shuffled labels), version 2 knows iris; units meet their arm
+    through predict, their actuals arrive, monitoring's analysis decides, and B becomes the endpoint's live
+    version through a normal deployment."""
+    from sklearn.datasets import load_iris
+
+    model = create_model(client, ds, features=FEATURES)
+    for data in (skops_model(0, shuffled=True), skops_model(0)):
+        assert upload_version(client, ds, model["id"], data, filename="model.skops").status_code == 201
+    endpoint = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))["endpoint"]
+    test = define(client, ml, model, version_b=2, min_sample_size=50, auto_promote=True)
+    test = client.post(f"{AB_TESTS}/{test['id']}/start", headers=ml).json
+    wait_for(lambda: arm_status(client, ml, test) == "canary", timeout=60, what="B to take its share")
+    wait_for(lambda: any(served(client, ds, endpoint, f"probe-{n}") == 2 for n in range(20)), timeout=10,
+             what="B's share in effect")
+
+    iris = load_iris()
+    actuals = []
+    # Enough for B's few mistakes (~3%) to be counted: the sequential test trusts a rate only with 5 of each.
+    for n in range(600):
+        row = dict(zip(FEATURES, map(float, iris.data[n % 150])))
+        answer = client.post(f"/api/v1/endpoints/{endpoint}/predict",
+                             json={"instances": [row], "unit_id": f"user-{n}", "request_id": f"order-{n}"},
+                             headers=ds)
+        assert answer.status_code == 200, answer.json
+        actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": int(iris.target[n % 150])})
+    # Serving hands its records to the ingest pool: the actuals are posted once they are stored.
+    wait_for(lambda: client.get(f"/api/v1/models/{model['id']}/performance?days=1", headers=ds
+                                ).json["summary"]["predictions"] >= 600, timeout=60, what="the predictions stored")
+    stored = client.post("/api/v1/monitoring/actuals", json={"records": actuals}, headers=ds)
+    assert stored.status_code == 202 and stored.json["accepted"] == 600, stored.json
+
+    results = client.get(f"{AB_TESTS}/{test['id']}/results", headers=ds).json
+    accuracy = next(metric for metric in results["metrics"] if metric["name"] == "accuracy")
+    assert accuracy["estimate_b"] > 0.9 > 0.5 > accuracy["estimate_a"]
+    assert accuracy["p_value_sequential"] < 0.05 and results["srm"]["flagged"] is False, accuracy
+    assert results["decision"]["verdict"] == "b_wins", results
+
+    concluded = wait_for(lambda: (found := client.get(f"{AB_TESTS}/{test['id']}", headers=ml).json)["status"]
+                         == "concluded" and found, timeout=20, what="the deployment service to conclude the test")
+    assert concluded["verdict"] == "b_wins"
+    task_sender(load_settings(settings)).send_task(REDISPATCH_STALLED,
+                                                   queue=load_settings(settings).task_queue("default"))
+    wait_for(lambda: client.get(f"/api/v1/endpoints/{endpoint}", headers=ds).json["live_version"] == 2, timeout=60,
+             what="B promoted to live")

@@ -29,8 +29,10 @@ EXAMPLE_3 = {
 
 
 @functools.cache
-def skops_model(seed: int = 0) -> bytes:
-    """A logistic regression on iris, fitted on a frame of FEATURES, as a skops file (what users upload)."""
+def skops_model(seed: int = 0, *, shuffled: bool = False) -> bytes:
+    """A logistic regression on iris, fitted on a frame of FEATURES, as a skops file (what users upload);
+    `shuffled`: fitted on shuffled labels, so it is right about a third of the time."""
+    import numpy as np
     import skops.io
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -38,7 +40,8 @@ def skops_model(seed: int = 0) -> bytes:
     iris = load_iris(as_frame=True)
     frame = iris.frame.drop(columns="target")
     frame.columns = FEATURES
-    model = LogisticRegression(max_iter=200 + seed, random_state=seed).fit(frame, iris.target)
+    labels = np.random.default_rng(seed).permutation(iris.target) if shuffled else iris.target
+    model = LogisticRegression(max_iter=200 + seed, random_state=seed).fit(frame, labels)
     return skops.io.dumps(model)
 
 
