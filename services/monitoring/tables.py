@@ -20,6 +20,9 @@ from shared.db import Base, UUIDPrimaryKey, utcnow
 
 # None is SQL NULL here, not the JSON value null: "no features" must read as IS NULL.
 NullableJSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+# A prediction's features are read whole, never searched inside: Postgres's json keeps them as the text it
+# hands back, where jsonb converts each row back to text on every read (migration 0029).
+FeaturesJSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSON(none_as_null=True), "postgresql")
 
 REQUEST_ID_LENGTH = 255
 NAME_LENGTH = 255
@@ -36,7 +39,7 @@ class Prediction(UUIDPrimaryKey, Base):
     deployment_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
     request_id: Mapped[str] = mapped_column(sa.String(REQUEST_ID_LENGTH))
     unit_id: Mapped[str | None] = mapped_column(sa.String(NAME_LENGTH))
-    features: Mapped[dict | None] = mapped_column(NullableJSON)
+    features: Mapped[dict | None] = mapped_column(FeaturesJSON)
     # NULL only for a failed prediction, which has an error instead.
     prediction: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
     probabilities: Mapped[Any] = mapped_column(NullableJSON, nullable=True)
