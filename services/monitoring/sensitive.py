@@ -119,6 +119,8 @@ class Protector:
                  bin_edges: dict[str, list[float]] | None):
         kinds, bin_edges = kinds or {}, bin_edges or {}
         self.protect: dict[str, Callable[[Any], Any]] = {}
+        # What decides each feature's stored values, hashable: drift keeps a reference's columns protected by it.
+        self.how = {name: (key, model_id, name, kinds.get(name), tuple(bin_edges.get(name) or ())) for name in features}
         for name in features:
             if bin_edges.get(name):
                 self.protect[name] = _binner(bin_edges[name])
@@ -173,14 +175,12 @@ def protect_rows(session: Session, rows: list[dict[str, Any]], *, hash_key: str)
         row["features"] = protector.features(row["features"])
 
 
-def protect_reference(session: Session, baseline: VersionBaseline, reference, *, hash_key: str) -> dict[str, list]:
-    """The version's reference sample's (a DataFrame, left as it is: a cached one is shared) sensitive
-    columns as ingestion stores them, by name: what drift compares the stored window with, as categories."""
+def reference_protector(session: Session, baseline: VersionBaseline, names: list[str], *,
+                        hash_key: str) -> Protector:
+    """How ingestion stores the version's sensitive features among `names` (its reference sample's columns):
+    what drift compares the stored window with, as categories."""
     sensitive = session.scalar(sa.select(SensitiveFeatures.features)
                                .where(SensitiveFeatures.model_id == baseline.model_id)) or []
-    names = [name for name in sensitive if name in reference.columns]
-    if not names:
-        return {}
-    protector = Protector(key=platform_key(hash_key), model_id=baseline.model_id, features=names,
-                          kinds=baseline.feature_kinds, bin_edges=baseline.bin_edges)
-    return {name: [protector.value(name, value) for value in reference[name].tolist()] for name in names}
+    return Protector(key=platform_key(hash_key), model_id=baseline.model_id,
+                     features=[name for name in sensitive if name in names], kinds=baseline.feature_kinds,
+                     bin_edges=baseline.bin_edges)
