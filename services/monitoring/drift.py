@@ -63,6 +63,11 @@ NUMERIC_DTYPES = ("int", "uint", "float")
 # Reference samples a process keeps parsed and prepared (drift_tests.Column), the most recently used: a few
 # MB each (10,000 rows).
 REFERENCES_KEPT = 16
+# Predictions of these types are a classifier's labels, or a regressor's numbers, as they are (_predicted): no
+# object to take the prediction from, no probability of 1 to make a label of (scores.label_of), no bool that
+# a regressor's numbers leave out.
+PLAIN_LABELS = frozenset({str, int, bool, type(None)})
+PLAIN_NUMBERS = frozenset({int, float, type(None)})
 # Postgres's memory for sorting a window's rows (_window): MAX_WINDOW_ROWS rows of 20 features take ~60 MB.
 WINDOW_WORK_MEM = "64MB"
 
@@ -140,23 +145,26 @@ def version_drift(*, session: Session, artifacts: ArtifactStore, baseline: Versi
     }
     if REFERENCE_PREDICTION in reference.frame:
         classifier = baseline.model_type == "classification"
-        predicted = [value_of(value, "prediction") for value in outputs]
-        # A label is a string, number or bool, a regressor's prediction a finite number; anything else a
-        # client sent (a list, an object) counts as missing.
-        if classifier:
-            predicted = [label if isinstance(label, (str, int, float, bool)) else None
-                         for label in map(label_of, predicted)]
-        else:
-            predicted = [number(value) for value in predicted]
         from services.monitoring import drift_tests
 
         tested = drift_tests.feature_drift("prediction", CATEGORICAL if classifier else NUMERIC,
-                                           reference.column(REFERENCE_PREDICTION), predicted)
+                                           reference.column(REFERENCE_PREDICTION), _predicted(outputs, classifier))
         report["prediction_drift"] = asdict(tested) if tested else None
     report["concept_drift"] = _concept_drift(session, baseline, since=since, predictions=predictions, now=now)
     _store(session, baseline, report, hours=hours, predictions=predictions,
            standard=hours == standard_hours and predictions is None and correction == "none", now=now)
     return report
+
+
+def _predicted(outputs: list[Any], classifier: bool) -> list[Any]:
+    """The window's predictions as tested: a classifier's labels (a string, number or bool), a regressor's
+    finite numbers; anything else a client sent (a list, an object) counts as missing."""
+    if set(map(type, outputs)) <= (PLAIN_LABELS if classifier else PLAIN_NUMBERS):
+        return outputs  # as tested already: the usual case, without three Python calls per prediction
+    predicted = [value_of(value, "prediction") for value in outputs]
+    if classifier:
+        return [label if isinstance(label, (str, int, float, bool)) else None for label in map(label_of, predicted)]
+    return [number(value) for value in predicted]
 
 
 def _window(session: Session, baseline: VersionBaseline, *, since: datetime | None, limit: int,
