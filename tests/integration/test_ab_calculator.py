@@ -13,7 +13,9 @@ from statsmodels.stats.proportion import proportion_effectsize, proportions_ztes
 
 from tests.support.registry import bearer
 
-pytestmark = pytest.mark.integration
+# The calls read and write no table: once is enough (postgres_only's "what another test proves on SQLite":
+# the README tour makes them against make run).
+pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 
 ANALYSIS, SRM, SAMPLE_SIZE = "/api/v1/ab-tests/analysis", "/api/v1/ab-tests/srm", "/api/v1/ab-tests/sample-size"
 

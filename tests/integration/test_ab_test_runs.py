@@ -203,23 +203,25 @@ def test_traffic_and_actuals_carry_a_test_to_its_verdict_and_the_winner_is_promo
 
     iris = load_iris()
     actuals = []
-    # Enough for B's few mistakes (~3%) to be counted: the sequential test trusts a rate only with 5 of each.
-    for n in range(600):
+    for n in range(400):
         row = dict(zip(FEATURES, map(float, iris.data[n % 150])))
         answer = client.post(f"/api/v1/endpoints/{endpoint}/predict",
                              json={"instances": [row], "unit_id": f"user-{n}", "request_id": f"order-{n}"},
                              headers=ds)
         assert answer.status_code == 200, answer.json
-        actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": int(iris.target[n % 150])})
+        # One actual in ten contradicts the truth: B errs often enough (~10%) for its rate to be trusted,
+        # whichever units the test's salt sends it.
+        actual = int(iris.target[n % 150]) if n % 10 else (int(iris.target[n % 150]) + 1) % 3
+        actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": actual})
     # Serving hands its records to the ingest pool: the actuals are posted once they are stored.
     wait_for(lambda: client.get(f"/api/v1/models/{model['id']}/performance?days=1", headers=ds
-                                ).json["summary"]["predictions"] >= 600, timeout=60, what="the predictions stored")
+                                ).json["summary"]["predictions"] >= 400, timeout=60, what="the predictions stored")
     stored = client.post("/api/v1/monitoring/actuals", json={"records": actuals}, headers=ds)
-    assert stored.status_code == 202 and stored.json["accepted"] == 600, stored.json
+    assert stored.status_code == 202 and stored.json["accepted"] == 400, stored.json
 
     results = client.get(f"{AB_TESTS}/{test['id']}/results", headers=ds).json
     accuracy = next(metric for metric in results["metrics"] if metric["name"] == "accuracy")
-    assert accuracy["estimate_b"] > 0.9 > 0.5 > accuracy["estimate_a"]
+    assert accuracy["estimate_b"] > 0.8 > 0.5 > accuracy["estimate_a"]
     assert accuracy["p_value_sequential"] < 0.05 and results["srm"]["flagged"] is False, accuracy
     assert results["decision"]["verdict"] == "b_wins", results
 
