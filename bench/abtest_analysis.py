@@ -37,7 +37,8 @@ from typing import Iterator
 import psycopg
 import sqlalchemy as sa
 
-from services.monitoring import ab_analysis, partitions, rollups
+from bench.monitoring_performance import day_partitions
+from services.monitoring import ab_analysis, rollups
 from services.monitoring.handlers import ab_test_analyses, version_baselines
 from shared.db import Database, utcnow
 from shared.events.catalogue import build_envelope
@@ -134,13 +135,7 @@ def _late_actuals(conn: psycopg.Connection, test: Test, round_: int) -> list[str
 def _partitions(db: Database, today) -> None:
     """Day partitions for the window, as beat's upkeep makes them for days with rows (partitions.keep_days)."""
     with db.transaction() as session:
-        for day in range(DAYS + 2):
-            session.execute(sa.text(
-                "INSERT INTO predictions (id, day, model_id, version, request_id, prediction, predicted_at, "
-                "received_at) VALUES (gen_random_uuid(), :day, gen_random_uuid(), 1, 'seed', '1', :day, :day)"),
-                {"day": today - timedelta(days=day)})
-        partitions.keep_days(session, retention_days=365, today=today)
-        session.execute(sa.text("DELETE FROM predictions WHERE request_id = 'seed'"))
+        day_partitions(session, today, DAYS + 2)
 
 
 def _announce(db: Database, test: Test, started_at: datetime) -> None:

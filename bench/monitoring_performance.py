@@ -77,22 +77,28 @@ def _seed(stack: ModelyardStack, model_id: str, *, prefix: str, count: int, end:
     return time.monotonic() - began
 
 
-def _make_partitions(stack: ModelyardStack) -> None:
-    """The last DAYS days' partitions, as beat's upkeep makes them for days with rows (partitions.py)."""
+def day_partitions(session, today, days: int) -> None:
+    """The partitions of the `days` days up to `today`, as beat's upkeep makes them for days with rows
+    (partitions.keep_days): a row placed in each day, the partitions kept, the rows gone."""
     from services.monitoring import partitions
+
+    for day in range(days):
+        session.execute(sa.text(
+            "INSERT INTO predictions (id, day, model_id, version, request_id, prediction, predicted_at, "
+            "received_at) VALUES (gen_random_uuid(), :day, gen_random_uuid(), 1, 'seed', '1', :day, :day)"),
+            {"day": today - timedelta(days=day)})
+    partitions.keep_days(session, retention_days=365, today=today)
+    session.execute(sa.text("DELETE FROM predictions WHERE request_id = 'seed'"))
+
+
+def _make_partitions(stack: ModelyardStack) -> None:
+    """The last DAYS days' partitions (day_partitions)."""
     from shared.db import Database
 
     db = Database("postgresql+psycopg://" + stack.database_url.split("://", 1)[1])
     try:
         with db.transaction() as session:
-            today = datetime.now(timezone.utc).date()
-            for day in range(DAYS + 1):
-                session.execute(sa.text(
-                    "INSERT INTO predictions (id, day, model_id, version, request_id, prediction, predicted_at, "
-                    "received_at) VALUES (gen_random_uuid(), :day, gen_random_uuid(), 1, 'seed', '1', :day, :day)"),
-                    {"day": today - timedelta(days=day)})
-            partitions.keep_days(session, retention_days=365, today=today)
-            session.execute(sa.text("DELETE FROM predictions WHERE request_id = 'seed'"))
+            day_partitions(session, datetime.now(timezone.utc).date(), DAYS + 1)
     finally:
         db.dispose()
 
