@@ -53,8 +53,8 @@ def test_a_versions_description_tags_and_status_can_be_changed(client, ds, model
 
 
 @pytest.mark.parametrize("field, value", [
-    ("parameters", {"C": 2.0}), ("metrics", {"auc": 0.99}), ("dataset_id", str(uuid.uuid4())),
-    ("parent_version", 1), ("training_job_id", str(uuid.uuid4())), ("artifact_id", "a" * 64),
+    ("parameters", {"C": 2.0}), ("metrics", {"auc": 0.99}), ("dataset_id", "00000000-0000-4000-8000-000000000002"),
+    ("parent_version", 1), ("training_job_id", "00000000-0000-4000-8000-000000000003"), ("artifact_id", "a" * 64),
     ("artifact_sha256", "a" * 64), ("code_version", "git:abc"), ("flavor", "onnx"), ("profile", {}),
     ("provenance", "trained"),
 ])

@@ -247,7 +247,8 @@ def test_without_keys_the_store_tells_the_operator_what_to_set(tmp_path):
 
 @pytest.mark.parametrize("spec", ["k1", "k1:not base64!", "k1:" + base64.b64encode(b"short").decode(),
                                   "bad id:" + base64.b64encode(K1).decode(),
-                                  f"k1:{base64.b64encode(K1).decode()},k1:{base64.b64encode(K2).decode()}"])
+                                  f"k1:{base64.b64encode(K1).decode()},k1:{base64.b64encode(K2).decode()}"],
+                         ids=["no key", "not base64", "short", "bad id", "one id twice"])
 def test_malformed_keys_are_refused_at_startup(spec):
     with pytest.raises(ConfigError, match="MODELYARD_ARTIFACT_KEYS"):
         parse_keys(spec)
