@@ -1,6 +1,9 @@
 # The README's commands. Everything installs into .venv on first use.
 PYTHON ?= python3
 VENV := .venv
+# Test processes: one file stays on one process (module fixtures start servers); TEST_PROCESSES=0 runs serially.
+TEST_PROCESSES ?= 2
+PYTEST = $(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 BIN := $(VENV)/bin
 
 .PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving bench-monitoring
@@ -25,16 +28,16 @@ run: install
 
 ## test: every test tier against real Postgres, RabbitMQ and Redis
 test: install-dev
-	$(BIN)/pytest
+	$(PYTEST)
 
 unit: install-dev
-	$(BIN)/pytest tests/unit
+	$(PYTEST) tests/unit
 
 integration: install-dev
-	$(BIN)/pytest tests/integration
+	$(PYTEST) tests/integration
 
 e2e: install-dev
-	$(BIN)/pytest tests/e2e
+	$(PYTEST) tests/e2e
 
 ## stack: each service under gunicorn, relay, worker and beat, on localhost's Postgres/RabbitMQ/Redis
 stack: install
