@@ -24,6 +24,7 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
+from services.serving.mirror import Mirror
 from services.serving.predictions import predict
 from services.serving.replica import Replica, Route, bucket, choose
 from services.serving.window import ServingStats
@@ -111,13 +112,14 @@ def assignment(*, units: int, requests: int) -> list[str]:
         lines.append(f"  {label}: {figures[0]:.2f} us ({figures[1]:.2f}) per assignment (target < 100 us)")
 
     replica, rows = _replica()
-    stats, log = ServingStats(CollectorRegistry()), _DiscardedLog()
+    stats, log, mirror = ServingStats(CollectorRegistry()), _DiscardedLog(), Mirror()
     bodies = [{"unit_id": names[n % units], "instances": [rows[n % len(rows)]]} for n in range(requests)]
     model = replica.model(replica.desired(ENDPOINT).deployments["a"])
 
     def whole() -> None:
         for body in bodies:
-            predict(replica=replica, stats=stats, prediction_log=log, endpoint=ENDPOINT, body=body, max_rows=1000)
+            predict(replica=replica, stats=stats, prediction_log=log, mirror=mirror, endpoint=ENDPOINT, body=body,
+                    max_rows=1000)
 
     def model_alone() -> None:
         for body in bodies:

@@ -182,8 +182,9 @@ class ABTestCreateSchema(CreatedByCaller):
                                metadata={"description": "by default the champion's, else the latest"})
     environment = fields.String(load_default="production", validate=validate.OneOf(ENVIRONMENTS))
     # Units are placed in 10,000 slots: a share below one of them would send B nothing.
-    traffic_split = fields.Float(load_default=0.5, allow_nan=False, validate=validate.Range(min=0.0001, max=0.9999),
-                                 metadata={"description": "B's share of the units, 0.0001 to 0.9999"})
+    traffic_split = fields.Float(load_default=None, allow_nan=False, validate=validate.Range(min=0.0001, max=0.9999),
+                                 metadata={"description": "B's share of the units, 0.0001 to 0.9999; default 0.5. A "
+                                                          "shadow test copies every unit to B and ignores it"})
     success_metrics = _metrics(fields.String(validate=validate.Length(min=1, max=64)), required=True)
     guardrail_metrics = _metrics(GuardrailEntry(), load_default=list)
     min_sample_size = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=1, max=2**53),
@@ -225,7 +226,8 @@ class ABTestSchema(Schema):
     version_b = fields.Integer()
     model_type = fields.String()
     environment = fields.String()
-    traffic_split = fields.Float()
+    traffic_split = fields.Float(metadata={"description": "B's share of the units; 1 for a shadow test: B gets a copy "
+                                                          "of every request"})
     success_metrics = fields.List(fields.String())
     guardrail_metrics = fields.List(fields.Nested(GuardrailDefinitionSchema))
     min_sample_size = fields.Integer()

@@ -114,7 +114,9 @@ def create_test(*, session: Session, actor: Actor, request_id: str, registry: Re
                                                      "version or model for B."]})
     success = ab_metrics.success_metrics(body["success_metrics"], model_a["type"])
     guardrails = ab_metrics.guardrails(body["guardrail_metrics"], model_a["type"])
-    split = body["traffic_split"]
+    shadow = body["type"] == "shadow"
+    # Shadow: B answers a copy of every request A answers, so it sees every unit.
+    split = 1.0 if shadow else 0.5 if body["traffic_split"] is None else body["traffic_split"]
     now = utcnow()
     test = ABTest(
         id=uuid.uuid4(), name=body["name"], description=body["description"], type=body["type"],
@@ -126,15 +128,17 @@ def create_test(*, session: Session, actor: Actor, request_id: str, registry: Re
         minimum_detectable_effect=body["minimum_detectable_effect"], test_config=body["test_config"],
         auto_promote=body["auto_promote"], status=DRAFT,
         warnings=_warnings(version_a, success[0], mde=body["minimum_detectable_effect"],
-                           alpha=body["significance_level"], ratio=1.0 if body["type"] == "shadow" else split / (1 - split),
+                           alpha=body["significance_level"], ratio=1.0 if shadow else split / (1 - split),
                            min_sample_size=body["min_sample_size"]),
         created_by=actor.name, created_by_id=actor.id, created_at=now)
     planned = body["test_config"].get("sample_size")
-    # Shadow: B sees a copy of every unit A does.
-    smallest_arm = planned if body["type"] == "shadow" else planned * min(split, 1 - split) if planned else None
+    smallest_arm = planned if shadow else planned * min(split, 1 - split) if planned else None
     if smallest_arm is not None and smallest_arm < body["min_sample_size"]:
         test.warnings.append(f"test_config.sample_size {planned} gives an arm about {int(smallest_arm)} units, below "
                              f"min_sample_size {body['min_sample_size']}: the test cannot conclude within its plan.")
+    if shadow and body["traffic_split"] is not None:
+        test.warnings.append(f"traffic_split {body['traffic_split']:g} is ignored: a shadow test sends B a copy of "
+                             "every request, and only A's answers are returned.")
     session.add(test)
     session.flush()
     audit.record_change(session, actor=actor, action="ab_test.created", resource_type="ab_test", resource_id=test.id,
@@ -188,8 +192,6 @@ def start_test(*, session: Session, actor: Actor, request_id: str, registry: Reg
     test = get_test(session, test_id, for_update=True)
     if test.status != DRAFT:
         raise Conflict(f"The test is {test.status}: only a draft starts. Define a new test to run it again.")
-    if test.type != "traffic_split":
-        raise Conflict("Shadow tests cannot start yet: define a traffic_split test.")
     endpoint, live = _live_arm_a(session, test)
     model_b = registry.model(str(test.model_b_id))
     version_b = registry.version(str(test.model_b_id), test.version_b)

@@ -177,14 +177,21 @@ def _split_units(session: Session, deployment: Deployment, endpoint: Endpoint, p
     placed by a hash salted with the test's id, and holds it until the test ends: no next step follows."""
     test = session.scalar(sa.select(ABTest).where(ABTest.deployment_b_id == deployment.id))
     a = session.get(Deployment, deployment.previous_id)
-    share = deployment.steps[0]
-    change = traffic.switch(session, endpoint, [traffic.route(deployment.id, deployment.version, share),
-                                                traffic.route(a.id, a.version, 100.0 - share)],
-                            deployment_id=deployment.id, ahead_seconds=pace.ahead_seconds, salt=str(test.id),
-                            reason=f"A/B test {test.name!r}: version {deployment.version} takes {share:g}% of units")
+    if test.type == "shadow":
+        routes = [traffic.route(a.id, a.version, 100.0), traffic.route(deployment.id, deployment.version, 100.0,
+                                                                       shadow=True)]
+        taking = f"a copy of every request, answered beside version {a.version}, which alone is returned"
+    else:
+        share = deployment.steps[0]
+        routes = [traffic.route(deployment.id, deployment.version, share),
+                  traffic.route(a.id, a.version, 100.0 - share)]
+        taking = f"{share:g}% of units, beside version {a.version}"
+    change = traffic.switch(session, endpoint, routes, deployment_id=deployment.id, ahead_seconds=pace.ahead_seconds,
+                            salt=str(test.id), reason=f"A/B test {test.name!r}: version {deployment.version} takes "
+                                                      f"{taking}")
     deployment.step = 0
-    transition(session, deployment, CANARY_STEPS, f"A/B test {test.name!r}: {share:g}% of units to version "
-                                                  f"{deployment.version}, beside version {a.version}")
+    transition(session, deployment, CANARY_STEPS, f"A/B test {test.name!r}: version {deployment.version} takes "
+                                                  f"{taking}")
     # Its share takes effect then; the observation window runs from there. Nothing is due before the test ends.
     deployment.live_at, deployment.next_action_at = traffic.effective_at(change), None
     enqueue_after_commit(session, OBSERVE, str(deployment.id), queue=pace.queue,

@@ -203,6 +203,9 @@ class RouteSchema(Schema):
     version = fields.Integer()
     weight = fields.Float(metadata={"description": "percent of the endpoint's traffic, to the hundredth (0.5: half "
                                                    "a percent)"})
+    shadow = fields.Boolean(dump_default=False, metadata={
+        "description": "answers a copy of every request (a shadow A/B test's B); its answers are recorded, never "
+                       "returned, and its weight is not part of the others' 100"})
 
 
 SALT_DESCRIPTION = ("what units are hashed with to place them among the routes (an A/B test's id); "

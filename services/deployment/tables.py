@@ -96,7 +96,8 @@ class Transition(UUIDPrimaryKey, Base):
 
 class TrafficChange(Base):
     """From `effective_at` on, the endpoint's traffic goes to `routes` ([{deployment_id, version, weight}],
-    weight a percent, fractions allowed) and a unit meets the route its hash with `salt` places it in.
+    weight a percent, fractions allowed) and a unit meets the route its hash with `salt` places it in; a
+    route with `shadow: true` answers a copy of every request besides, never returned (traffic.route).
 
     Rows are never updated: the endpoint's history is the sequence, and the version that served at a
     moment is in the last row effective by then. A switch is written a few seconds ahead so that every

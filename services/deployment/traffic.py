@@ -24,9 +24,13 @@ from shared.events.outbox import emit
 PRODUCER = "deployment"
 
 
-def route(deployment_id: uuid.UUID, version: int, weight: float) -> dict:
+def route(deployment_id: uuid.UUID, version: int, weight: float, *, shadow: bool = False) -> dict:
     """A share of the endpoint's traffic: `weight` percent (0.5 is half a percent), to the hundredth,
-    which is as fine as serving places units (services/serving/replica.py bucket)."""
+    which is as fine as serving places units (services/serving/replica.py bucket). A shadow route (a
+    shadow A/B test's B) answers a copy of every request besides the other routes, and its answers are
+    recorded, never returned: its weight is 100, and the others' still add up to 100 without it."""
+    if shadow:
+        return {"deployment_id": str(deployment_id), "version": version, "weight": 100.0, "shadow": True}
     return {"deployment_id": str(deployment_id), "version": version, "weight": round(float(weight), 2)}
 
 

@@ -128,10 +128,13 @@ def hourly_sums(session: Session, test: ABTestAnalysis, ranges: Ranges) -> dict[
         columns = ()
     hour = (sa.func.date_trunc("hour", sa.func.timezone("UTC", Prediction.predicted_at)) if postgres
             else sa.func.strftime("%Y-%m-%d %H:00:00", Prediction.predicted_at))
+    # A shadow test's B answered copies of A's requests, whose outcomes users record under model A.
+    outcome_of = (Actual.model_id == test.model_a_id) if test.type == "shadow" else \
+        (Actual.model_id == Prediction.model_id)
     rows = sa.union_all(*(
         _arm_rows(test, arm, ranges, sa.literal(arm).label("arm"), hour.label("hour"), Prediction.error,
                   Prediction.latency_ms, *columns).outerjoin(
-            Actual, sa.and_(Actual.model_id == Prediction.model_id, Actual.request_id == Prediction.request_id))
+            Actual, sa.and_(outcome_of, Actual.request_id == Prediction.request_id))
         for arm in ARMS)).subquery()
     latency = rows.c.latency_ms
     labels = [rows.c.predicted, rows.c.actual] if "predicted" in rows.c else []

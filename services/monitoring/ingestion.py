@@ -1,7 +1,7 @@
 """Storing prediction records (shared.prediction_records) as rows of the predictions table.
 
-A request id already stored for its model and day is skipped, so a batch stored twice adds nothing. On
-Postgres a batch goes by COPY into a temporary table and from there, by one INSERT ... ON CONFLICT DO
+A request id already stored for its model version and day is skipped, so a batch stored twice adds
+nothing. On Postgres a batch goes by COPY into a temporary table and from there, by one INSERT ... ON CONFLICT DO
 NOTHING, into the (partitioned) predictions table: COPY alone cannot skip a row; on SQLite it is one
 executemany. One bad record must not cost the others their place, and one statement fails whole: each
 record is checked first against what the databases refuse (a string with NUL, NaN in JSONB, a value too
@@ -55,8 +55,8 @@ class Ingested:
 
 
 def store_predictions(*, session: Session, records: list[Any], hash_key: str) -> Ingested:
-    """Store the valid records of a batch once per (model, request id), their sensitive features protected
-    with `hash_key` (sensitive.py); report the rest."""
+    """Store the valid records of a batch once per (model version, request id), their sensitive features
+    protected with `hash_key` (sensitive.py); report the rest."""
     outcome = Ingested()
     rows: list[tuple[int, dict[str, Any]]] = []
     received_at = utcnow()
@@ -154,7 +154,7 @@ _CREATE_INCOMING = (f"CREATE TEMPORARY TABLE IF NOT EXISTS {_INCOMING} "
                     f"(LIKE {TABLE.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
 _COPY = f"COPY {_INCOMING} ({', '.join(_COLUMNS)}) FROM STDIN"
 _MOVE = (f"INSERT INTO {TABLE.name} ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM {_INCOMING} "
-         "ON CONFLICT (model_id, request_id, day) DO NOTHING")
+         "ON CONFLICT (model_id, request_id, version, day) DO NOTHING")
 
 
 def _copy_insert(session: Session, rows: list[dict[str, Any]]) -> int:
@@ -172,7 +172,7 @@ def _copy_insert(session: Session, rows: list[dict[str, Any]]) -> int:
         cursor.close()
 
 
-_SQLITE_INSERT = sqlite.insert(TABLE).on_conflict_do_nothing(index_elements=["model_id", "request_id", "day"]) \
+_SQLITE_INSERT = sqlite.insert(TABLE).on_conflict_do_nothing(index_elements=["model_id", "request_id", "version", "day"]) \
     .returning(TABLE.c.id)
 
 

@@ -1,7 +1,8 @@
 """The predictions store: one row per prediction a model served (or failed to serve).
 
-Only monitoring writes it. A request id is stored once per model and UTC day of its prediction time
-(the unique key), so a batch the ingest worker runs twice, or a record sent twice, leaves one row. Reads
+Only monitoring writes it. A request id is stored once per model version and UTC day of its prediction
+time (the unique key), so a batch the ingest worker runs twice, or a record sent twice, leaves one row;
+a shadow A/B test's two versions of one model each keep their answer to the request. Reads
 go by model and time. On Postgres the table is partitioned by that day (partitions.py): old days are
 dropped whole, and the unique key, which must hold the partition key, is checked within one partition.
 """
@@ -51,7 +52,8 @@ class Prediction(UUIDPrimaryKey, Base):
     received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
-        sa.UniqueConstraint("model_id", "request_id", "day", name="uq_predictions_model_id_request_id_day"),
+        sa.UniqueConstraint("model_id", "request_id", "version", "day",
+                            name="uq_predictions_model_id_request_id_version_day"),
         sa.Index("ix_predictions_model_id_predicted_at", "model_id", "predicted_at"),
         {"postgresql_partition_by": "RANGE (day)"},
     )

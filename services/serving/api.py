@@ -16,6 +16,7 @@ from flask_smorest import Api
 from marshmallow import Schema, fields, validate
 
 from services.serving import predictions, switch
+from services.serving.mirror import Mirror
 from services.serving.prediction_log import PredictionLog
 from services.serving.replica import Replica
 from services.serving.window import ServingStats, process_usage
@@ -68,10 +69,12 @@ class Serving:
     replica: Replica
     stats: ServingStats
     log: PredictionLog
+    mirror: Mirror
 
     def close(self) -> None:
         switch.forget(self.replica.refresh_if_served)
         self.replica.stop()
+        self.mirror.close()  # before the log: the shadow predictions it runs still hand the log their records
         self.log.close()
 
 
@@ -148,7 +151,7 @@ def _serving() -> Serving:
                 switch.start_listening(rt.settings.events_url, rt.settings.events_exchange)
             log = PredictionLog(task_sender(rt.settings), rt.settings.task_queue(PREDICTIONS_QUEUE),
                                 registry=rt.registry)
-            app.extensions[SERVING_KEY] = serving = Serving(replica, stats, log)
+            app.extensions[SERVING_KEY] = serving = Serving(replica, stats, log, Mirror(registry=rt.registry))
             rt.closers.append(serving.close)
         return app.extensions[SERVING_KEY]
 
@@ -166,7 +169,7 @@ class EndpointPredict(MethodView):
         """Predict with the endpoint's live version (or, during a canary, the version this unit meets)."""
         serving = _serving()
         answer = predictions.predict(replica=serving.replica, stats=serving.stats, prediction_log=serving.log,
-                                     endpoint=name, body=body, max_rows=runtime().settings.max_predict_rows)
+                                     mirror=serving.mirror, endpoint=name, body=body, max_rows=runtime().settings.max_predict_rows)
         return answer, 200, {"X-Model-Version": str(answer["model_version"])}
 
 

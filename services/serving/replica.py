@@ -49,12 +49,14 @@ class Route:
 
 @dataclass(frozen=True)
 class Change:
-    """From `effective_at` (epoch seconds), the endpoint's routes, and what units are hashed with to place
-    them (an A/B test's id; None: the endpoint's name)."""
+    """From `effective_at` (epoch seconds), the endpoint's routes, what units are hashed with to place
+    them (an A/B test's id; None: the endpoint's name), and the shadow routes that answer a copy of every
+    request (a shadow A/B test's B), never returned."""
 
     effective_at: float
     routes: tuple[Route, ...]
     salt: str | None
+    shadows: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,10 @@ class Desired:
 def parse_desired(body: dict[str, Any]) -> Desired:
     changes = tuple(
         Change(datetime.fromisoformat(change["effective_at"]).timestamp(),
-               tuple(Route(r["deployment_id"], r["version"], r["weight"]) for r in change["routes"]),
-               change.get("salt"))
+               tuple(Route(r["deployment_id"], r["version"], r["weight"]) for r in change["routes"]
+                     if not r.get("shadow")),
+               change.get("salt"),
+               tuple(Route(r["deployment_id"], r["version"], r["weight"]) for r in change["routes"] if r.get("shadow")))
         for change in body["changes"])
     # A control plane older than per-deployment model ids (a rolling upgrade) names only the endpoint's.
     deployments = {key: {"model_id": body["model_id"], **deployment} for key, deployment in body["deployments"].items()}

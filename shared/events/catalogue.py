@@ -232,6 +232,8 @@ class TrafficRoute(Schema):
     deployment_id = fields.UUID(required=True)
     version = fields.Integer(required=True)
     weight = fields.Float(required=True)  # percent; fractions since A/B tests (0.5: half a percent)
+    # A shadow A/B test's B: a copy of every request, answers recorded, never returned. Older events lack it.
+    shadow = fields.Boolean()
 
 
 class EndpointTrafficChanged(_Payload):
@@ -257,8 +259,9 @@ class ABTestGuardrail(Schema):
 
 
 class ABTestStarted(_Payload):
-    """An A/B test's arms are on its endpoint (B takes `traffic_split` of the units once its health check passes),
-    with everything its analysis needs: the metrics, their guardrail margins and the test's settings."""
+    """An A/B test's arms are on its endpoint (B takes `traffic_split` of the units once its health check passes;
+    a shadow test's B, traffic_split 1, answers a copy of every request instead, never returned), with everything
+    its analysis needs: the metrics, their guardrail margins and the test's settings."""
 
     ab_test_id = fields.UUID(required=True)
     name = fields.String(required=True)

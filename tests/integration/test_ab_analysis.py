@@ -234,6 +234,41 @@ def test_before_any_traffic_the_results_have_no_figures_and_an_unknown_test_is_n
     assert client.get(f"/api/v1/ab-tests/{test['ab_test_id']}/results").status_code == 401
 
 
+@pytest.mark.parametrize("same_model", [True, False], ids=["two-versions", "two-models"])
+def test_a_shadow_tests_b_is_judged_on_copies_of_as_requests_against_the_actuals_recorded_for_a(app, client,
+                                                                                                 same_model):
+    db = app.extensions["modelyard"].db
+    started = datetime.now(timezone.utc) - timedelta(hours=2)
+    model_a = uuid.uuid4()
+    test = _start(db, started_at=started, type="shadow", traffic_split=1.0, model_a=model_a,
+                  model_b=model_a if same_model else None, success_metrics=["accuracy"], guardrail_metrics=[],
+                  min_sample_size=100)
+    rng = np.random.default_rng(7)
+    actuals = rng.integers(0, 2, 400)
+    answers = {"A": np.where(rng.random(400) < 0.7, actuals, 1 - actuals),
+               "B": np.where(rng.random(400) < 0.9, actuals, 1 - actuals)}
+    # B's records are copies of A's requests (serving's mirror): the same ids, units and times; the
+    # outcomes come in for model A alone, as its users saw only A's answers.
+    records = [prediction_record(model_id=test[f"model_{arm.lower()}_id"], version=test[f"version_{arm.lower()}"],
+                                 request_id=f"r{index}", unit_id=f"u{index}", endpoint=ENDPOINT,
+                                 predicted_at=started + timedelta(minutes=10, seconds=index),
+                                 prediction=int(answers[arm][index]), latency_ms=10.0,
+                                 actual=int(actual) if arm == "A" else None)
+               for arm in "AB" for index, actual in enumerate(actuals)]
+    with db.transaction() as session:
+        stored = store_predictions(session=session, records=records, hash_key="")
+    assert (stored.stored, stored.duplicates) == (800, 0)  # one request id, one row per version
+
+    results = client.get(f"/api/v1/ab-tests/{test['ab_test_id']}/results", headers=bearer(app, "viewer")).json
+    assert results["units"] == {"A": 400, "B": 400}
+    assert results["srm"]["weights"] == [0.5, 0.5] and not results["srm"]["flagged"]
+    [accuracy] = [entry for entry in results["metrics"] if entry["name"] == "accuracy"]
+    correct = {arm: int((answers[arm] == actuals).sum()) for arm in "AB"}
+    [expected] = stats.adjust_success_metrics([stats.compare(
+        stats.RateArm(400, correct["A"]), stats.RateArm(400, correct["B"]), alpha=0.05, mixing_variance=1e-4)])
+    _same(accuracy, expected)
+
+
 def test_a_60_40_realisation_of_a_50_50_split_is_a_sample_ratio_mismatch(app):
     db = app.extensions["modelyard"].db
     started = datetime.now(timezone.utc) - timedelta(hours=1)

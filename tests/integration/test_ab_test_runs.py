@@ -216,11 +216,12 @@ def test_traffic_and_actuals_carry_a_test_to_its_verdict_and_the_winner_is_promo
         # whichever units the test's salt sends it.
         actual = int(iris.target[n % 150]) if n % 10 else (int(iris.target[n % 150]) + 1) % 3
         actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": actual})
-    # Serving hands its records to the ingest pool: the actuals are posted once they are stored.
-    wait_for(lambda: client.get(f"/api/v1/models/{model['id']}/performance?days=1", headers=ds
-                                ).json["summary"]["predictions"] >= 400, timeout=60, what="the predictions stored")
     stored = client.post("/api/v1/monitoring/actuals", json={"records": actuals}, headers=ds)
     assert stored.status_code == 202 and stored.json["accepted"] == 400, stored.json
+    # Serving hands its records to the ingest pool: the results are asked for once all 400 met their actuals
+    # (the probes above have none).
+    wait_for(lambda: client.get(f"/api/v1/models/{model['id']}/performance?days=1", headers=ds
+                                ).json["summary"]["with_actuals"] >= 400, timeout=60, what="the predictions stored")
 
     results = client.get(f"{AB_TESTS}/{test['id']}/results", headers=ds).json
     accuracy = next(metric for metric in results["metrics"] if metric["name"] == "accuracy")
@@ -235,3 +236,62 @@ def test_traffic_and_actuals_carry_a_test_to_its_verdict_and_the_winner_is_promo
                                                    queue=load_settings(settings).task_queue("default"))
     wait_for(lambda: client.get(f"/api/v1/endpoints/{endpoint}", headers=ds).json["live_version"] == 2, timeout=60,
              what="B promoted to live")
+
+
+def test_a_shadow_b_answers_copies_never_returned_and_is_judged_against_as_actuals(client, ds, ml):
+    """Shadow: every request is answered by A and copied to B, whose answers are recorded under the same
+    request ids; the actuals of A's answers judge both, and the verdict ends the shadow without promoting."""
+    from sklearn.datasets import load_iris
+
+    model = create_model(client, ds, features=FEATURES)
+    for data in (skops_model(0, shuffled=True), skops_model(0)):
+        assert upload_version(client, ds, model["id"], data, filename="model.skops").status_code == 201
+    endpoint = wait_ended(client, ml, deploy(client, ml, model["id"], version=1))["endpoint"]
+    test = define(client, ml, model, version_b=2, type="shadow", min_sample_size=50)
+    assert test["traffic_split"] == 1.0 and test["type"] == "shadow"
+    test = client.post(f"{AB_TESTS}/{test['id']}/start", headers=ml).json
+    assert test["status"] == "running", test
+    wait_for(lambda: arm_status(client, ml, test) == "canary", timeout=60, what="B to take its copies")
+    shadow_route = {"deployment_id": test["deployment_b_id"], "version": 2, "weight": 100.0, "shadow": True}
+    wait_for(lambda: shadow_route in ((client.get(f"/api/v1/endpoints/{endpoint}", headers=ml).json["traffic"]
+                                       or {}).get("routes") or []), timeout=10, what="B's shadow route in effect")
+    # Replicas learn of it at their next poll or event: probe until a copy of a probe reached B.
+    def copied_to_b() -> bool:
+        assert served(client, ds, endpoint, "probe") == 1
+        return client.get(f"/api/v1/models/{model['id']}/performance?days=1&version=2",
+                          headers=ds).json["summary"]["predictions"] > 0
+
+    wait_for(copied_to_b, timeout=30, what="B answering copies")
+
+    iris = load_iris()
+    actuals = []
+    for n in range(300):
+        row = dict(zip(FEATURES, map(float, iris.data[n % 150])))
+        answer = client.post(f"/api/v1/endpoints/{endpoint}/predict",
+                             json={"instances": [row], "unit_id": f"user-{n}", "request_id": f"order-{n}"},
+                             headers=ds)
+        assert answer.status_code == 200 and answer.json["model_version"] == 1, answer.json
+        actual = int(iris.target[n % 150]) if n % 10 else (int(iris.target[n % 150]) + 1) % 3
+        actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": actual})
+    stored = client.post("/api/v1/monitoring/actuals", json={"records": actuals}, headers=ds)
+    assert stored.status_code == 202 and stored.json["accepted"] == 300, stored.json
+    # Every order-n was answered by both versions, each stored under its own version, each meeting its actual.
+    for version in (1, 2):
+        wait_for(lambda: client.get(f"/api/v1/models/{model['id']}/performance?days=1&version={version}",
+                                    headers=ds).json["summary"]["with_actuals"] >= 300, timeout=60,
+                 what=f"version {version}'s predictions stored")
+
+    results = client.get(f"{AB_TESTS}/{test['id']}/results", headers=ds).json
+    assert results["units"]["A"] == results["units"]["B"] >= 300
+    assert results["srm"]["weights"] == [0.5, 0.5] and results["srm"]["flagged"] is False
+    accuracy = next(metric for metric in results["metrics"] if metric["name"] == "accuracy")
+    assert accuracy["estimate_b"] > 0.8 > 0.5 > accuracy["estimate_a"], accuracy
+    assert results["decision"]["verdict"] == "b_wins", results
+
+    concluded = wait_for(lambda: (found := client.get(f"{AB_TESTS}/{test['id']}", headers=ml).json)["status"]
+                         == "concluded" and found, timeout=20, what="the deployment service to conclude the test")
+    assert concluded["verdict"] == "b_wins"
+    # Without auto_promote the shadow simply ends: A alone, as before.
+    endpoint_now = client.get(f"/api/v1/endpoints/{endpoint}", headers=ml).json
+    assert endpoint_now["live_version"] == 1
+    assert [route.get("shadow", False) for route in endpoint_now["traffic"]["routes"]] == [False]

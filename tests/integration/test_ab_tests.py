@@ -71,6 +71,16 @@ def test_two_versions_of_one_model_and_guardrails_with_their_own_margins(client,
     assert test["min_sample_size"] == 1000 and test["significance_level"] == 0.05 and test["auto_promote"] is False
 
 
+def test_a_shadow_test_copies_every_request_to_b_and_says_a_split_given_to_it_is_ignored(client, engineer, models):
+    old, new = models
+    answer = client.post(AB_TESTS, json={"name": "shadowed", "model_a_id": old["id"], "model_b_id": new["id"],
+                                         "type": "shadow", "traffic_split": 0.2, "success_metrics": ["accuracy"]},
+                         headers=engineer)
+    assert answer.status_code == 201, answer.json
+    assert (answer.json["type"], answer.json["traffic_split"]) == ("shadow", 1.0)
+    assert any("traffic_split 0.2 is ignored" in warning for warning in answer.json["warnings"]), answer.json
+
+
 def test_too_small_a_sample_for_the_effect_sought_is_said(client, ds, engineer):
     model = model_with_versions(client, ds, 1)
     upload_version(client, ds, model["id"], skops_model(5), metadata={"metrics": {"test_accuracy": 0.8}},

@@ -5,12 +5,14 @@ new salt; and each prediction recorded under the model of the deployment that an
 from __future__ import annotations
 
 import math
+import threading
 import uuid
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from services.serving import predictions
+from services.serving.mirror import Mirror
 from services.serving.replica import Route, bucket, choose, parse_desired
 from services.serving.window import ServingStats
 
@@ -87,15 +89,20 @@ class _Model:
         return [self.answer] * len(rows), None
 
 
+class _Failing(_Model):
+    def predict(self, rows):
+        raise RuntimeError("out of memory")
+
+
 class _Replica:
-    def __init__(self, desired):
-        self._desired = desired
+    def __init__(self, desired, failing=()):
+        self._desired, self._failing = desired, failing
 
     def desired(self, endpoint):
         return self._desired
 
     def model(self, deployment):
-        return _Model(deployment["version"] * 10)
+        return (_Failing if deployment["version"] in self._failing else _Model)(deployment["version"] * 10)
 
 
 class _Log:
@@ -120,7 +127,7 @@ def test_a_prediction_is_answered_and_recorded_as_the_deployment_its_unit_meets(
     log, stats = _Log(), ServingStats(CollectorRegistry())
     units = UNITS[:200]
     for unit in units:
-        answer = predictions.predict(replica=_Replica(desired), stats=stats, prediction_log=log,
+        answer = predictions.predict(replica=_Replica(desired), stats=stats, prediction_log=log, mirror=Mirror(),
                                      endpoint="churn-production", body={"instances": [{"x": 1.0}], "unit_id": unit},
                                      max_rows=10)
         assert answer["model_id"] == (new_model if placed[unit] == "b" else old_model), unit
@@ -130,3 +137,62 @@ def test_a_prediction_is_answered_and_recorded_as_the_deployment_its_unit_meets(
     window = stats.window("churn-production")
     assert {key: (numbers["version"], numbers["requests"]) for key, numbers in window.items()} == {
         "a": (1, sum(placed[u] == "a" for u in units)), "b": (1, sum(placed[u] == "b" for u in units))}
+
+
+def _shadowed(a_model, b_model):
+    return parse_desired({
+        "endpoint": "churn-production", "model_id": a_model, "now": "2026-01-01T10:00:00+00:00",
+        "changes": [{"effective_at": "2026-01-01T10:00:00+00:00", "salt": SALT,
+                     "routes": [{"deployment_id": "a", "version": 1, "weight": 100.0},
+                                {"deployment_id": "b", "version": 2, "weight": 100.0, "shadow": True}]}],
+        "deployments": {"a": {"model_id": a_model, "version": 1, "artifact_sha256": "0" * 64},
+                        "b": {"model_id": b_model, "version": 2, "artifact_sha256": "1" * 64}},
+    })
+
+
+def test_a_shadow_version_answers_a_copy_of_every_request_recorded_beside_the_answer_never_returned():
+    model = str(uuid.uuid4())
+    log, stats, mirror = _Log(), ServingStats(CollectorRegistry()), Mirror()
+    answers = [predictions.predict(replica=_Replica(_shadowed(model, model)), stats=stats, prediction_log=log,
+                                   mirror=mirror, endpoint="churn-production",
+                                   body={"instances": [{"x": 1.0}, {"x": 2.0}], "unit_id": unit, "request_id": unit},
+                                   max_rows=10)
+               for unit in UNITS[:50]]
+    mirror.close()  # runs what is queued
+    assert {(a["model_version"], tuple(a["predictions"])) for a in answers} == {(1, (10, 10))}
+    by_version = {version: [r for r in log.records if r["version"] == version] for version in (1, 2)}
+    assert [r["prediction"] for r in by_version[2]] == [20] * 100
+    # The copy is the same request: its ids, unit, rows and time; only the version and deployment differ.
+    same = ("request_id", "unit_id", "features", "predicted_at", "model_id")
+    assert [{k: r[k] for k in same} for r in by_version[2]] == [{k: r[k] for k in same} for r in by_version[1]]
+    assert {r["deployment_id"] for r in by_version[2]} == {"b"}
+    assert {key: numbers["requests"] for key, numbers in stats.window("churn-production").items()} == \
+        {"a": 50, "b": 50}
+
+
+def test_a_failing_shadow_is_recorded_as_failed_predictions_and_its_client_never_notices():
+    a_model, b_model = str(uuid.uuid4()), str(uuid.uuid4())
+    log, stats, mirror = _Log(), ServingStats(CollectorRegistry()), Mirror()
+    answer = predictions.predict(replica=_Replica(_shadowed(a_model, b_model), failing={2}), stats=stats,
+                                 prediction_log=log, mirror=mirror, endpoint="churn-production",
+                                 body={"instances": [{"x": 1.0}], "unit_id": "u-1", "request_id": "r-1"}, max_rows=10)
+    mirror.close()
+    assert answer["predictions"] == [10]
+    failed = [r for r in log.records if r["model_id"] == b_model]
+    assert [(r["request_id"], r["prediction"], r["error"]) for r in failed] == \
+        [("r-1", None, "Prediction failed: Version 2 failed to predict: RuntimeError: out of memory")]
+    assert stats.window("churn-production")["b"]["errors"] == 1
+
+
+def test_the_mirror_drops_and_counts_copies_when_its_queue_is_full_and_never_blocks():
+    registry = CollectorRegistry()
+    mirror, started, release = Mirror(capacity=1, registry=registry), threading.Event(), threading.Event()
+    mirror.submit(lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)
+    ran = []
+    mirror.submit(lambda: ran.append(1))  # queued
+    mirror.submit(lambda: ran.append(2))  # no room: dropped
+    release.set()
+    mirror.close()
+    assert (ran, mirror.dropped) == ([1], 1)
+    assert registry.get_sample_value("modelyard_shadow_dropped_requests_total") == 1
