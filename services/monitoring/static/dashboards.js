@@ -16,6 +16,11 @@
     return chart;
   }
 
+  // The x axis spans the whole window asked for, however few of its hours had predictions.
+  function window_of(since, until) {
+    return since && until ? [seconds(since), seconds(until)] : undefined;
+  }
+
   function points(stroke) { return {show: true, size: 9, stroke: stroke, fill: stroke}; }
 
   var draws = {
@@ -24,6 +29,7 @@
       var series = figures.performance.series;
       var metric = figures.performance.type === "classification" ? "accuracy" : "rmse";
       draw("performance", element, {
+        scales: {x: {range: window_of(figures.performance.since, figures.performance.until)}},
         series: [{}, {label: metric, stroke: "#2b6cb0", spanGaps: false},
                  {label: "error rate", stroke: "#c53030", scale: "rate"}],
         axes: [{}, {label: metric}, {side: 1, scale: "rate", label: "error rate"}],
@@ -37,6 +43,7 @@
       var flagged = {};
       judged.points.forEach(function (p) { flagged[p.start] = p.value; });
       draw("latency", element, {
+        scales: {x: {range: window_of(figures.anomalies.since, figures.anomalies.until)}},
         series: [{}, {label: "latency p95 (ms)", stroke: "#2b6cb0"},
                  {label: "expected", stroke: "#a0aec0", dash: [4, 4]},
                  {label: "anomaly", stroke: "#c53030", width: 0, points: points("#c53030")}],
