@@ -126,11 +126,15 @@
       var keys = Object.keys(names).sort();
       var colours = ["#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#d53f8c"];
       var alpha = figures.test.significance_level;
+      var looks = path.map(function (look) { return seconds(look.looked_at); });
       draw("p_path", element, {
-        scales: {y: {range: [0, 1]}},
+        // From the test's first traffic to its latest look, however few looks there were.
+        scales: {x: {range: window_of(figures.results.window.start || path[0].looked_at,
+                                      path[path.length - 1].looked_at)},
+                 y: {range: [0, 1]}},
         series: [{}].concat(keys.map(function (n, i) { return {label: n, stroke: colours[i % colours.length]}; }),
                             [{label: "alpha", stroke: "#c53030", dash: [4, 4]}]),
-      }, [path.map(function (look) { return seconds(look.looked_at); })].concat(
+      }, [looks].concat(
           keys.map(function (n) { return path.map(function (look) { return value(look.p_values[n]); }); }),
           [path.map(function () { return alpha; })]));
     },
