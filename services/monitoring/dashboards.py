@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from services.monitoring import alerts, dashboard_data as data, dashboard_session as sessions
 from services.monitoring.alerts import ACKNOWLEDGED, FIRING, RESOLVED
 from shared.db import utcnow
-from shared.errors import DomainError, Forbidden, Unauthorized, ValidationFailed
+from shared.errors import DomainError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from shared.request_context import db_session, request_id
 from shared.web import accepts
 
@@ -73,6 +73,12 @@ def _cursor() -> str | None:
 @dashboards.get("/")
 def index():
     return redirect(url_for("dashboards.models"))
+
+
+@dashboards.get("/<path:unknown>")
+def nowhere(unknown: str):
+    """Any other path under /monitoring/: the 404 page, not the API's problem+json."""
+    raise NotFound(f"There is no page at /monitoring/{unknown}.")
 
 
 @dashboards.route("/login", methods=["GET", "POST"])

@@ -142,6 +142,9 @@ def test_an_unknown_id_is_a_404_page_and_bad_input_no_stack_trace(browser):
         answer = browser.get(path)
         assert answer.status_code == 404 and answer.mimetype == "text/html", path
         assert "Traceback" not in answer.get_data(as_text=True)
+    for path in ("/monitoring/nothing/here", "/monitoring/static/missing.js"):
+        answer = browser.get(path)
+        assert answer.status_code == 404 and answer.mimetype == "text/html", path
     for path in ("/monitoring/models?cursor=garbage", "/monitoring/alerts?state=sleeping",
                  "/monitoring/models/nobody?days=-1"):
         answer = browser.get(path)
