@@ -103,6 +103,10 @@ def test_predictions_are_served_by_a_process_of_their_own_and_follow_a_rollback(
     [replica] = http.get(f"{base}/api/v1/endpoints/{first['endpoint']}").json()["replicas"]
     pid = int(replica["replica"].rsplit(":", 1)[1])
     assert b"service_app('serving')" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    # Its figures are in the one /metrics a user can reach: the predictions' latencies, the records it sent.
+    wait_for(lambda: 'modelyard_prediction_log_sent_records_total ' in http.get(f"{base}/metrics").text, timeout=5,
+             what="the serving process's figures in /metrics")
+    assert f'endpoint="{first["endpoint"]}"' in http.get(f"{base}/metrics").text
 
 
 def test_the_briefs_example_5_records_predictions_and_metrics_and_reads_drift_and_performance(platform):
