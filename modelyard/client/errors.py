@@ -18,7 +18,8 @@ class ModelyardError(Exception):
 
     def describe(self) -> str:
         """The title, the detail and each field's messages, one per line: what a person needs to fix it."""
-        lines = [f"{self.title} ({self.status})" + (f": {self.detail}" if self.detail else "")]
+        status = f" ({self.status})" if self.status else ""  # none for a client-side failure (TrainingFailed)
+        lines = [f"{self.title}{status}" + (f": {self.detail}" if self.detail else "")]
         lines += [f"  {field}: {message}" for field, message in _flatten(self.errors)]
         return "\n".join(lines)
 

@@ -35,6 +35,7 @@ class Transport:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "modelyard-client"
         self._login = (username, password) if username and password else None
+        self.token = token  # the bearer token in use, if any: `modelyard login` keeps it
         if api_key:
             self.session.headers["X-API-Key"] = api_key
         elif token:
@@ -47,9 +48,9 @@ class Transport:
         username, password = self._login
         answer = self.request("POST", "/auth/token", json={"username": username, "password": password},
                               authenticate=False)
-        token = answer.json()["access_token"]
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        return token
+        self.token = answer.json()["access_token"]
+        self.session.headers["Authorization"] = f"Bearer {self.token}"
+        return self.token
 
     def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
                 files: Callable[[], dict] | None = None, data: dict | None = None, idempotent_post: bool = False,

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from tests.support.walks import ROOT, Platform, free_port
+from tests.support.walks import ROOT, embedded_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -19,21 +18,8 @@ PASSWORD = "examples-admin-pw"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("var")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
-        "MODELYARD_VAR_DIR": str(var_dir),
-        "MODELYARD_BIND": f"127.0.0.1:{port}",
-        "MODELYARD_ADMIN_PASSWORD": PASSWORD,
-    }
-    run = Platform("run", env, var_dir / "run.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        run.wait_ready(base + "/readyz")
+    with embedded_platform(tmp_path_factory.mktemp("var"), PASSWORD) as (base, env):
         yield {**env, "MODELYARD_URL": base, "MODELYARD_PASSWORD": PASSWORD}
-    finally:
-        run.stop()
 
 
 def example(env: dict, name: str) -> str:
