@@ -68,9 +68,13 @@ class Transport:
         url = self.base_url + API + path
 
         def send() -> requests.Response:
-            return self.session.request(method, url, params=_clean(params), json=json,
-                                        files=files() if files else None, data=data, headers=headers,
-                                        timeout=self.timeout, stream=stream)
+            parts = files() if files else None
+            try:
+                return self.session.request(method, url, params=_clean(params), json=json, files=parts, data=data,
+                                            headers=headers, timeout=self.timeout, stream=stream)
+            finally:
+                for _, handle in (parts or {}).values():
+                    handle.close()
 
         relogged = False
         for attempt in range(self.retries + 1):

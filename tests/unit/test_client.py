@@ -99,6 +99,15 @@ def test_a_503_is_retried_for_a_get_and_a_create_with_its_idempotency_key_but_ne
     assert len(server.log) == 1
 
 
+def test_a_retried_upload_sends_the_whole_file_again_under_one_idempotency_key(server, tmp_path):
+    (tmp_path / "model.skops").write_bytes(b"model bytes " * 100)
+    server.script = [problem(503, "Service unavailable", "Retry."), (201, {"number": 1, "status": "ready"})]
+    version = client_of(server).versions.upload("churn", tmp_path / "model.skops", {"description": "first"})
+    assert version.number == 1 and len(server.log) == 2
+    assert all(b"model bytes " * 100 in body and b'{"description": "first"}' in body for *_, body in server.log)
+    assert len({headers["Idempotency-Key"] for _, _, headers, _ in server.log}) == 1
+
+
 def test_a_post_without_an_idempotency_key_is_not_retried(server):
     server.script = [problem(503, "Service unavailable", "Retry.")]
     with pytest.raises(ModelyardError) as raised:
