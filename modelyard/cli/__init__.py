@@ -11,7 +11,7 @@ import click
 import requests
 
 from modelyard.cli import operations, registry, server
-from modelyard.client import ModelyardError, NotFound
+from modelyard.client import ModelyardError, NotFound, Unauthorized
 
 OK, FAILED, USAGE, NOT_FOUND, REFUSED = 0, 1, 2, 3, 4
 REFUSALS = frozenset({400, 401, 403, 409, 422})
@@ -30,10 +30,14 @@ class Commands(click.Group):
         try:
             return super().invoke(ctx)
         except ModelyardError as error:
-            click.echo(f"Error: {error.describe()}", err=True)
+            hint = "\n(Log in again: modelyard login.)" if isinstance(error, Unauthorized) else ""
+            click.echo(f"Error: {error.describe()}{hint}", err=True)
             ctx.exit(exit_code(error))
         except requests.ConnectionError as error:
             click.echo(f"Error: cannot reach the platform: {error}", err=True)
+            ctx.exit(FAILED)
+        except TimeoutError as error:  # a rollout or training still going when the command stopped following it
+            click.echo(f"Error: {error}", err=True)
             ctx.exit(FAILED)
 
 

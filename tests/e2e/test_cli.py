@@ -24,7 +24,7 @@ PASSWORD = "cli-admin-pw"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    with embedded_platform(tmp_path_factory.mktemp("var"), PASSWORD) as (base, _):
+    with embedded_platform(tmp_path_factory.mktemp("var"), PASSWORD) as (base, _, _):
         yield base
 
 
@@ -165,3 +165,12 @@ def test_a_viewer_is_refused_and_the_installed_script_exits_with_the_code(cli, p
     assert refused.returncode == 4 and refused.stderr.startswith("Error: Forbidden (403): "), refused.stderr
     listed = subprocess.run([script, "-o", "json", "models", "ls"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list), listed.stderr
+
+
+def test_a_token_the_server_no_longer_takes_is_refused_with_a_hint_to_log_in_again(platform, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"url": platform, "token": "expired", "username": "x"}))
+    done = CliRunner(env={"MODELYARD_CONFIG_DIR": str(tmp_path), "MODELYARD_URL": None,
+                          "MODELYARD_API_KEY": None}).invoke(main, ["models", "ls"])
+    assert done.exit_code == 4, done.output
+    assert done.stderr.startswith("Error: Unauthorized (401): ") and done.stderr.endswith(
+        "(Log in again: modelyard login.)\n"), done.stderr

@@ -18,7 +18,7 @@ PASSWORD = "examples-admin-pw"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    with embedded_platform(tmp_path_factory.mktemp("var"), PASSWORD) as (base, env):
+    with embedded_platform(tmp_path_factory.mktemp("var"), PASSWORD) as (base, _, env):
         yield {**env, "MODELYARD_URL": base, "MODELYARD_PASSWORD": PASSWORD}
 
 

@@ -150,9 +150,10 @@ def deploy_and_wait(http: requests.Session, base: str, model_id: str, **body) ->
 
 
 @contextmanager
-def embedded_platform(var_dir: Path, password: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """`make run` on a free port with its own var dir and admin password: (its base URL, the environment
-    it runs in, without this process's MODELYARD_ settings); stopped on leaving, start-up failures too."""
+def embedded_platform(var_dir: Path, password: str) -> Iterator[tuple[str, Platform, dict[str, str]]]:
+    """`make run` on a free port with its own var dir and admin password: (its base URL, its process, the
+    environment it runs in, without this process's MODELYARD_ settings); stopped on leaving, also when
+    start-up failed (a platform left running would outlive the test run)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
@@ -164,6 +165,6 @@ def embedded_platform(var_dir: Path, password: str) -> Iterator[tuple[str, dict[
     base = f"http://127.0.0.1:{port}"
     try:
         run.wait_ready(base + "/readyz")
-        yield base, env
+        yield base, run, env
     finally:
         run.stop()
