@@ -6,7 +6,7 @@ TEST_PROCESSES ?= 2
 PYTEST = $(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving bench-monitoring
+.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving bench-monitoring bench-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,3 +58,6 @@ bench-serving: install-dev
 
 bench-monitoring: install-dev
 	$(BIN)/python -m bench.monitoring
+
+bench-client: install-dev
+	$(BIN)/python -m bench.client
