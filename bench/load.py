@@ -252,6 +252,7 @@ def run_phase(target, batches: list[list[Request]], expect: int = 200) -> dict:
         "seconds": round(wall, 3),
         "per_second": round(sum(o["ok"] for o in outcomes) / wall, 1) if wall else 0.0,
         "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
         # In cores: 1.0 is one core busy for the whole phase.
         "client_cpu": round(sum(o["cpu"] for o in outcomes) / wall, 2),

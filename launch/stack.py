@@ -27,6 +27,8 @@ STACK_DEFAULTS = {
     "MODELYARD_REGISTRY_URL": f"http://127.0.0.1:{catalog.service('registry').port}",
     # Serving replicas poll the deployment service for what each endpoint serves.
     "MODELYARD_DEPLOYMENT_URL": f"http://127.0.0.1:{catalog.service('deployment').port}",
+    # The dashboards' sign-in asks identity to check a password.
+    "MODELYARD_IDENTITY_URL": f"http://127.0.0.1:{catalog.service('identity').port}",
     # Clients come through nginx, which appends the address it saw to X-Forwarded-For (login throttling).
     "MODELYARD_PROXY_HOPS": "1",
 }

@@ -70,6 +70,11 @@ class Settings:
     # Where serving replicas read the desired state (empty: in process, the all-in-one composition), and
     # the most rows one prediction request may carry.
     deployment_url: str = ""
+    # Where the dashboards' sign-in checks a password (identity's token endpoint; empty: in process).
+    identity_url: str = ""
+    # The dashboards' session cookie is sent over HTTPS only (a gateway serving plain HTTP, as `make run`
+    # and `make stack` do, needs it off); on in production.
+    dashboard_cookie_secure: bool = False
     max_predict_rows: int = 10_000
     # The most prediction records one POST /api/v1/monitoring/predictions may carry.
     max_ingest_records: int = 10_000
@@ -136,7 +141,7 @@ def stored_secrets(var_dir: str) -> dict[str, str]:
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "development": {},
     "testing": {"jwt_expires_seconds": 600, "max_upload_bytes": 64 << 20},
-    "production": {},
+    "production": {"dashboard_cookie_secure": True},
 }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from apispec import BasePlugin
+import flask
 from flask import Flask, Response, current_app, g, request
 from flask.views import MethodView
 import flask_smorest
@@ -346,6 +347,10 @@ class ModelyardApi(Api):
                 self.spec.tag({"name": name, "description": blp.description})
             self._undocumented.clear()
             return self.spec.to_dict()
+
+    def register_pages(self, blp: flask.Blueprint) -> None:
+        """Mount a plain Flask blueprint of browser pages (HTML, assets): served, not in the API document."""
+        self._app.register_blueprint(blp)
 
     def _openapi_json(self):
         return current_app.response_class(current_app.json.dumps(self.document(), indent=2, sort_keys=False),

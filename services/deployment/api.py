@@ -43,7 +43,7 @@ class ModelDeployments(MethodView):
     @model_deployments.arguments(DeploymentListArgs, location="query")
     @model_deployments.response(200, page_schema(DeploymentSchema))
     def get(self, args, model_ref: str):
-        """The model's deployments, newest first."""
+        """The model's deployments, newest first, each with every transition."""
         return deployments.list_deployments(session=db_session(), registry=_registry(), model_ref=model_ref, **args)
 
     @requires("ml_engineer")

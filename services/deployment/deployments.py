@@ -200,14 +200,24 @@ def _named(session: Session, deployments: list[Deployment]) -> list[Deployment]:
     return deployments
 
 
+def _with_transitions(session: Session, deployments: list[Deployment]) -> list[Deployment]:
+    """The deployments, each with its transitions in the order they happened."""
+    by_deployment: dict[uuid.UUID, list[Transition]] = {deployment.id: [] for deployment in deployments}
+    if by_deployment:
+        for step in session.scalars(sa.select(Transition).where(Transition.deployment_id.in_(by_deployment))
+                                    .order_by(Transition.at, Transition.id)):
+            by_deployment[step.deployment_id].append(step)
+    for deployment in deployments:
+        deployment.transitions = by_deployment[deployment.id]
+    return deployments
+
+
 def get_deployment(*, session: Session, deployment_id: uuid.UUID, for_update: bool = False) -> Deployment:
     statement = sa.select(Deployment).where(Deployment.id == deployment_id)
     deployment = session.scalar(select_for_update(session, statement) if for_update else statement)
     if deployment is None:
         raise NotFound(f"No deployment with id {deployment_id}.")
-    deployment.transitions = list(session.scalars(
-        sa.select(Transition).where(Transition.deployment_id == deployment.id).order_by(Transition.at, Transition.id)))
-    return _named(session, [deployment])[0]
+    return _named(session, _with_transitions(session, [deployment]))[0]
 
 
 def list_deployments(*, session: Session, registry: RegistryClient, model_ref: str, status: str | None,
@@ -217,9 +227,9 @@ def list_deployments(*, session: Session, registry: RegistryClient, model_ref: s
     if status:
         statement = statement.where(Deployment.status == status)
     page = paginate(session, statement, sorting=DEPLOYMENT_SORTING, limit=limit, cursor=cursor, sort=sort)
-    for deployment in page.items:
-        deployment.transitions = []
-    _named(session, page.items)
+    # Each with its transitions, read in one query for the page: a timeline of the model's deployments (the
+    # dashboards draw one) needs no request per deployment.
+    _named(session, _with_transitions(session, page.items))
     return page
 
 

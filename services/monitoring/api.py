@@ -187,6 +187,8 @@ class ABTestResults(MethodView):
 
 def register(api: Api, rt: Runtime) -> None:
     from services.monitoring.api_alerts import alerts_blp, rules_blp
+    from services.monitoring.api_docs import docs
+    from services.monitoring.dashboards import dashboards
 
     api.register_blueprint(rules_blp)
     api.register_blueprint(alerts_blp)
@@ -194,3 +196,5 @@ def register(api: Api, rt: Runtime) -> None:
     api.register_blueprint(model_monitoring)
     api.register_blueprint(drift_reports)
     api.register_blueprint(ab_test_results)
+    api.register_pages(docs)
+    api.register_pages(dashboards)

@@ -44,6 +44,9 @@ DISTANCE_THRESHOLD = 0.1
 PSI_THRESHOLD = 0.1
 # Evidently's floor under the reference's spread, so that a constant reference does not divide by zero.
 MIN_SPREAD = 0.001
+# A categorical feature's chart shows its most common values, the rest as one bar.
+CHART_VALUES = 20
+OTHER_VALUES = "(other values)"
 # PSI's stand-in for an empty bin's share (Evidently's): log(0) has no value.
 EMPTY_BIN_SHARE = 0.0001
 # Python types whose values are numbers to the tests (None is missing).
@@ -64,6 +67,8 @@ class FeatureDrift:
     missing_rate_change: float
     reference_rows: int
     current_rows: int
+    # The shares PSI compares, for a chart: {"bins": [edges] (numbers) or [values], "reference": [...], "current": [...]}.
+    histogram: dict[str, list] | None = None
 
 
 class Column:
@@ -142,12 +147,15 @@ def choose_test(kind: str, reference_rows: int, distinct_values: int) -> tuple[s
     return tested_as, "wasserstein" if tested_as == NUMERIC else "jensen_shannon"
 
 
+def _keys(reference: Column, current: Column) -> list:
+    """Every value either sample holds, in one order: numbers first, in order, then strings in order."""
+    return sorted(reference.counts.keys() | current.counts.keys(), key=lambda key: (not isinstance(key, (int, float)), key))
+
+
 def _counts(reference: Column, current: Column) -> tuple[np.ndarray, np.ndarray]:
-    """Each sample's count of every value either holds, in one order (numbers first, in order, then
-    strings in order)."""
+    """Each sample's count of every value either holds, in `_keys`' order."""
     reference_counts, current_counts = reference.counts, current.counts
-    keys = sorted(reference_counts.keys() | current_counts.keys(),
-                  key=lambda key: (not isinstance(key, (int, float)), key))
+    keys = _keys(reference, current)
     return (np.array([reference_counts[key] for key in keys], dtype=float),
             np.array([current_counts[key] for key in keys], dtype=float))
 
@@ -199,19 +207,37 @@ def jensen_shannon(reference: Column, current: Column) -> float:
                                         current_counts / current_counts.sum()))
 
 
-def psi(reference: Column, current: Column, kind: str) -> float:
-    """The population stability index, binned as Evidently bins it: numbers with more than 20 distinct
-    reference values in Sturges' bins over both samples, anything else by value; an empty bin's share
-    taken as EMPTY_BIN_SHARE (or a millionth of the smallest share when that is smaller)."""
+def binned(reference: Column, current: Column, kind: str) -> tuple[list, np.ndarray, np.ndarray]:
+    """The bins PSI compares, as Evidently bins it, and each sample's share of its present values per bin:
+    numbers with more than 20 distinct reference values in Sturges' bins over both samples (the bins are
+    their edges, one more than the shares), anything else by value (the bins are the values)."""
     if kind == NUMERIC and reference.distinct > 20:
         edges = np.histogram_bin_edges(np.concatenate([reference.numbers, current.numbers]), bins="sturges")
-        reference_share = _histogram(reference.numbers, edges) / reference.present
-        current_share = _histogram(current.numbers, edges) / current.present
-    else:
-        reference_counts, current_counts = _counts(reference, current)
-        reference_share, current_share = reference_counts / reference.present, current_counts / current.present
+        return (edges.tolist(), _histogram(reference.numbers, edges) / reference.present,
+                _histogram(current.numbers, edges) / current.present)
+    keys, (reference_counts, current_counts) = _keys(reference, current), _counts(reference, current)
+    return keys, reference_counts / reference.present, current_counts / current.present
+
+
+def psi(reference: Column, current: Column, kind: str) -> float:
+    """The population stability index over `binned`'s shares, an empty bin's share taken as EMPTY_BIN_SHARE (or
+    a millionth of the smallest share when that is smaller)."""
+    _, reference_share, current_share = binned(reference, current, kind)
     reference_share, current_share = _fill_empty(reference_share), _fill_empty(current_share)
     return float(np.sum((reference_share - current_share) * np.log(reference_share / current_share)))
+
+
+def histogram(reference: Column, current: Column, kind: str) -> dict[str, list]:
+    """`binned`'s shares for a chart, values beyond the CHART_VALUES most common (in both samples) as one "other"."""
+    bins, reference_share, current_share = binned(reference, current, kind)
+    if len(bins) == len(reference_share) and len(bins) > CHART_VALUES:
+        order = np.argsort(-(reference_share + current_share), kind="stable")
+        kept, rest = np.sort(order[:CHART_VALUES - 1]), order[CHART_VALUES - 1:]
+        bins = [bins[index] for index in kept] + [OTHER_VALUES]
+        reference_share = np.append(reference_share[kept], reference_share[rest].sum())
+        current_share = np.append(current_share[kept], current_share[rest].sum())
+    return {"bins": [bin if isinstance(bin, (int, float, str)) else str(bin) for bin in bins],
+            "reference": reference_share.tolist(), "current": current_share.tolist()}
 
 
 def _histogram(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -249,7 +275,8 @@ def feature_drift(name: str, kind: str, reference: Column | Sequence, current: C
         (reference.rows - reference.present) / reference.rows
     return FeatureDrift(name=name, kind=tested_as, test=test, statistic=float(statistic), p_value=p_value,
                         threshold=threshold, drifted=bool(drifted), psi=psi(reference, current, tested_as),
-                        missing_rate_change=missing_change, reference_rows=reference.rows, current_rows=current.rows)
+                        missing_rate_change=missing_change, reference_rows=reference.rows, current_rows=current.rows,
+                        histogram=histogram(reference, current, tested_as))
 
 
 def benjamini_hochberg(p_values: list[float]) -> list[float]:

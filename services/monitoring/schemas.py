@@ -161,6 +161,10 @@ class FeatureDriftSchema(Schema):
     missing_rate_change = fields.Float()
     reference_rows = fields.Integer()
     current_rows = fields.Integer()
+    histogram = fields.Dict(allow_none=True, metadata={
+        "description": "what PSI compares, for a chart: bins (a numeric feature's bin edges, one more than the "
+                       "shares; else its values, the 20 most common, the rest as one), and each side's share of "
+                       "its present values per bin (reference, current). Absent from reports stored before."})
 
 
 CORRECTIONS = ("none", "bh")

@@ -32,8 +32,10 @@ SERVICE = ServiceSpec(
     # the rest of /ab-tests to the deployment service, which owns the tests (a regex location wins over a prefix).
     locations=(Location("^/api/v1/models/[^/]+/(performance|drift|anomalies)$", "regex"),
                Location("^/api/v1/ab-tests/[^/]+/results$", "regex"), Location("/api/v1/monitoring"),
-               Location("/api/v1/drift-reports"), Location("/api/v1/alert-rules"), Location("/api/v1/alerts")),
-    settings=("registry_url", "deployment_url", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours",
+               Location("/api/v1/drift-reports"), Location("/api/v1/alert-rules"), Location("/api/v1/alerts"),
+               # The platform's browser pages: the API's documentation, the dashboards (dashboards.py).
+               Location("/api/v1/docs"), Location("/monitoring/")),
+    settings=("registry_url", "deployment_url", "identity_url", "dashboard_cookie_secure", "max_ingest_records", "drift_fresh_seconds", "drift_window_hours",
               "webhook_allow_private", "prediction_retention_days", "feature_hash_key"),
     tables=("services.monitoring.tables",),
     consumers=("services.monitoring.handlers:version_baselines",

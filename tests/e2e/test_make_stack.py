@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import threading
@@ -112,6 +113,26 @@ def test_the_gateway_serves_one_api_document_for_every_service(stack):
     # What make run serves: identity's, the registry's and training's routes in one document.
     assert served.json() == document()
     assert {"/api/v1/auth/token", "/api/v1/models", "/api/v1/trainings/{job_id}"} <= set(served.json()["paths"])
+
+
+def test_the_api_docs_and_the_dashboards_answer_through_the_gateway(stack):
+    base, _ = stack
+    docs = requests.get(f"{base}/api/v1/docs", timeout=10)
+    assert docs.status_code == 200 and '<redoc spec-url="/api/v1/openapi.json">' in docs.text
+    assert requests.get(f"{base}/api/v1/docs/assets/redoc.standalone.js", timeout=10).status_code == 200
+    browser = requests.Session()
+    login_page = browser.get(f"{base}/monitoring/models", timeout=10)  # signed out: to the sign-in page
+    assert login_page.url == f"{base}/monitoring/login?next=/monitoring/models"
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text).group(1)
+    # Signing in asks identity over HTTP (MODELYARD_IDENTITY_URL); nginx forwards the Host without its port.
+    signed = browser.post(f"{base}/monitoring/login", data={"username": "admin", "password": PASSWORD,
+                                                            "csrf_token": csrf, "next": "/monitoring/models"},
+                          headers={"Origin": base}, timeout=10)
+    assert signed.status_code == 200 and signed.url == f"{base}/monitoring/models" and "admin (admin)" in signed.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', signed.text).group(1)
+    foreign = browser.post(f"{base}/monitoring/logout", data={"csrf_token": csrf},
+                           headers={"Origin": "http://evil.example"}, timeout=10)
+    assert foreign.status_code == 403
 
 
 def test_a_new_user_walks_from_login_to_lineage_through_the_gateway(stack, events):

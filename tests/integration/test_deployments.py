@@ -140,6 +140,12 @@ def test_blue_green_then_rollback_and_the_history_of_what_served(client, ml, ds)
     # Rolling back twice is refused; so is rolling back the first deployment (nothing before it).
     assert client.post(f"/api/v1/deployments/{second['id']}/rollback", headers=ml).status_code == 409
     assert client.post(f"/api/v1/deployments/{first['id']}/rollback", headers=ml).status_code == 409
+    # The model's list holds every deployment with its transitions, as each one's own answer does.
+    listed = client.get(f"/api/v1/models/{model['id']}/deployments", headers=ds).json["items"]
+    assert [item["id"] for item in listed] == [second["id"], first["id"]]
+    assert [item["transitions"] for item in listed] == [
+        client.get(f"/api/v1/deployments/{item['id']}", headers=ds).json["transitions"] for item in listed]
+    assert listed[0]["transitions"][-1]["to_status"] == "rolled_back"
 
 
 def test_a_canary_moves_traffic_step_by_step(client, ml, ds):
