@@ -6,7 +6,8 @@ TEST_PROCESSES ?= 2
 PYTEST = $(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving bench-monitoring bench-dashboards
+.PHONY: install install-dev run test unit integration e2e stack migrate bench-registry bench-hpo bench-serving bench-monitoring \
+	bench-client bench-dashboards
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,9 @@ bench-serving: install-dev
 
 bench-monitoring: install-dev
 	$(BIN)/python -m bench.monitoring
+
+bench-client: install-dev
+	$(BIN)/python -m bench.client
 
 bench-dashboards: install-dev
 	$(BIN)/python -m bench.dashboards

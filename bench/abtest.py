@@ -7,7 +7,8 @@ A/B analyses.
    as predictions.predict places a request: an A/B test's salted 50/50 split, beside a canary's 10/90 split
    salted with the endpoint's name (no test), a request naming no unit (placed at random), and one whole
    in-process prediction of 1 row (predictions.predict with an iris logistic regression loaded from skops
-   bytes, its LoadedModel.predict alone beside it), so that the overhead reads as a share of a request.
+   bytes, its LoadedModel.predict alone beside it), so that the overhead reads as a share of a request; and
+   the same requests with a shadow B, whose copies the mirror's thread answers in the same process.
 2. analysis: bench/abtest_analysis.py (its docstring says how).
 
 No peer: the platforms we compare against elsewhere (MLflow, MLServer) have no A/B tests of their own.
@@ -70,9 +71,9 @@ class _DiscardedLog:
         pass
 
 
-def _replica() -> tuple[Replica, list[dict]]:
+def _replica(shadow: bool = False) -> tuple[Replica, list[dict]]:
     """A replica whose control plane names two iris logistic regressions on one endpoint, split by a salted
-    50/50 A/B test; and the iris rows."""
+    50/50 A/B test (`shadow`: A answering everything, B a copy of it); and the iris rows."""
     import skops.io as sio
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -86,7 +87,9 @@ def _replica() -> tuple[Replica, list[dict]]:
     desired = {"model_id": model_id,
                "changes": [{"effective_at": "2026-01-01T00:00:00+00:00", "salt": SALT,
                             "routes": [{"deployment_id": r.deployment_id, "version": r.version, "weight": r.weight}
-                                       for r in SPLIT]}],
+                                       for r in SPLIT] if not shadow else
+                            [{"deployment_id": "a", "version": 1, "weight": 100.0},
+                             {"deployment_id": "b", "version": 2, "weight": 100.0, "shadow": True}]}],
                "deployments": {r.deployment_id: {"version": r.version, "artifact_sha256": r.deployment_id * 64,
                                                  "features": FEATURES} for r in SPLIT}}
 
@@ -112,28 +115,38 @@ def assignment(*, units: int, requests: int) -> list[str]:
         lines.append(f"  {label}: {figures[0]:.2f} us ({figures[1]:.2f}) per assignment (target < 100 us)")
 
     replica, rows = _replica()
-    stats, log, mirror = ServingStats(CollectorRegistry()), _DiscardedLog(), Mirror()
     bodies = [{"unit_id": names[n % units], "instances": [rows[n % len(rows)]]} for n in range(requests)]
+    request = _predictions(replica, bodies, Mirror())
     model = replica.model(replica.desired(ENDPOINT).deployments["a"])
-
-    def whole() -> None:
-        for body in bodies:
-            predict(replica=replica, stats=stats, prediction_log=log, mirror=mirror, endpoint=ENDPOINT, body=body,
-                    max_rows=1000)
-
-    def model_alone() -> None:
-        for body in bodies:
-            model.predict(body["instances"])
-
-    whole()  # warm: both versions loaded, the statistics' series made
-    request, alone = _timed(whole, requests), _timed(model_alone, requests)
+    alone = _timed(lambda: [model.predict(body["instances"]) for body in bodies], requests)
     replica.stop()
     lines.append(f"  one in-process prediction of 1 row (predictions.predict, iris logistic regression, {requests:,} "
                  f"requests): {request[0]:.1f} us ({request[1]:.1f}); the model's LoadedModel.predict alone "
                  f"{alone[0]:.1f} us ({alone[1]:.1f})")
     lines.append(f"  the salted assignment is {salted[0] / request[0]:.1%} of the in-process request (HTTP, "
                  "authentication and JSON come on top: bench/serving.py measures ~1.3 ms per request with 1 client)")
+    replica, _ = _replica(shadow=True)
+    mirror = Mirror()
+    shadowed = _predictions(replica, bodies, mirror)
+    mirror.close()
+    replica.stop()
+    lines.append(f"  the same with a shadow B (A answers, B a copy on the mirror's thread, in this process): "
+                 f"{shadowed[0]:.1f} us ({shadowed[1]:.1f}) per request; {mirror.dropped:,} copies of "
+                 f"{requests * (REPEATS + 1):,} dropped by a mirror that fell behind back-to-back requests")
     return lines
+
+
+def _predictions(replica: Replica, bodies: list[dict], mirror: Mirror) -> tuple[float, float]:
+    """predictions.predict's time per request over `bodies`, after a warm-up round (versions loaded, series made)."""
+    stats, log = ServingStats(CollectorRegistry()), _DiscardedLog()
+
+    def whole() -> None:
+        for body in bodies:
+            predict(replica=replica, stats=stats, prediction_log=log, mirror=mirror, endpoint=ENDPOINT, body=body,
+                    max_rows=1000)
+
+    whole()
+    return _timed(whole, len(bodies))
 
 
 def main() -> None:

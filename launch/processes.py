@@ -77,21 +77,26 @@ class Supervisor:
         self.env = env
         self.children: dict[str, subprocess.Popen] = {}
         self.stopping = False
+        self._metrics_dirs: set[Path] = set()
 
     def start(self, name: str, argv: list[str], **env: str) -> None:
         self.children[name] = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
 
     def web(self, name: str, binds: list[str], app: str, *, var_dir: str, workers: int = 1,
-            threads: int | None = None, config: str | None = None, env: dict[str, str] | None = None) -> None:
+            threads: int | None = None, config: str | None = None, env: dict[str, str] | None = None,
+            metrics: str | None = None) -> None:
         """A gunicorn server whose workers share one Prometheus view (multiprocess mode).
 
         Each worker serves its requests on gevent's greenlets, or, given `threads`, on that many threads
         (0: gunicorn's sync worker, one request at a time);
-        `env` adds to (or overrides) the supervisor's environment for this server alone.
+        `env` adds to (or overrides) the supervisor's environment for this server alone; `metrics` names
+        the view it shares (default: its own, by `name`), so that another server's /metrics shows it too.
         """
-        metrics_dir = Path(var_dir) / "prometheus" / name
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        metrics_dir = Path(var_dir) / "prometheus" / (metrics or name)
+        if metrics_dir not in self._metrics_dirs:  # emptied once: a server sharing it may have written already
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            self._metrics_dirs.add(metrics_dir)
         # No --preload: each worker imports the app itself and the master holds only gunicorn (~25 MiB
         # instead of a full copy of the app: resident memory counts shared pages in every process).
         # Each worker's Prometheus values then live in its own files from the start.

@@ -29,8 +29,10 @@ def main() -> int:
     serving_socket = str(Path(settings.var_dir).resolve() / "serving.sock")
     if len(serving_socket) >= UNIX_PATH_MAX:
         serving_socket = str(Path(tempfile.mkdtemp(prefix="modelyard-")) / "serving.sock")
+    # One Prometheus view for both servers: the web process's /metrics, the only one a user can reach, shows
+    # the serving process's figures (its latencies, its prediction log's and shadow mirror's drops) too.
     supervisor.web("serving", [f"unix:{serving_socket}"], "launch.apps:service_app('serving')",
-                   var_dir=settings.var_dir, workers=1, threads=4,
+                   var_dir=settings.var_dir, workers=1, threads=4, metrics="web",
                    env={"MODELYARD_DEPLOYMENT_URL": f"http://{bind}",
                         "MODELYARD_REPLICA_POLL_SECONDS": os.environ.get("MODELYARD_REPLICA_POLL_SECONDS", "0.5"),
                         "MODELYARD_SWITCH_AHEAD_SECONDS": os.environ.get("MODELYARD_SWITCH_AHEAD_SECONDS", "1.5")})

@@ -8,7 +8,6 @@ its example 4 started between an old and a new model.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import requests
 from tests.support.deployments import iris_row
 from tests.support.polling import wait_for
 from tests.support.walks import (
-    Platform, deploy_and_wait, free_port, login, served_model, train_tiny_model, walk_to_lineage,
+    deploy_and_wait, embedded_platform, login, served_model, train_tiny_model, walk_to_lineage,
 )
 
 pytestmark = pytest.mark.e2e
@@ -28,22 +27,8 @@ PASSWORD = "first-admin-pw"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("var")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
-        "MODELYARD_VAR_DIR": str(var_dir),
-        "MODELYARD_BIND": f"127.0.0.1:{port}",
-        "MODELYARD_ADMIN_PASSWORD": PASSWORD,
-    }
-    run = Platform("run", env, var_dir / "run.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        run.wait_ready(base + "/readyz")
+    with embedded_platform(tmp_path_factory.mktemp("var"), PASSWORD) as (base, run, _):
         yield base, run
-    finally:
-        # Also when start-up failed: a platform left running would outlive the test run.
-        run.stop()
 
 
 def test_make_run_prints_where_it_listens_and_how_to_log_in(platform):
@@ -103,6 +88,10 @@ def test_predictions_are_served_by_a_process_of_their_own_and_follow_a_rollback(
     [replica] = http.get(f"{base}/api/v1/endpoints/{first['endpoint']}").json()["replicas"]
     pid = int(replica["replica"].rsplit(":", 1)[1])
     assert b"service_app('serving')" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    # Its figures are in the one /metrics a user can reach: the predictions' latencies, the records it sent.
+    wait_for(lambda: 'modelyard_prediction_log_sent_records_total ' in http.get(f"{base}/metrics").text, timeout=5,
+             what="the serving process's figures in /metrics")
+    assert f'endpoint="{first["endpoint"]}"' in http.get(f"{base}/metrics").text
 
 
 def test_the_briefs_example_5_records_predictions_and_metrics_and_reads_drift_and_performance(platform):

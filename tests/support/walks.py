@@ -9,7 +9,9 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -145,3 +147,24 @@ def deploy_and_wait(http: requests.Session, base: str, model_id: str, **body) ->
     url = f"{base}{accepted.json()['url']}"
     return wait_for(lambda: (found := http.get(url).json())["status"] in ENDED and found, timeout=60,
                     what=f"version {body.get('version')}'s rollout")
+
+
+@contextmanager
+def embedded_platform(var_dir: Path, password: str) -> Iterator[tuple[str, Platform, dict[str, str]]]:
+    """`make run` on a free port with its own var dir and admin password: (its base URL, its process, the
+    environment it runs in, without this process's MODELYARD_ settings); stopped on leaving, also when
+    start-up failed (a platform left running would outlive the test run)."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
+        "MODELYARD_VAR_DIR": str(var_dir),
+        "MODELYARD_BIND": f"127.0.0.1:{port}",
+        "MODELYARD_ADMIN_PASSWORD": password,
+    }
+    run = Platform("run", env, var_dir / "run.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        run.wait_ready(base + "/readyz")
+        yield base, run, env
+    finally:
+        run.stop()

@@ -50,16 +50,19 @@ def test_masked_settings_hide_secrets_and_url_passwords():
     assert "pw" not in str(shown)
 
 
-def test_config_show_says_the_secrets_make_run_generated_are_set_without_printing_them(tmp_path, monkeypatch, capsys):
+def test_config_show_says_the_secrets_make_run_generated_are_set_without_printing_them(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
     from launch.processes import local_secrets
-    from shared.cli import main
+    from modelyard.cli import main
 
     for name in ("MODELYARD_JWT_SECRET", "MODELYARD_ARTIFACT_KEYS", "MODELYARD_FEATURE_HASH_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODELYARD_VAR_DIR", str(tmp_path))
     generated = local_secrets(load_settings())  # what make run does before it starts anything
-    assert main(["config", "show"]) == 0
-    shown = json.loads(capsys.readouterr().out)
+    done = CliRunner().invoke(main, ["config", "show"])
+    assert done.exit_code == 0, done.output
+    shown = json.loads(done.output)
     assert shown["jwt_secret"] == shown["artifact_keys"] == shown["feature_hash_key"] == "********"
     assert not any(secret in json.dumps(shown) for secret in generated.values())
     assert shown["bind"] == "127.0.0.1:8000"
@@ -78,3 +81,29 @@ def test_a_var_dir_made_before_the_feature_hash_key_gets_one_and_keeps_its_other
     assert {name: first[name] for name in older} == older and len(first["MODELYARD_FEATURE_HASH_KEY"]) >= 32
     assert local_secrets(settings) == first == stored_secrets(str(tmp_path))  # made once, then read
     assert (tmp_path / SECRETS_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_migrate_builds_the_schema_of_the_configured_database(tmp_path, monkeypatch):
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from modelyard.cli import main
+
+    monkeypatch.setenv("MODELYARD_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("MODELYARD_DATABASE_URL", raising=False)
+    done = CliRunner().invoke(main, ["migrate"])
+    assert done.exit_code == 0, done.output
+    with sqlite3.connect(tmp_path / "modelyard.db") as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"models", "model_versions", "alembic_version"} <= tables
+
+
+def test_config_show_refuses_a_bad_setting_as_a_usage_error(monkeypatch):
+    from click.testing import CliRunner
+
+    from modelyard.cli import main
+
+    monkeypatch.setenv("MODELYARD_ENV", "staging")
+    done = CliRunner().invoke(main, ["config", "show"])
+    assert done.exit_code == 2 and "MODELYARD_ENV must be one of" in done.output
