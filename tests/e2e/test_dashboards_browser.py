@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.support.polling import wait_for
-from tests.support.walks import Platform, deploy_and_wait, free_port, login, served_model, train_tiny_model
+from tests.support.walks import deploy_and_wait, embedded_platform, login, served_model, train_tiny_model
 
 pytestmark = pytest.mark.e2e
 
@@ -55,18 +55,8 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def platform(chromium, tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("var")
-    port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
-           "MODELYARD_VAR_DIR": str(var_dir), "MODELYARD_BIND": f"127.0.0.1:{port}",
-           "MODELYARD_ADMIN_PASSWORD": PASSWORD}
-    run = Platform("run", env, var_dir / "run.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        run.wait_ready(base + "/readyz")
+    with embedded_platform(tmp_path_factory.mktemp("var"), PASSWORD) as (base, _, _):
         yield base
-    finally:
-        run.stop()
 
 
 @pytest.fixture(scope="module")
