@@ -220,16 +220,19 @@ def binned(reference: Column, current: Column, kind: str) -> tuple[list, np.ndar
 
 
 def psi(reference: Column, current: Column, kind: str) -> float:
-    """The population stability index over `binned`'s shares, an empty bin's share taken as EMPTY_BIN_SHARE (or
-    a millionth of the smallest share when that is smaller)."""
-    _, reference_share, current_share = binned(reference, current, kind)
+    """The population stability index over `binned`'s shares (see _psi)."""
+    return _psi(*binned(reference, current, kind)[1:])
+
+
+def _psi(reference_share: np.ndarray, current_share: np.ndarray) -> float:
+    """The population stability index of two samples' shares per bin, an empty bin's share taken as
+    EMPTY_BIN_SHARE (or a millionth of the smallest share when that is smaller)."""
     reference_share, current_share = _fill_empty(reference_share), _fill_empty(current_share)
     return float(np.sum((reference_share - current_share) * np.log(reference_share / current_share)))
 
 
-def histogram(reference: Column, current: Column, kind: str) -> dict[str, list]:
+def histogram(bins: list, reference_share: np.ndarray, current_share: np.ndarray) -> dict[str, list]:
     """`binned`'s shares for a chart, values beyond the CHART_VALUES most common (in both samples) as one "other"."""
-    bins, reference_share, current_share = binned(reference, current, kind)
     if len(bins) == len(reference_share) and len(bins) > CHART_VALUES:
         order = np.argsort(-(reference_share + current_share), kind="stable")
         kept, rest = np.sort(order[:CHART_VALUES - 1]), order[CHART_VALUES - 1:]
@@ -273,10 +276,11 @@ def feature_drift(name: str, kind: str, reference: Column | Sequence, current: C
     drifted = p_value < threshold if p_value is not None else statistic >= threshold
     missing_change = (current.rows - current.present) / current.rows - \
         (reference.rows - reference.present) / reference.rows
+    bins = binned(reference, current, tested_as)  # once for both: PSI's shares are the chart's
     return FeatureDrift(name=name, kind=tested_as, test=test, statistic=float(statistic), p_value=p_value,
-                        threshold=threshold, drifted=bool(drifted), psi=psi(reference, current, tested_as),
+                        threshold=threshold, drifted=bool(drifted), psi=_psi(*bins[1:]),
                         missing_rate_change=missing_change, reference_rows=reference.rows, current_rows=current.rows,
-                        histogram=histogram(reference, current, tested_as))
+                        histogram=histogram(*bins))
 
 
 def benjamini_hochberg(p_values: list[float]) -> list[float]:
