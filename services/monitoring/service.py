@@ -36,7 +36,8 @@ SERVICE = ServiceSpec(
                # The platform's browser pages: the API's documentation, the dashboards (dashboards.py).
                Location("/api/v1/docs"), Location("/monitoring/")),
     settings=("registry_url", "deployment_url", "identity_url", "dashboard_cookie_secure", "max_ingest_records",
-              "drift_fresh_seconds", "drift_window_hours", "webhook_allow_private", "prediction_retention_days", "feature_hash_key"),
+              "drift_fresh_seconds", "drift_window_hours", "webhook_allow_private", "prediction_retention_days",
+              "feature_hash_key"),
     tables=("services.monitoring.tables",),
     consumers=("services.monitoring.handlers:version_baselines",
                "services.monitoring.handlers:sensitive_feature_lists", "services.monitoring.handlers:alert_sources",
