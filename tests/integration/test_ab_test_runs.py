@@ -83,6 +83,28 @@ def served(client, ds, endpoint: str, unit: str) -> int:
     return answer.json["model_version"]
 
 
+def iris_orders(client, ds, model: dict, endpoint: str, count: int) -> list[dict]:
+    """`count` orders (order-n, from user-n) predicted on the endpoint, then their actuals posted; the answers.
+    One actual in ten contradicts the truth: B errs often enough (~10%) for its rate to be trusted, whichever
+    units the test's salt sends it."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    answers, actuals = [], []
+    for n in range(count):
+        row = dict(zip(FEATURES, map(float, iris.data[n % 150])))
+        answer = client.post(f"/api/v1/endpoints/{endpoint}/predict",
+                             json={"instances": [row], "unit_id": f"user-{n}", "request_id": f"order-{n}"},
+                             headers=ds)
+        assert answer.status_code == 200, answer.json
+        answers.append(answer.json)
+        actual = int(iris.target[n % 150]) if n % 10 else (int(iris.target[n % 150]) + 1) % 3
+        actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": actual})
+    stored = client.post("/api/v1/monitoring/actuals", json={"records": actuals}, headers=ds)
+    assert stored.status_code == 202 and stored.json["accepted"] == count, stored.json
+    return answers
+
+
 def test_b_takes_its_share_of_the_units_each_sticky_until_the_test_stops(client, ds, ml):
     model, endpoint = live_model(client, ds, ml)
     test = define(client, ml, model, version_b=2, traffic_split=0.3)
@@ -192,8 +214,6 @@ def test_traffic_and_actuals_carry_a_test_to_its_verdict_and_the_winner_is_promo
     """End to end: version 1 guesses (fitted on shuffled labels), version 2 knows iris; units meet their arm
     through predict, their actuals arrive, monitoring's analysis decides, and B becomes the endpoint's live
     version through a normal deployment."""
-    from sklearn.datasets import load_iris
-
     model = create_model(client, ds, features=FEATURES)
     for data in (skops_model(0, shuffled=True), skops_model(0)):
         assert upload_version(client, ds, model["id"], data, filename="model.skops").status_code == 201
@@ -204,20 +224,7 @@ def test_traffic_and_actuals_carry_a_test_to_its_verdict_and_the_winner_is_promo
     wait_for(lambda: any(served(client, ds, endpoint, f"probe-{n}") == 2 for n in range(20)), timeout=10,
              what="B's share in effect")
 
-    iris = load_iris()
-    actuals = []
-    for n in range(400):
-        row = dict(zip(FEATURES, map(float, iris.data[n % 150])))
-        answer = client.post(f"/api/v1/endpoints/{endpoint}/predict",
-                             json={"instances": [row], "unit_id": f"user-{n}", "request_id": f"order-{n}"},
-                             headers=ds)
-        assert answer.status_code == 200, answer.json
-        # One actual in ten contradicts the truth: B errs often enough (~10%) for its rate to be trusted,
-        # whichever units the test's salt sends it.
-        actual = int(iris.target[n % 150]) if n % 10 else (int(iris.target[n % 150]) + 1) % 3
-        actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": actual})
-    stored = client.post("/api/v1/monitoring/actuals", json={"records": actuals}, headers=ds)
-    assert stored.status_code == 202 and stored.json["accepted"] == 400, stored.json
+    iris_orders(client, ds, model, endpoint, 400)
     # Serving hands its records to the ingest pool: the results are asked for once all 400 met their actuals
     # (the probes above have none).
     wait_for(lambda: client.get(f"/api/v1/models/{model['id']}/performance?days=1", headers=ds
@@ -241,8 +248,6 @@ def test_traffic_and_actuals_carry_a_test_to_its_verdict_and_the_winner_is_promo
 def test_a_shadow_b_answers_copies_never_returned_and_is_judged_against_as_actuals(client, ds, ml):
     """Shadow: every request is answered by A and copied to B, whose answers are recorded under the same
     request ids; the actuals of A's answers judge both, and the verdict ends the shadow without promoting."""
-    from sklearn.datasets import load_iris
-
     model = create_model(client, ds, features=FEATURES)
     for data in (skops_model(0, shuffled=True), skops_model(0)):
         assert upload_version(client, ds, model["id"], data, filename="model.skops").status_code == 201
@@ -263,18 +268,7 @@ def test_a_shadow_b_answers_copies_never_returned_and_is_judged_against_as_actua
 
     wait_for(copied_to_b, timeout=30, what="B answering copies")
 
-    iris = load_iris()
-    actuals = []
-    for n in range(300):
-        row = dict(zip(FEATURES, map(float, iris.data[n % 150])))
-        answer = client.post(f"/api/v1/endpoints/{endpoint}/predict",
-                             json={"instances": [row], "unit_id": f"user-{n}", "request_id": f"order-{n}"},
-                             headers=ds)
-        assert answer.status_code == 200 and answer.json["model_version"] == 1, answer.json
-        actual = int(iris.target[n % 150]) if n % 10 else (int(iris.target[n % 150]) + 1) % 3
-        actuals.append({"model_id": model["id"], "request_id": f"order-{n}", "actual": actual})
-    stored = client.post("/api/v1/monitoring/actuals", json={"records": actuals}, headers=ds)
-    assert stored.status_code == 202 and stored.json["accepted"] == 300, stored.json
+    assert {answer["model_version"] for answer in iris_orders(client, ds, model, endpoint, 300)} == {1}
     # Every order-n was answered by both versions, each stored under its own version, each meeting its actual.
     for version in (1, 2):
         wait_for(lambda: client.get(f"/api/v1/models/{model['id']}/performance?days=1&version={version}",
